@@ -1,0 +1,104 @@
+# The compiled codec: simdjson On-Demand decode (wsa_parse.hpp) and frame encode.
+from libcpp cimport bool as cbool
+
+
+cdef extern from "simdjson.h" namespace "simdjson":
+    size_t SIMDJSON_PADDING
+
+    cdef cppclass OdParser "simdjson::ondemand::parser":
+        OdParser() except +
+
+
+cdef extern from "wsa_parse.hpp" namespace "wsa":
+    cdef enum Form:
+        VERBOSE
+        COMPACT
+
+    cdef enum Type:
+        TYPE_NONE
+        REQUEST
+        RESPONSE
+        EVENT
+
+    cdef enum Peer:
+        PEER_ID
+        PEER_SERVER
+        PEER_BROADCAST
+        PEER_ANONYMOUS
+
+    cdef enum Result:
+        RESULT_NONE
+        SUCCESS
+        FAIL
+
+    cdef enum Status:
+        OK
+        NOT_JSON
+        INVALID
+
+    ctypedef struct Str:
+        const char* p
+        size_t n
+
+    ctypedef struct WsaMsg:
+        int status
+        const char* reason
+        int form
+        int type
+        int from_kind
+        int to_kind
+        int result
+        Str from_ "from"
+        Str to
+        Str id
+        Str method
+        Str params
+        Str receipt
+        Str code
+        Str data
+        cbool has_params
+        cbool has_receipt
+        cbool receipt_null
+        cbool has_data
+        cbool has_readable_id
+        cbool has_readable_from
+        Str readable_id
+        Str readable_from
+        int readable_type
+
+    void wsa_parse "wsa::parse"(OdParser& parser, const char* buf, size_t n, size_t capacity, WsaMsg* m) nogil
+    cbool is_client_id(Str s) nogil
+
+
+cdef class Parser:
+    cdef OdParser* _parser          # one On-Demand parser reused for every message
+    cdef char* _buf                 # padded copy of the payload being parsed
+    cdef size_t _capacity           # usable bytes of _buf, padding excluded
+    cdef WsaMsg msg                 # the last result; views die at the next parse
+
+    cdef WsaMsg* parse(self, const char* data, size_t n) except NULL
+
+
+cdef class FrameBuffer:
+    cdef char* data                 # frames waiting to be written, back to back
+    cdef Py_ssize_t size            # bytes in use
+    cdef Py_ssize_t capacity        # bytes allocated
+
+    cdef int reserve(self, Py_ssize_t extra) except -1
+    cdef int append(self, const char* p, Py_ssize_t n) except -1
+    cdef Py_ssize_t write_json(self, const WsaMsg* m, int form) except -1
+    cdef int write_frame(self, const WsaMsg* m, int form) except -1
+    cdef int write_text_frame(self, const char* p, Py_ssize_t n) except -1
+    cdef void _place_header(self, Py_ssize_t frame_start, Py_ssize_t n) noexcept
+    cdef bytes take(self)
+
+
+cdef inline Str str_of(bytes b):
+    cdef Str s
+    s.p = <const char*>b
+    s.n = len(b)
+    return s
+
+
+cdef object loads(Str s)                    # raw JSON span -> Python value
+cdef object to_message(const WsaMsg* m)     # WsaMsg -> wsa_fast.message.Message

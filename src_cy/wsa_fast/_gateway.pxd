@@ -1,0 +1,72 @@
+# The protocol engine: one Gateway per worker, one Connection (a picows listener) per client.
+from picows.picows cimport WSFrame, WSListener, WSTransport
+
+from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
+from wsa_fast._routing cimport ClientTable, PendingTable
+
+
+cdef class Gateway:
+    cdef readonly object settings       # wsa_fast.config.Settings
+    cdef readonly object app            # wsa_fast.app.App
+    cdef object loop
+    cdef object log
+    cdef Parser parser                  # one parser for the worker: messages are handled one at a time
+    cdef readonly ClientTable clients
+    cdef PendingTable pending
+    cdef dict server_pending            # (client id, message id) -> (Connection, Future) of a server request
+    cdef dict request_handlers          # method -> (callable, is coroutine function)
+    cdef dict event_handlers
+    cdef object authenticator
+    cdef object authorize               # None, or a policy callable looked up once
+    cdef set tasks                      # handler and login tasks still running
+    cdef list dirty                     # connections with output not yet written
+    cdef bint flush_scheduled
+    cdef object sweep_handle            # timer of the next relayed-request deadline
+    cdef double request_timeout
+    cdef Py_ssize_t max_message_size
+    cdef int max_bad_messages
+    cdef Py_ssize_t send_buffer_limit
+    cdef bint reject_duplicates
+    cdef object new_id                  # () -> str, in the configured id style
+    cdef readonly bint draining         # new requests get UNAVAILABLE
+    cdef readonly object stats          # counters a test or an operator reads
+
+    cdef int on_message(self, Connection conn, WsaMsg* m) except -1
+    cdef int on_bad_message(self, Connection conn, WsaMsg* m) except -1
+    cdef int to_server(self, Connection conn, WsaMsg* m) except -1
+    cdef int relay(self, Connection conn, WsaMsg* m) except -1
+    cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1
+    cdef int on_response(self, Connection conn, WsaMsg* m) except -1
+    cdef int login(self, Connection conn, WsaMsg* m) except -1
+    cdef int call_handler(self, Connection conn, WsaMsg* m, tuple entry) except -1
+    cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
+                   object receipt, bytes data) except -1
+    cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1
+    cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1
+    cdef int mark_dirty(self, Connection conn) except -1
+    cdef int spawn(self, object coro) except -1
+    cdef int schedule_sweep(self) except -1
+    cdef bint authorized(self, Connection conn, WsaMsg* m) except -1
+
+
+cdef class Connection(WSListener):
+    cdef Gateway gw
+    cdef readonly WSTransport transport
+    cdef readonly int form              # VERBOSE or COMPACT, fixed at the upgrade
+    cdef bytes client_id_b              # the bound id (keeps the routing table's key alive)
+    cdef readonly str client_id         # the same, as str; None while anonymous
+    cdef readonly object peer           # remote address, for logs
+    cdef FrameBuffer out                # frames to write at the end of the batch
+    cdef FrameBuffer fragments          # a fragmented message being reassembled
+    cdef bint in_fragments
+    cdef bint dirty                     # already listed in gw.dirty
+    cdef readonly bint closed           # no more input handled, no more output written
+    cdef bint login_pending             # an asynchronous login is running
+    cdef int bad_in_row                 # consecutive undecodable messages
+    cdef object write                   # the underlying transport's write, looked up once
+    cdef object buffered                # ... and its get_write_buffer_size
+
+    cdef int handle(self, const char* data, Py_ssize_t n) except -1
+    cdef int flush(self) except -1
+    cdef int bind(self, str client_id) except -1
+    cdef int close(self, int code, str reason) except -1

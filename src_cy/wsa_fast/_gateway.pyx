@@ -1,0 +1,643 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The protocol engine of one worker: profile sections 4-5 on top of the compiled codec.
+
+A ``Connection`` is the picows listener of one client. Each text/binary message is
+parsed into a ``WsaMsg`` of views, routed, and answered by encoding straight into the
+receiving connection's ``FrameBuffer``; buffers are written once per read batch (the
+sender's) or once per loop iteration (everyone else's). Only messages that reach Python
+code (handlers, login, server requests) create Python objects.
+"""
+import asyncio
+import inspect
+import logging
+
+import orjson
+
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.string cimport memcmp
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from wsa_fast._codec cimport (
+    COMPACT, EVENT, FAIL, INVALID, OK, PEER_ANONYMOUS, PEER_BROADCAST, PEER_ID, PEER_SERVER,
+    REQUEST, RESPONSE, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
+    loads, str_of, to_message,
+)
+from wsa_fast._routing cimport ClientTable, PendingTable
+
+from wsa_fast.errors import WSAError
+from wsa_fast.grammar import is_client_id as py_is_client_id
+from wsa_fast.ids import id_factory
+
+# picows keeps a Python enum for close codes; the application range (4000+) is passed as an int.
+cdef int CLOSE_REPLACED = 4001
+cdef int CLOSE_POLICY = 1008
+cdef int CLOSE_TOO_BIG = 1009
+cdef int CLOSE_GOING_AWAY = 1001
+
+cdef bytes PING = b"wsa@v1/ping"
+cdef bytes LOGIN = b"auth@v1/login"
+cdef bytes EMPTY = b""
+
+cdef bytes UNAUTHENTICATED = b"UNAUTHENTICATED"
+cdef bytes PERMISSION_DENIED = b"PERMISSION_DENIED"
+cdef bytes INVALID_MESSAGE = b"INVALID_MESSAGE"
+cdef bytes INVALID_TARGET = b"INVALID_TARGET"
+cdef bytes METHOD_NOT_FOUND = b"METHOD_NOT_FOUND"
+cdef bytes NOT_FOUND = b"NOT_FOUND"
+cdef bytes TIMEOUT = b"TIMEOUT"
+cdef bytes GONE = b"GONE"
+cdef bytes DUPLICATE_ID = b"DUPLICATE_ID"
+cdef bytes ALREADY_AUTHENTICATED = b"ALREADY_AUTHENTICATED"
+cdef bytes CONFLICT = b"CONFLICT"
+cdef bytes UNAVAILABLE = b"UNAVAILABLE"
+cdef bytes INTERNAL_ERROR = b"INTERNAL_ERROR"
+
+# How late a relayed-request timeout may fire, traded for fewer timer wake-ups.
+cdef double SWEEP_SLACK = 0.05
+
+log = logging.getLogger("wsa_fast.gateway")
+
+
+cdef inline double monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline bint same(Str s, bytes b) noexcept:
+    return s.n == <size_t>len(b) and memcmp(s.p, <const char*>b, s.n) == 0
+
+
+cdef inline str text(Str s):
+    return PyUnicode_DecodeUTF8(s.p, s.n, NULL)
+
+
+cdef class Gateway:
+    """Shared state of one worker: routing tables, handlers, the output flush."""
+
+    def __init__(self, settings, app, authenticator, loop=None):
+        self.settings = settings
+        self.app = app
+        self.loop = loop or asyncio.get_event_loop()
+        self.parser = Parser()
+        self.clients = ClientTable()
+        self.pending = PendingTable()
+        self.server_pending = {}
+        self.request_handlers = dict(app.request_handlers) if app is not None else {}
+        self.event_handlers = dict(app.event_handlers) if app is not None else {}
+        self.authenticator = authenticator
+        self.authorize = app.authorize if app is not None else None
+        self.tasks = set()
+        self.dirty = []
+        self.flush_scheduled = False
+        self.sweep_handle = None
+        self.request_timeout = settings.request_timeout
+        self.max_message_size = settings.max_message_size
+        self.max_bad_messages = settings.max_bad_messages
+        self.send_buffer_limit = settings.send_buffer_limit
+        self.reject_duplicates = settings.duplicate_login == "reject"
+        self.new_id = id_factory(settings.id_style)
+        self.draining = False
+        self.stats = {"dropped_responses": 0, "slow_consumers_closed": 0}
+
+    # ---- incoming messages ----
+
+    cdef int on_message(self, Connection conn, WsaMsg* m) except -1:
+        if m.type == RESPONSE:
+            return self.on_response(conn, m)
+        if conn.client_id_b is None:
+            if m.from_kind == PEER_SERVER:
+                return self.fail(conn, m, PERMISSION_DENIED)
+            if not (m.type == REQUEST and m.to_kind == PEER_SERVER
+                    and (same(m.method, PING) or same(m.method, LOGIN))):
+                return self.fail(conn, m, UNAUTHENTICATED)
+        elif m.from_kind != PEER_ID or not same(m.from_, conn.client_id_b):
+            return self.fail(conn, m, PERMISSION_DENIED)
+        if self.draining and m.type == REQUEST:
+            return self.fail(conn, m, UNAVAILABLE)
+        if m.to_kind == PEER_SERVER:
+            return self.to_server(conn, m)
+        if m.to_kind == PEER_BROADCAST:
+            if m.type != EVENT:
+                return self.fail(conn, m, INVALID_TARGET)
+            return self.broadcast_from(conn, m)
+        return self.relay(conn, m)
+
+    cdef int on_bad_message(self, Connection conn, WsaMsg* m) except -1:
+        cdef Str to
+        conn.bad_in_row += 1
+        if m.status == INVALID and m.has_readable_id and m.readable_type != RESPONSE:
+            # Answerable: a fail response to the id the sender chose.
+            if conn.client_id_b is not None:
+                to = str_of(conn.client_id_b)
+            elif m.has_readable_from and is_client_id(m.readable_from):
+                to = m.readable_from
+            else:
+                to = str_of(EMPTY)
+            self.reply(conn, m.readable_id, to, FAIL, INVALID_MESSAGE, None, None)
+        else:
+            self.error_event(conn, "INVALID_MESSAGE", m.reason.decode(),
+                             text(m.readable_id) if m.has_readable_id else None)
+        if conn.bad_in_row >= self.max_bad_messages:
+            conn.close(CLOSE_POLICY, "too many invalid messages")
+        return 0
+
+    cdef int to_server(self, Connection conn, WsaMsg* m) except -1:
+        if m.type == REQUEST:
+            if same(m.method, PING):
+                return self.reply(conn, m.id, conn_to(conn, m), SUCCESS, None, None, None)
+            if same(m.method, LOGIN):
+                return self.login(conn, m)
+            entry = self.request_handlers.get(PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL))
+        else:
+            entry = self.event_handlers.get(PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL))
+        if entry is None:
+            return self.fail(conn, m, METHOD_NOT_FOUND)
+        return self.call_handler(conn, m, <tuple>entry)
+
+    cdef int relay(self, Connection conn, WsaMsg* m) except -1:
+        cdef Connection target = self.clients.get(m.to)
+        if target is None or target.closed:
+            return self.fail(conn, m, NOT_FOUND)
+        if self.authorize is not None and not self.authorized(conn, m):
+            return self.fail(conn, m, PERMISSION_DENIED)
+        if m.type == REQUEST:
+            if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
+                return self.fail(conn, m, DUPLICATE_ID)
+            if self.sweep_handle is None:
+                self.schedule_sweep()
+        target.out.write_frame(m, target.form)
+        return self.mark_dirty(target)
+
+    cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1:
+        if self.authorize is not None and not self.authorized(conn, m):
+            return self.fail(conn, m, PERMISSION_DENIED)
+        # One frame per form, copied to every other bound client.
+        cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
+        verbose.write_frame(m, VERBOSE)
+        compact.write_frame(m, COMPACT)
+        cdef Connection target
+        for target in self.clients.connections():
+            if target is not conn and not target.closed:
+                copy_frames(target, verbose, compact)
+                self.mark_dirty(target)
+        return 0
+
+    cdef int on_response(self, Connection conn, WsaMsg* m) except -1:
+        cdef str reason
+        if conn.client_id_b is None:
+            return self.error_event(conn, "UNAUTHENTICATED", "log in before answering", text(m.id))
+        if m.from_kind != PEER_ID or not same(m.from_, conn.client_id_b):
+            return self.error_event(conn, "PERMISSION_DENIED", "from is not your id", text(m.id))
+        if m.to_kind == PEER_BROADCAST:
+            return self.error_event(conn, "INVALID_TARGET", "a response cannot be broadcast", text(m.id))
+        if m.to_kind == PEER_SERVER:
+            waiting = self.server_pending.pop((conn.client_id, text(m.id)), None)
+            if waiting is None or waiting[0] is not conn or waiting[1].done():
+                self.stats["dropped_responses"] += 1
+            else:
+                waiting[1].set_result(to_message(m))
+            return 0
+        cdef Connection requester = self.pending.pop(m.to, m.from_, m.id)
+        if requester is None or requester.closed:
+            self.stats["dropped_responses"] += 1
+            return 0
+        requester.out.write_frame(m, requester.form)
+        return self.mark_dirty(requester)
+
+    cdef bint authorized(self, Connection conn, WsaMsg* m) except -1:
+        target = "client" if m.to_kind == PEER_BROADCAST else text(m.to)
+        kind = "request" if m.type == REQUEST else "event"
+        return bool(self.authorize(conn.client_id, target, kind, text(m.method)))
+
+    # ---- Python code: login and handlers ----
+
+    cdef int login(self, Connection conn, WsaMsg* m) except -1:
+        if conn.client_id_b is not None or conn.login_pending:
+            return self.fail(conn, m, ALREADY_AUTHENTICATED)
+        requested = text(m.from_) if m.from_kind == PEER_ID else ""
+        msg_id = text(m.id)
+        try:
+            params = loads(m.params) if m.has_params else None
+            outcome = self.authenticator.login(requested, params)
+        except Exception as exc:
+            return self.finish_login(conn, msg_id, requested, exc)
+        if inspect.isawaitable(outcome):
+            conn.login_pending = True
+            self.spawn(self.login_later(conn, msg_id, requested, outcome))
+            return 0
+        return self.finish_login(conn, msg_id, requested, outcome)
+
+    async def login_later(self, Connection conn, str msg_id, str requested, awaitable):
+        try:
+            outcome = await awaitable
+        except Exception as exc:
+            outcome = exc
+        conn.login_pending = False
+        self.finish_login(conn, msg_id, requested, outcome)
+        conn.flush()
+
+    def finish_login(self, Connection conn, str msg_id, str requested, outcome):
+        cdef bytes id_b = msg_id.encode()
+        cdef bytes to_b = requested.encode()
+        if conn.closed:
+            return 0
+        if isinstance(outcome, WSAError):
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, outcome.code.encode(), None, None)
+        if isinstance(outcome, BaseException):
+            log.error("authenticator failed", exc_info=outcome)
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
+        if not isinstance(outcome, str) or not py_is_client_id(outcome):
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, None)
+        if not self.claim(conn, outcome):
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, CONFLICT, None, None)
+        return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, outcome, None)
+
+    def claim(self, Connection conn, str client_id):
+        """Bind ``client_id`` to ``conn`` under the duplicate-login policy; False if refused."""
+        cdef Connection holder = self.clients.get(str_of(client_id.encode()))
+        if holder is not None and holder is not conn and not holder.closed:
+            if self.reject_duplicates:
+                return False
+            log.info("client %s logged in again from %s; closing the older connection", client_id, conn.peer)
+            holder.close(CLOSE_REPLACED, "replaced")
+        conn.bind(client_id)
+        return True
+
+    cdef int call_handler(self, Connection conn, WsaMsg* m, tuple entry) except -1:
+        handler, is_async = entry
+        is_request = m.type == REQUEST
+        ctx = self.app.make_context(conn.client_id, text(m.id), text(m.method), conn)
+        try:
+            params = loads(m.params) if m.has_params else None
+            outcome = handler(ctx, params)
+            if not is_async and not inspect.isawaitable(outcome):
+                return self.settle(conn, ctx, is_request, outcome)
+        except Exception as exc:
+            return self.settle(conn, ctx, is_request, exc)
+        self.spawn(self.settle_later(conn, ctx, is_request, outcome))
+        return 0
+
+    async def settle_later(self, Connection conn, ctx, bint is_request, awaitable):
+        try:
+            outcome = await awaitable
+        except Exception as exc:
+            outcome = exc
+        self.settle(conn, ctx, is_request, outcome)
+        conn.flush()
+
+    def settle(self, Connection conn, ctx, bint is_request, outcome):
+        """Answer a handler's outcome: None -> success, str -> receipt, exception -> fail, else data."""
+        cdef bytes id_b = ctx.id.encode()
+        cdef bytes to_b = (conn.client_id or "").encode()
+        cdef bytes data = None
+        if conn.closed:
+            return 0
+        if isinstance(outcome, WSAError):
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, outcome.code.encode(), None, None)
+        if isinstance(outcome, BaseException):
+            log.error("handler for %s failed", ctx.method, exc_info=outcome)
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
+        if not is_request:
+            return 0
+        if outcome is None or isinstance(outcome, str):
+            return self.reply(conn, str_of(id_b), str_of(to_b), SUCCESS, None, outcome, None)
+        try:
+            data = orjson.dumps(outcome)
+        except TypeError:
+            log.error("handler for %s returned a value that is not JSON: %r", ctx.method, outcome)
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
+        return self.reply(conn, str_of(id_b), str_of(to_b), SUCCESS, None, None, data)
+
+    # ---- outgoing messages ----
+
+    cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
+                   object receipt, bytes data) except -1:
+        """Write a response from the server into ``conn``'s buffer."""
+        cdef WsaMsg r
+        cdef bytes receipt_b = receipt.encode() if receipt is not None else EMPTY
+        r.type = RESPONSE
+        r.from_kind = PEER_SERVER
+        r.to_kind = PEER_ID
+        r.to = to
+        r.id = msg_id
+        r.result = result
+        r.code = str_of(code if code is not None else EMPTY)
+        r.has_receipt = receipt is not None
+        r.receipt_null = False
+        r.receipt = str_of(receipt_b)
+        r.has_data = data is not None
+        r.data = str_of(data if data is not None else EMPTY)
+        r.has_params = False
+        r.from_.n = r.method.n = r.params.n = 0
+        conn.out.write_frame(&r, conn.form)
+        return self.mark_dirty(conn)
+
+    cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1:
+        return self.reply(conn, m.id, conn_to(conn, m), FAIL, code, None, None)
+
+    cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1:
+        """The server event wsa@v1/error, for what cannot be answered with a response."""
+        params = {"code": code, "reason": reason}
+        if msg_id is not None:
+            params["id"] = msg_id
+        write_event(conn, "wsa@v1/error", orjson.dumps(params), self.new_id())
+        return self.mark_dirty(conn)
+
+    cdef int mark_dirty(self, Connection conn) except -1:
+        if not conn.dirty:
+            conn.dirty = True
+            self.dirty.append(conn)
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.loop.call_soon(self.flush_all)
+        return 0
+
+    cdef int spawn(self, object coro) except -1:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return 0
+
+    def flush_all(self):
+        """Write every buffer filled during this loop iteration, once each."""
+        cdef Connection conn
+        dirty = self.dirty
+        self.dirty = []
+        self.flush_scheduled = False
+        for conn in dirty:
+            conn.dirty = False
+            conn.flush()
+
+    # ---- relayed-request deadlines ----
+
+    cdef int schedule_sweep(self) except -1:
+        cdef double at = self.pending.next_deadline()
+        if at < 0:
+            self.sweep_handle = None
+            return 0
+        self.sweep_handle = self.loop.call_later(max(at - monotonic(), 0) + SWEEP_SLACK, self.sweep)
+        return 0
+
+    def sweep(self):
+        cdef Connection requester
+        cdef bytes to_b
+        for requester, target, msg_id in self.pending.expire(monotonic()):
+            if not requester.closed:
+                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, TIMEOUT, None, None)
+                requester.flush()
+        self.schedule_sweep()
+
+    # ---- the Python API (wsa_fast.app.App delegates here) ----
+
+    def connection_lost(self, Connection conn):
+        cdef Connection requester
+        if conn.client_id_b is not None:
+            self.clients.unbind(conn.client_id_b, conn)
+            for waiting_conn, future in list(self.server_pending.values()):
+                if waiting_conn is conn and not future.done():
+                    future.set_exception(WSAError("GONE", f"{conn.client_id} disconnected"))
+        for requester, msg_id in self.pending.drop_target(conn):
+            if not requester.closed:
+                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, GONE, None, None)
+        if self.app is not None and conn.client_id is not None:
+            self.app.client_left(conn.client_id)
+
+    def client(self, str client_id):
+        return self.clients.get(str_of(client_id.encode()))
+
+    def client_ids(self):
+        return self.clients.ids()
+
+    def send_event(self, str client_id, str method, params=None):
+        cdef Connection conn = self.client(client_id)
+        if conn is None or conn.closed:
+            raise WSAError("NOT_FOUND", f"{client_id} is not connected")
+        write_event(conn, method, orjson.dumps(params) if params is not None else None, self.new_id())
+        self.mark_dirty(conn)
+
+    def broadcast(self, str method, params=None):
+        """Send a server event to every bound client; returns how many it reached."""
+        cdef bytes raw = orjson.dumps(params) if params is not None else None
+        cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
+        cdef Connection conn
+        msg_id = self.new_id()
+        write_server_event(verbose, VERBOSE, b"client", method, raw, msg_id, PEER_BROADCAST)
+        write_server_event(compact, COMPACT, b"client", method, raw, msg_id, PEER_BROADCAST)
+        sent = 0
+        for conn in self.clients.connections():
+            if not conn.closed:
+                copy_frames(conn, verbose, compact)
+                self.mark_dirty(conn)
+                sent += 1
+        return sent
+
+    async def request(self, str client_id, str method, params=None, timeout=None):
+        """Send a request to a client and wait for its response (a Message)."""
+        cdef Connection conn = self.client(client_id)
+        if conn is None or conn.closed:
+            raise WSAError("NOT_FOUND", f"{client_id} is not connected")
+        msg_id = self.new_id()
+        key = (client_id, msg_id)
+        future = self.loop.create_future()
+        self.server_pending[key] = (conn, future)
+        write_request(conn, method, orjson.dumps(params) if params is not None else None, msg_id)
+        self.mark_dirty(conn)
+        try:
+            return await asyncio.wait_for(future, self.request_timeout if timeout is None else timeout)
+        except asyncio.TimeoutError:
+            raise WSAError("TIMEOUT", f"{client_id} did not answer {method} in time") from None
+        finally:
+            self.server_pending.pop(key, None)
+
+    def start_draining(self):
+        self.draining = True
+
+    def busy(self):
+        """Whether requests are still in flight: relayed, sent by the server, or in handlers."""
+        return len(self.pending) > 0 or bool(self.tasks) or bool(self.server_pending)
+
+    def close_all(self, int code=CLOSE_GOING_AWAY, str reason="going away"):
+        cdef Connection conn
+        for conn in self.clients.connections():
+            conn.close(code, reason)
+
+
+cdef inline int copy_frames(Connection conn, FrameBuffer verbose, FrameBuffer compact) except -1:
+    """Append a pre-encoded frame in ``conn``'s form to its output."""
+    cdef FrameBuffer frame = compact if conn.form == COMPACT else verbose
+    return conn.out.append(frame.data, frame.size)
+
+
+cdef inline Str conn_to(Connection conn, WsaMsg* m) noexcept:
+    """Whom a response goes to: the bound id, else the anonymous sender's own from."""
+    if conn.client_id_b is not None:
+        return str_of(conn.client_id_b)
+    if m.from_kind == PEER_ID:
+        return m.from_
+    return str_of(EMPTY)
+
+
+cdef int write_server_event(FrameBuffer out, int form, bytes to, str method, bytes params,
+                            str msg_id, int to_kind) except -1:
+    cdef WsaMsg e
+    cdef bytes method_b = method.encode()
+    cdef bytes id_b = msg_id.encode()
+    e.type = EVENT
+    e.from_kind = PEER_SERVER
+    e.to_kind = to_kind
+    e.to = str_of(to)
+    e.id = str_of(id_b)
+    e.method = str_of(method_b)
+    e.has_params = params is not None
+    e.params = str_of(params if params is not None else EMPTY)
+    e.has_receipt = e.has_data = e.receipt_null = False
+    e.from_.n = e.receipt.n = e.code.n = e.data.n = 0
+    return out.write_frame(&e, form)
+
+
+cdef int write_event(Connection conn, str method, bytes params, str msg_id) except -1:
+    return write_server_event(conn.out, conn.form, conn.client_id_b or EMPTY, method, params,
+                              msg_id, PEER_ID)
+
+
+cdef int write_request(Connection conn, str method, bytes params, str msg_id) except -1:
+    cdef WsaMsg q
+    cdef bytes method_b = method.encode()
+    cdef bytes id_b = msg_id.encode()
+    q.type = REQUEST
+    q.from_kind = PEER_SERVER
+    q.to_kind = PEER_ID
+    q.to = str_of(conn.client_id_b)
+    q.id = str_of(id_b)
+    q.method = str_of(method_b)
+    q.has_params = params is not None
+    q.params = str_of(params if params is not None else EMPTY)
+    q.has_receipt = q.has_data = q.receipt_null = False
+    q.from_.n = q.receipt.n = q.code.n = q.data.n = 0
+    return conn.out.write_frame(&q, conn.form)
+
+
+cdef class Connection(WSListener):
+    """One client's WebSocket: reassembles messages, hands them to the gateway, flushes output."""
+
+    def __init__(self, Gateway gateway, int form, str client_id=None):
+        self.gw = gateway
+        self.form = form
+        self.client_id = None
+        self.client_id_b = None
+        self.out = FrameBuffer()
+        self.fragments = None
+        self.in_fragments = False
+        self.dirty = False
+        self.closed = False
+        self.login_pending = False
+        self.bad_in_row = 0
+        if client_id is not None:
+            self.client_id = client_id    # bound in on_ws_connected, once the upgrade is done
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+        self.write = transport.underlying_transport.write
+        self.buffered = transport.underlying_transport.get_write_buffer_size
+        self.peer = transport.underlying_transport.get_extra_info("peername")
+        if self.client_id is not None:
+            client_id, self.client_id = self.client_id, None
+            if not self.gw.claim(self, client_id):
+                self.close(CLOSE_POLICY, "client id already connected")
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType kind = frame.msg_type
+        if self.closed:
+            return
+        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+            if frame.fin:
+                self.handle(frame.payload_ptr, frame.payload_size)
+            else:
+                self.in_fragments = True
+                if self.fragments is None:
+                    self.fragments = FrameBuffer()
+                self.fragments.size = 0
+                self.fragments.append(frame.payload_ptr, frame.payload_size)
+        elif kind == WSMsgType.CONTINUATION:
+            if not self.in_fragments:
+                self.close(1002, "continuation without a first fragment")
+                return
+            if self.fragments.size + frame.payload_size > self.gw.max_message_size:
+                self.close(CLOSE_TOO_BIG, "message too big")
+                return
+            self.fragments.append(frame.payload_ptr, frame.payload_size)
+            if frame.fin:
+                self.in_fragments = False
+                self.handle(self.fragments.data, self.fragments.size)
+                if self.fragments.capacity > 65536:
+                    self.fragments = None      # do not keep a large buffer per idle connection
+        elif kind == WSMsgType.CLOSE:
+            self.flush()
+            self.closed = True
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if frame.last_in_buffer:
+            self.flush()
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.closed = True
+        self.out.size = 0
+        self.gw.connection_lost(self)
+
+    cpdef pause_writing(self):
+        pass
+
+    cpdef resume_writing(self):
+        pass
+
+    cdef int handle(self, const char* data, Py_ssize_t n) except -1:
+        cdef WsaMsg* m = self.gw.parser.parse(data, n)
+        if m.status != OK:
+            return self.gw.on_bad_message(self, m)
+        self.bad_in_row = 0
+        return self.gw.on_message(self, m)
+
+    cdef int flush(self) except -1:
+        if self.out.size == 0:
+            return 0
+        if self.closed or self.transport is None or self.transport.is_close_frame_sent:
+            self.out.size = 0
+            return 0
+        self.write(self.out.take())
+        if self.out.capacity > 65536:
+            self.out = FrameBuffer()          # give a burst's memory back
+        if self.gw.send_buffer_limit and self.buffered() > self.gw.send_buffer_limit:
+            self.gw.stats["slow_consumers_closed"] += 1
+            log.warning("closing %s (%s): it does not read and its send buffer passed %d bytes",
+                        self.client_id, self.peer, self.gw.send_buffer_limit)
+            self.closed = True
+            self.transport.disconnect(False)
+        return 0
+
+    cdef int bind(self, str client_id) except -1:
+        self.client_id = client_id
+        self.client_id_b = client_id.encode()
+        self.gw.clients.bind(self.client_id_b, self)
+        if self.gw.app is not None:
+            self.gw.app.client_joined(client_id)
+        return 0
+
+    cdef int close(self, int code, str reason) except -1:
+        """Flush, send a CLOSE frame with ``code`` and drop the connection."""
+        if self.closed or self.transport is None:
+            self.closed = True
+            return 0
+        self.flush()
+        self.closed = True
+        if self.client_id_b is not None:
+            self.gw.clients.unbind(self.client_id_b, self)
+        self.transport.send_close(<WSCloseCode>code, reason.encode())
+        self.transport.disconnect()
+        return 0
+
+    def send_close(self, int code, str reason):
+        self.close(code, reason)

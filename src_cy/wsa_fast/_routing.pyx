@@ -1,0 +1,167 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Routing tables for one worker: bound client ids, and relayed requests awaiting answers.
+
+Both are C++ maps so that the per-message lookups made with a freshly parsed id (a view
+into the parser's buffer) create no Python object.
+"""
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from cython.operator cimport dereference as deref, preincrement as inc
+
+
+cdef inline string_view view_of(Str s) noexcept:
+    return string_view(s.p, s.n)
+
+
+cdef class ClientTable:
+    """Client id -> the connection bound to it on this worker."""
+
+    def __dealloc__(self):
+        for item in self._by_id:
+            Py_DECREF(<object>item.second)
+        self._by_id.clear()
+
+    def __len__(self):
+        return self._by_id.size()
+
+    cdef object get(self, Str client_id):
+        it = self._by_id.find(view_of(client_id))
+        if it == self._by_id.end():
+            return None
+        return <object>deref(it).second
+
+    cdef object bind(self, bytes client_id, object conn):
+        """Bind ``client_id`` (kept alive by ``conn``) to ``conn``; returns the connection it replaces."""
+        cdef string_view key = string_view(<const char*>client_id, len(client_id))
+        previous = None
+        it = self._by_id.find(key)
+        if it != self._by_id.end():
+            previous = <object>deref(it).second
+            Py_DECREF(previous)
+            self._by_id.erase(it)
+        Py_INCREF(conn)
+        self._by_id[key] = <PyObject*>conn
+        return previous
+
+    cdef bint unbind(self, bytes client_id, object conn) except -1:
+        """Forget ``client_id`` if ``conn`` still holds it."""
+        it = self._by_id.find(string_view(<const char*>client_id, len(client_id)))
+        if it == self._by_id.end() or deref(it).second != <PyObject*>conn:
+            return False
+        self._by_id.erase(it)
+        Py_DECREF(conn)
+        return True
+
+    cdef list connections(self):
+        return [<object>item.second for item in self._by_id]
+
+    def ids(self):
+        return [item.first.data()[:item.first.size()].decode() for item in self._by_id]
+
+
+cdef inline void make_key(string* key, Str requester, Str target, Str msg_id) noexcept:
+    key.clear()
+    key.append(requester.p, requester.n)
+    key.push_back(b'\0')
+    key.append(target.p, target.n)
+    key.push_back(b'\0')
+    key.append(msg_id.p, msg_id.n)
+
+
+cdef inline bytes id_of_key(const string& key):
+    """The message id: what follows the second NUL of a key."""
+    cdef size_t first = key.find(b'\0')
+    cdef size_t second = key.find(b'\0', first + 1)
+    return key.substr(second + 1)
+
+
+cdef class PendingTable:
+    """(requester, target, id) -> the relayed request waiting for the target's answer."""
+
+    def __dealloc__(self):
+        for item in self._entries:
+            Py_DECREF(<object>item.second.requester)
+            Py_DECREF(<object>item.second.target)
+        self._entries.clear()
+        self._per_target.clear()
+
+    def __len__(self):
+        return self._entries.size()
+
+    cdef bint add(self, Str requester, Str target, Str msg_id,
+                  object requester_conn, object target_conn, double deadline) except -1:
+        """Register a relayed request; False if the same key is already pending."""
+        make_key(&self._key, requester, target, msg_id)
+        if self._entries.count(self._key):
+            return False
+        self._seq += 1
+        cdef Pending entry
+        entry.requester = <PyObject*>requester_conn
+        entry.target = <PyObject*>target_conn
+        entry.seq = self._seq
+        Py_INCREF(requester_conn)
+        Py_INCREF(target_conn)
+        self._entries[self._key] = entry
+        self._per_target[entry.target] += 1
+        cdef Deadline d
+        d.at = deadline
+        d.seq = self._seq
+        d.key = self._key
+        self._deadlines.push_back(d)
+        return True
+
+    cdef object pop(self, Str requester, Str target, Str msg_id):
+        """Resolve a pending request: returns its requester, or None if nothing waits."""
+        make_key(&self._key, requester, target, msg_id)
+        it = self._entries.find(self._key)
+        if it == self._entries.end():
+            return None
+        cdef Pending entry = deref(it).second
+        self._entries.erase(it)
+        requester_conn = <object>entry.requester
+        self._release(&entry)
+        return requester_conn
+
+    cdef void _release(self, Pending* entry) noexcept:
+        """Drop the table's references of an entry already erased."""
+        it = self._per_target.find(entry.target)
+        deref(it).second -= 1
+        if deref(it).second == 0:
+            self._per_target.erase(it)
+        Py_DECREF(<object>entry.requester)
+        Py_DECREF(<object>entry.target)
+
+    cdef list expire(self, double now):
+        """Pop the requests whose deadline passed: [(requester, target, id bytes)]."""
+        cdef list out = []
+        while not self._deadlines.empty() and self._deadlines.front().at <= now:
+            d = self._deadlines.front()
+            it = self._entries.find(d.key)
+            if it != self._entries.end() and deref(it).second.seq == d.seq:
+                entry = deref(it).second
+                self._entries.erase(it)
+                out.append((<object>entry.requester, <object>entry.target, id_of_key(d.key)))
+                self._release(&entry)
+            self._deadlines.pop_front()
+        return out
+
+    cdef list drop_target(self, object target_conn):
+        """Pop every request waiting on ``target_conn``: [(requester, id bytes)]."""
+        cdef list out = []
+        if not self._per_target.count(<PyObject*>target_conn):
+            return out
+        it = self._entries.begin()
+        while it != self._entries.end():
+            if deref(it).second.target == <PyObject*>target_conn:
+                entry = deref(it).second
+                out.append((<object>entry.requester, id_of_key(deref(it).first)))
+                it = self._entries.erase(it)
+                self._release(&entry)
+            else:
+                inc(it)
+        return out
+
+    cdef double next_deadline(self):
+        """The earliest deadline still queued, or -1 (stale entries are skipped lazily)."""
+        if self._deadlines.empty():
+            return -1
+        return self._deadlines.front().at

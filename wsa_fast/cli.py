@@ -1,0 +1,121 @@
+"""The ``wsa-fast`` command: ``wsa-fast serve [options]`` and ``wsa-fast --version``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from importlib import metadata
+
+from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_LEVELS, ConfigError, Settings, load_settings
+
+__all__ = ["main", "build_parser", "load_app"]
+
+PROG = "wsa-fast"
+# Exit status for bad usage or configuration, as argparse uses.
+EXIT_USAGE = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger("wsa_fast.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = {name: value for name, value in vars(args).items() if name != "command"}
+    try:
+        settings = load_settings(flags)
+        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+        app = load_app(settings.app) if settings.app is not None else None
+        _check_auth(settings, app)
+        # Imported late: the server pulls in the compiled modules, which --help and config errors never need.
+        from .server import run
+
+        return run(settings, app)
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog=PROG, description="WebSocket gateway for the WSA protocol.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway. Later sources win: defaults, --config file, WSA_* variables, flags.",
+    )
+    # No flag sets a default (argparse gives None), so load_settings can tell given flags from absent ones.
+    serve.add_argument("--host", help=f"address to listen on (default {defaults.host})")
+    serve.add_argument("--port", type=int, help=f"port to listen on, 0 for any free one (default {defaults.port})")
+    serve.add_argument("--app", metavar="MODULE:ATTR",
+                       help="the wsa_fast.App to serve (default: built-in methods only)")
+    serve.add_argument("--config", metavar="FILE", help="TOML settings file (default: $WSA_CONFIG)")
+    serve.add_argument("--request-timeout", type=float, metavar="SECONDS",
+                       help=f"how long a relayed request waits (default {defaults.request_timeout:g})")
+    serve.add_argument("--auth", metavar="dev|tokens:FILE|jwt",
+                       help="how clients log in (default: dev on a loopback host, required on any other)")
+    serve.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS,
+                       help=f"logging verbosity (default {defaults.log_level})")
+    serve.add_argument("--workers", type=int, metavar="N", help=f"worker processes (default {defaults.workers})")
+    serve.add_argument("--duplicate-login", choices=DUPLICATE_LOGIN_MODES,
+                       help=f"when an id logs in twice: close the older connection or refuse the newer "
+                            f"(default {defaults.duplicate_login})")
+    serve.add_argument("--max-message-size", type=int, metavar="BYTES",
+                       help=f"largest message accepted (default {defaults.max_message_size})")
+    serve.add_argument("--max-bad-messages", type=int, metavar="N",
+                       help=f"unreadable messages in a row before closing (default {defaults.max_bad_messages})")
+    serve.add_argument("--id-style", choices=ID_STYLES,
+                       help=f"ids the server generates (default {defaults.id_style})")
+    serve.add_argument("--jwt-secret", metavar="SECRET", help="HS* key for --auth jwt (prefer $WSA_JWT_SECRET)")
+    serve.add_argument("--jwt-public-key", metavar="PEM_FILE", help="RS*/ES* public key for --auth jwt")
+    serve.add_argument("--nats", metavar="URL", help="NATS server linking gateway nodes (default: none)")
+    serve.add_argument("--drain-timeout", type=float, metavar="SECONDS",
+                       help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})")
+    serve.add_argument("--send-buffer-limit", type=int, metavar="BYTES",
+                       help=f"unsent bytes a connection may queue (default {defaults.send_buffer_limit})")
+    return parser
+
+
+def load_app(spec: str) -> object:
+    """Import ``module:attr``, looking in the current directory first as a user running a script expects."""
+    module_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        # Only the app's own module being absent is a config error; a missing dependency keeps its traceback.
+        if error.name is None or not (module_name + ".").startswith(error.name + "."):
+            raise
+        message = f"app {spec!r}: no module named {module_name!r} (searched {cwd} and sys.path)"
+        raise ConfigError(message, "app") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"app {spec!r}: module {module_name!r} has no attribute {attr!r}", "app") from None
+
+
+def _check_auth(settings: Settings, app: object) -> None:
+    """Refuse implicit dev auth off loopback, and warn about it on loopback, unless the app authenticates."""
+    if settings.auth is not None or getattr(app, "authenticator", None) is not None:
+        return
+    mode = settings.resolved_auth()
+    log.warning(
+        "no --auth given: using %s auth on loopback host %s; any client may claim any id without credentials",
+        mode, settings.host,
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Gateway settings: defaults < TOML config file < ``WSA_*`` environment < command-line flags."""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+import os
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+__all__ = [
+    "ConfigError", "Settings", "load_settings",
+    "AUTH_DEV", "AUTH_JWT", "AUTH_TOKENS_PREFIX", "DEFAULT_JWT_ALGORITHMS",
+    "DUPLICATE_LOGIN_MODES", "ID_STYLES", "LOG_LEVELS",
+]
+
+AUTH_DEV = "dev"
+AUTH_JWT = "jwt"
+AUTH_TOKENS_PREFIX = "tokens:"
+DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256", "RS256", "ES256")
+DUPLICATE_LOGIN_MODES = ("replace", "reject")
+ID_STYLES = ("iso8601", "short")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+ENV_PREFIX = "WSA_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+# A config file may put its keys at the top level or inside this table.
+CONFIG_TABLE = "wsa"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range; ``setting`` names it when one is to blame."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # "module:attr" naming a wsa_fast.App; None serves the built-in methods only.
+    app: str | None = None
+    request_timeout: float = 30.0
+    # None means "not chosen": resolved_auth() picks dev on loopback and refuses elsewhere.
+    auth: str | None = None
+    # Kept out of repr so logging the settings never prints the secret.
+    jwt_secret: str | None = field(default=None, repr=False)
+    # Path to a PEM file holding the RS*/ES* verification key.
+    jwt_public_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 0.0
+    duplicate_login: str = "replace"
+    max_message_size: int = 1048576
+    max_bad_messages: int = 20
+    id_style: str = "iso8601"
+    log_level: str = "info"
+    send_buffer_limit: int = 1048576
+    workers: int = 1
+    drain_timeout: float = 10.0
+    nats: str | None = None
+
+    def __post_init__(self) -> None:
+        # Normalising in place (env strings -> numbers, int -> float, list -> tuple, INFO -> info)
+        # needs object.__setattr__ because the dataclass is frozen.
+        for name, (kind, optional) in _field_kinds().items():
+            object.__setattr__(self, name, _convert(name, kind, optional, getattr(self, name)))
+        object.__setattr__(self, "log_level", self.log_level.lower())
+        self._validate()
+
+    def _validate(self) -> None:
+        _require(bool(self.host), "host", "host must not be empty")
+        _require(0 <= self.port <= 65535, "port", f"port must be between 0 and 65535, got {self.port}")
+        if self.app is not None:
+            module, _, attr = self.app.partition(":")
+            _require(bool(module and attr), "app", f"app must look like 'module:attr', got {self.app!r}")
+        _require_positive_time("request_timeout", self.request_timeout)
+        _require_positive_time("drain_timeout", self.drain_timeout, allow_zero=True)
+        _require_positive_time("jwt_leeway", self.jwt_leeway, allow_zero=True)
+        self._validate_auth()
+        _require(bool(self.jwt_algorithms) and all(self.jwt_algorithms), "jwt_algorithms",
+                 "jwt_algorithms must list at least one algorithm")
+        _require_choice("duplicate_login", self.duplicate_login, DUPLICATE_LOGIN_MODES)
+        _require_choice("id_style", self.id_style, ID_STYLES)
+        _require_choice("log_level", self.log_level, LOG_LEVELS)
+        for name in ("max_message_size", "max_bad_messages", "send_buffer_limit", "workers"):
+            value = getattr(self, name)
+            _require(value >= 1, name, f"{name} must be at least 1, got {value}")
+        _require(self.nats is None or bool(self.nats), "nats", "nats must be a URL like nats://host:4222")
+
+    def _validate_auth(self) -> None:
+        known = self.auth in (None, AUTH_DEV, AUTH_JWT) or self.auth.startswith(AUTH_TOKENS_PREFIX)
+        _require(known, "auth", f"auth must be dev, tokens:FILE or jwt, got {self.auth!r}")
+        _require(self.tokens_path != "", "auth", "auth tokens: needs a file path, e.g. tokens:/etc/wsa/tokens")
+        if self.auth == AUTH_JWT:
+            _require(self.jwt_secret is not None or self.jwt_public_key is not None, "auth",
+                     "auth jwt needs jwt_secret (HS*) or jwt_public_key (RS*/ES*)")
+
+    @property
+    def tokens_path(self) -> str | None:
+        """The token file of ``auth = "tokens:PATH"``, else None."""
+        if self.auth is None or not self.auth.startswith(AUTH_TOKENS_PREFIX):
+            return None
+        return self.auth[len(AUTH_TOKENS_PREFIX):]
+
+    def resolved_auth(self) -> str:
+        """The auth mode to run: ``auth`` if chosen, else dev on a loopback host (the caller warns)."""
+        if self.auth is not None:
+            return self.auth
+        if _is_loopback(self.host):
+            return AUTH_DEV
+        raise ConfigError(
+            "refusing to start with dev auth on a non-loopback host; "
+            "pass --auth dev explicitly, or tokens:FILE / jwt",
+            "auth",
+        )
+
+
+def load_settings(flags: Mapping[str, object], environ: Mapping[str, str] = os.environ) -> Settings:
+    """Merge defaults, the config file (flags["config"] or WSA_CONFIG), WSA_* variables and flags.
+
+    Flags whose value is None were not given and do not override anything.
+    """
+    kinds = _field_kinds()
+    values: dict[str, object] = {}
+    # Where each value came from, so an error names the file, variable or flag to fix.
+    origins: dict[str, str] = {}
+
+    config_path = flags.get("config") or environ.get(CONFIG_ENV) or None
+    if config_path is not None:
+        for name, value in _read_config_file(str(config_path), kinds).items():
+            values[name], origins[name] = value, str(config_path)
+    for name in kinds:
+        variable = ENV_PREFIX + name.upper()
+        # An empty variable counts as unset, as container tooling often exports blanks.
+        if environ.get(variable):
+            values[name], origins[name] = environ[variable], variable
+    for name, value in flags.items():
+        if name == "config" or value is None:
+            continue
+        if name not in kinds:
+            raise ConfigError(f"unknown setting {name!r}", name)
+        values[name], origins[name] = value, "--" + name.replace("_", "-")
+
+    try:
+        return Settings(**values)
+    except ConfigError as error:
+        if error.setting in origins:
+            raise ConfigError(f"{origins[error.setting]}: {error}", error.setting) from None
+        raise
+
+
+def _read_config_file(path: str, kinds: Mapping[str, tuple[type, bool]]) -> dict[str, object]:
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+    table = document.pop(CONFIG_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [{CONFIG_TABLE}] must be a table")
+    clashes = sorted(table.keys() & document.keys())
+    if clashes:
+        raise ConfigError(
+            f"config file {path}: {clashes[0]!r} is set both at top level and in [{CONFIG_TABLE}]", clashes[0]
+        )
+    document.update(table)
+    for name in document:
+        if name not in kinds:
+            raise ConfigError(f"config file {path}: unknown key {name!r}", name)
+    return document
+
+
+@functools.cache
+def _field_kinds() -> dict[str, tuple[type, bool]]:
+    """Each field's base type (str, int, float or tuple) and whether it may be None."""
+    hints = typing.get_type_hints(Settings)
+    kinds: dict[str, tuple[type, bool]] = {}
+    for setting in fields(Settings):
+        hint = hints[setting.name]
+        args = typing.get_args(hint)
+        if type(None) in args:
+            (base,) = [arg for arg in args if arg is not type(None)]
+            kinds[setting.name] = (typing.get_origin(base) or base, True)
+        else:
+            kinds[setting.name] = (typing.get_origin(hint) or hint, False)
+    return kinds
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", tuple: "a list of strings"}
+
+
+def _convert(name: str, kind: type, optional: bool, value: object) -> object:
+    """Check ``value`` against the field's type, parsing strings (from the environment) on the way."""
+    if value is None and optional:
+        return value
+    # bool is an int subclass, but `port = true` is a mistake, not port 1.
+    if isinstance(value, bool):
+        pass
+    elif kind is str and isinstance(value, str):
+        return value
+    elif kind is int and isinstance(value, int):
+        return value
+    elif kind is int and isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    elif kind is float and isinstance(value, (int, float)):
+        return float(value)
+    elif kind is float and isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    elif kind is tuple and isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    elif kind is tuple and isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ConfigError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}", name)
+
+
+def _require(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(message, name)
+
+
+def _require_positive_time(name: str, value: float, allow_zero: bool = False) -> None:
+    in_range = (value >= 0 if allow_zero else value > 0) and math.isfinite(value)
+    bound = "at least 0" if allow_zero else "greater than 0"
+    _require(in_range, name, f"{name} must be a finite number of seconds {bound}, got {value}")
+
+
+def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, name, f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

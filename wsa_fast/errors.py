@@ -1,0 +1,22 @@
+"""WSAError and the failure codes of profile section 6."""
+from __future__ import annotations
+
+from .grammar import is_code
+
+__all__ = ["WSAError", "CODES"]
+
+CODES = frozenset({
+    "UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_MESSAGE", "INVALID_TARGET",
+    "METHOD_NOT_FOUND", "NOT_FOUND", "TIMEOUT", "GONE", "DUPLICATE_ID", "RATE_LIMITED",
+    "ALREADY_AUTHENTICATED", "CONFLICT", "UNAVAILABLE", "INTERNAL_ERROR",
+})
+
+
+class WSAError(Exception):
+    """Raise from a handler to answer with ``fail`` and ``code``; raised by server requests that fail."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        if not is_code(code):
+            raise ValueError(f"invalid WSA code {code!r}: expected [A-Z][A-Z0-9_]{{0,63}}")
+        super().__init__(message or code)
+        self.code = code

@@ -1,0 +1,135 @@
+"""Run one worker: a picows server on a uvloop loop, feeding the compiled gateway.
+
+This module owns the upgrade (form negotiation, tokens at the handshake), startup and
+the graceful stop; everything per message happens in ``wsa_fast._gateway``.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
+
+import uvloop
+from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
+
+from ._gateway import Connection, Gateway
+from .auth import make_authenticator
+from .config import Settings
+from .grammar import is_client_id
+from .message import COMPACT, VERBOSE
+
+__all__ = ["run", "serve", "PROTOCOLS"]
+
+log = logging.getLogger("wsa_fast.server")
+
+# Sec-WebSocket-Protocol names of the two forms (profile section 1).
+PROTOCOLS = {"wsa.v1": VERBOSE, "wsa.v1.compact": COMPACT}
+FORMATS = {"verbose": VERBOSE, "compact": COMPACT}
+HEALTH_PATH = "/healthz"
+# A new connection starts with a small read buffer; picows doubles it for bigger messages.
+READ_BUFFER_INIT = 2048
+# How often a draining worker checks whether in-flight work has finished.
+DRAIN_POLL = 0.05
+
+
+def run(settings: Settings, app: Any = None) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit status."""
+    return uvloop.run(serve(settings, app))
+
+
+async def serve(settings: Settings, app: Any = None, *, started: Optional[asyncio.Future] = None) -> int:
+    loop = asyncio.get_running_loop()
+    # picows logs every connect and disconnect at INFO: too chatty for a gateway's log.
+    logging.getLogger("picows.wsa_fast.picows").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    authenticator = getattr(app, "authenticator", None) or make_authenticator(settings)
+    gateway = Gateway(settings, app, authenticator, loop)
+    if app is not None:
+        app.attach(gateway)
+    server = await ws_create_server(
+        _acceptor(gateway, authenticator),
+        settings.host,
+        settings.port,
+        max_frame_size=settings.max_message_size,
+        read_buffer_init_size=READ_BUFFER_INIT,
+        websocket_handshake_timeout=10,
+        logger_name="wsa_fast.picows",
+        reuse_port=settings.workers > 1,
+    )
+    port = server.sockets[0].getsockname()[1]
+    log.info("listening on ws://%s:%d (auth: %s)", settings.host, port, type(authenticator).__name__)
+    if started is not None:
+        started.set_result(port)
+
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping: draining for up to %gs", settings.drain_timeout)
+    server.close()
+    gateway.start_draining()
+    deadline = loop.time() + settings.drain_timeout
+    while gateway.busy() and loop.time() < deadline:
+        await asyncio.sleep(DRAIN_POLL)
+    gateway.close_all()
+    await asyncio.sleep(DRAIN_POLL)
+    log.info("stopped")
+    return 0
+
+
+def _acceptor(gateway: Gateway, authenticator: Any):
+    """The picows listener factory: pick the form, check a handshake token, make a Connection."""
+
+    def accept(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        url = urlsplit(request.path.decode("latin-1"))
+        if url.path == HEALTH_PATH:
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_ok_response(b"ok\n"), None)
+        query = parse_qs(url.query)
+
+        form, protocol = VERBOSE, None
+        offered = [p.strip() for h in request.headers.getall("Sec-WebSocket-Protocol", []) for p in h.split(",")]
+        for name in offered:
+            if name in PROTOCOLS:
+                form, protocol = PROTOCOLS[name], name
+                break
+        else:
+            requested = query.get("format", [None])[0]
+            if requested is not None:
+                if requested not in FORMATS:
+                    return _refuse(400, b"format must be verbose or compact\n")
+                form = FORMATS[requested]
+
+        client_id = None
+        token = _handshake_token(request, query)
+        if token is not None:
+            client_id = authenticator.token(token)
+            if inspect.isawaitable(client_id):
+                client_id.close()
+                log.error("the authenticator's token() must be synchronous for handshake tokens")
+                return _refuse(500, b"handshake tokens are not supported by this authenticator\n")
+            if not isinstance(client_id, str) or not is_client_id(client_id):
+                return _refuse(401, b"invalid token\n")
+            if gateway.settings.duplicate_login == "reject" and gateway.client(client_id) is not None:
+                return _refuse(409, b"client id already connected\n")
+
+        headers = {"Sec-WebSocket-Protocol": protocol} if protocol else None
+        return WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_101_response(headers), Connection(gateway, form, client_id))
+
+    return accept
+
+
+def _handshake_token(request: WSUpgradeRequest, query: dict[str, list[str]]) -> Optional[str]:
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    values = query.get("token")
+    return values[0] if values else None
+
+
+def _refuse(status: int, body: bytes) -> WSUpgradeResponseWithListener:
+    return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(status, body), None)
