@@ -29,7 +29,7 @@ log = logging.getLogger("wsa_fast.server")
 PROTOCOLS = {"wsa.v1": VERBOSE, "wsa.v1.compact": COMPACT}
 FORMATS = {"verbose": VERBOSE, "compact": COMPACT}
 HEALTH_PATH = "/healthz"
-# A new connection starts with a small read buffer; picows doubles it for bigger messages.
+# A new connection starts with picows's smallest read buffer; it doubles for bigger messages.
 READ_BUFFER_INIT = 2048
 # How often a draining worker checks whether in-flight work has finished.
 DRAIN_POLL = 0.05
@@ -54,6 +54,8 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         settings.port,
         max_frame_size=settings.max_message_size,
         read_buffer_init_size=READ_BUFFER_INIT,
+        # aiofastnet's transports cost 5 KiB more per connection and were no faster here (bench/RESULTS.md).
+        use_aiofastnet=False,
         websocket_handshake_timeout=10,
         logger_name="wsa_fast.picows",
         reuse_port=settings.workers > 1,

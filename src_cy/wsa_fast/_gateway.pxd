@@ -12,6 +12,7 @@ cdef class Gateway:
     cdef object log
     cdef Parser parser                  # one parser for the worker: messages are handled one at a time
     cdef readonly ClientTable clients
+    cdef set connections                # every open connection, bound or not (for shutdown)
     cdef PendingTable pending
     cdef dict server_pending            # (client id, message id) -> (Connection, Future) of a server request
     cdef dict request_handlers          # method -> (callable, is coroutine function)

@@ -17,7 +17,7 @@ from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.string cimport memcmp
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows.picows cimport MemoryBuffer, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from wsa_fast._codec cimport (
     COMPACT, EVENT, FAIL, INVALID, OK, PEER_ANONYMOUS, PEER_BROADCAST, PEER_ID, PEER_SERVER,
@@ -83,6 +83,7 @@ cdef class Gateway:
         self.loop = loop or asyncio.get_event_loop()
         self.parser = Parser()
         self.clients = ClientTable()
+        self.connections = set()
         self.pending = PendingTable()
         self.server_pending = {}
         self.request_handlers = dict(app.request_handlers) if app is not None else {}
@@ -394,6 +395,7 @@ cdef class Gateway:
 
     def connection_lost(self, Connection conn):
         cdef Connection requester
+        self.connections.discard(conn)
         if conn.client_id_b is not None:
             self.clients.unbind(conn.client_id_b, conn)
             for waiting_conn, future in list(self.server_pending.values()):
@@ -461,7 +463,7 @@ cdef class Gateway:
 
     def close_all(self, int code=CLOSE_GOING_AWAY, str reason="going away"):
         cdef Connection conn
-        for conn in self.clients.connections():
+        for conn in list(self.connections):
             conn.close(code, reason)
 
 
@@ -543,6 +545,12 @@ cdef class Connection(WSListener):
         self.write = transport.underlying_transport.write
         self.buffered = transport.underlying_transport.get_write_buffer_size
         self.peer = transport.underlying_transport.get_extra_info("peername")
+        self.gw.connections.add(self)
+        # Idle connections dominate memory: drop the upgrade's request and response (headers in
+        # multidicts) and shrink picows's 1 KiB send scratch, used here only for CLOSE frames.
+        transport.request = None
+        transport.response = None
+        transport._write_buffer = MemoryBuffer(64)
         if self.client_id is not None:
             client_id, self.client_id = self.client_id, None
             if not self.gw.claim(self, client_id):
