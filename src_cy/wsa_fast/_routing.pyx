@@ -58,19 +58,23 @@ cdef class ClientTable:
         return [item.first.data()[:item.first.size()].decode() for item in self._by_id]
 
 
+# Separates the parts of a pending key; no client id or message id contains it.
+cdef char SEPARATOR = 0
+
+
 cdef inline void make_key(string* key, Str requester, Str target, Str msg_id) noexcept:
     key.clear()
     key.append(requester.p, requester.n)
-    key.push_back(b'\0')
+    key.push_back(SEPARATOR)
     key.append(target.p, target.n)
-    key.push_back(b'\0')
+    key.push_back(SEPARATOR)
     key.append(msg_id.p, msg_id.n)
 
 
 cdef inline bytes id_of_key(const string& key):
-    """The message id: what follows the second NUL of a key."""
-    cdef size_t first = key.find(b'\0')
-    cdef size_t second = key.find(b'\0', first + 1)
+    """The message id: what follows the second separator of a key."""
+    cdef size_t first = key.find(SEPARATOR)
+    cdef size_t second = key.find(SEPARATOR, first + 1)
     return key.substr(second + 1)
 
 
