@@ -1,0 +1,1 @@
+"""Apps the end-to-end tests serve with ``wsa-fast serve --app tests.apps.MODULE:ATTR``."""
