@@ -35,7 +35,7 @@ def extension(name, *extra_sources):
 
 
 extensions = [
-    extension("_codec", os.path.join(SIMDJSON_DIR, "simdjson.cpp")),
+    extension("_codec", os.path.join(CY_DIR, "simdjson_build.cpp")),
     extension("_routing"),
     extension("_gateway"),
 ]

@@ -1,4 +1,4 @@
-"""Shared fixtures: real gateway processes (``python -m wsa_fast serve``) on free ports.
+"""Shared fixtures: real gateway processes (``wsa-fast serve``) on free ports.
 
 ``start_gateway(*args, app=None, env=None)`` starts one with extra CLI flags and stops it
 when the test ends; ``gateway`` is one default gateway shared by a test module. Either
@@ -19,19 +19,21 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The installed command, exactly as a user starts it (make test installs it beside this Python).
+WSA_FAST = str(Path(sys.executable).with_name("wsa-fast"))
 LISTENING = re.compile(r"listening on ws://([^\s:]+|\[[^\]]+\]):(\d+)")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 
 
 class GatewayProcess:
-    """A running ``wsa_fast serve``: ``.url``, ``.port``, ``.proc``, ``.log()``."""
+    """A running ``wsa-fast serve``: ``.url``, ``.port``, ``.proc``, ``.log()``."""
 
     def __init__(self, args: list[str], env: Optional[dict[str, str]] = None, cwd: Path = REPO) -> None:
         self.args = ["--port", "0", *args] if "--port" not in args else list(args)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wsa_fast", "serve", *self.args],
+            [WSA_FAST, "serve", *self.args],
             cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )

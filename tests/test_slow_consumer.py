@@ -1,0 +1,72 @@
+"""A client that stops reading is cut off at send_buffer_limit instead of growing server memory."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+
+import websockets
+
+LIMIT = 256 * 1024
+PAYLOAD = "x" * 8192
+FLOOD = 4000            # 32 MiB of events, far past the limit and the kernel's socket buffers
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_silent_client(port: int, client_id: str) -> socket.socket:
+    """A raw WebSocket client that logs in and then never reads again."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    login = json.dumps({"from": client_id, "to": "server", "type": "request", "id": "login",
+                        "payload": {"method": "auth@v1/login"}}).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(login))
+    sock.sendall(bytes([0x81, 0x80 | len(login)]) + mask + masked)
+    return sock
+
+
+def test_a_client_that_does_not_read_is_disconnected(start_gateway):
+    gateway = start_gateway("--send-buffer-limit", str(LIMIT))
+    silent = open_silent_client(gateway.port, "sleeper")
+    baseline = rss_kib(gateway.proc.pid)
+
+    async def flood() -> list[str]:
+        codes = []
+        async with websockets.connect(gateway.url) as sender:
+            await sender.send(json.dumps({"from": "flood", "to": "server", "type": "request", "id": "abcde",
+                                          "payload": {"method": "auth@v1/login"}}))
+            assert json.loads(await sender.recv())["payload"]["result"] == "success"
+            for n in range(FLOOD):
+                await sender.send(json.dumps({"from": "flood", "to": "sleeper", "type": "event",
+                                              "id": f"{n:05d}", "payload": {"method": "chat@v1/spam",
+                                                                            "params": {"text": PAYLOAD}}}))
+            # Once the sleeper is cut off, the rest of the flood finds nobody there.
+            while True:
+                try:
+                    reply = json.loads(await asyncio.wait_for(sender.recv(), 2))
+                except asyncio.TimeoutError:
+                    return codes
+                codes.append(reply["payload"]["code"])
+
+    codes = asyncio.run(flood())
+    assert codes and set(codes) == {"NOT_FOUND"}
+    assert gateway.wait_for_log("does not read")
+    grown_mib = (rss_kib(gateway.proc.pid) - baseline) / 1024
+    assert grown_mib < 16, f"server RSS grew by {grown_mib:.1f} MiB for one slow client"
+    silent.close()
