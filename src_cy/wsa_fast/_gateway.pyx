@@ -115,6 +115,9 @@ cdef class Gateway:
                     and (same(m.method, PING) or same(m.method, LOGIN))):
                 return self.fail(conn, m, UNAUTHENTICATED)
         elif m.from_kind != PEER_ID or not same(m.from_, conn.client_id_b):
+            # A login names the id it asks for, so a second one is refused as a login, not a spoof.
+            if m.type == REQUEST and m.to_kind == PEER_SERVER and same(m.method, LOGIN):
+                return self.fail(conn, m, ALREADY_AUTHENTICATED)
             return self.fail(conn, m, PERMISSION_DENIED)
         if self.draining and m.type == REQUEST:
             return self.fail(conn, m, UNAVAILABLE)
