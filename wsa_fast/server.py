@@ -60,14 +60,14 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         logger_name="wsa_fast.picows",
         reuse_port=settings.workers > 1,
     )
+    # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     port = server.sockets[0].getsockname()[1]
     log.info("listening on ws://%s:%d (auth: %s)", settings.host, port, type(authenticator).__name__)
     if started is not None:
         started.set_result(port)
-
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("stopping: draining for up to %gs", settings.drain_timeout)
     server.close()

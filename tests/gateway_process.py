@@ -1,0 +1,136 @@
+"""A real gateway process for the tests: the installed ``wsa-fast serve`` on a free port.
+
+``GatewayProcess(*args)`` starts ``wsa-fast serve --port 0 ARGS`` exactly as a user runs it
+(the console script installed beside this Python; ``make test`` installs it there), waits for
+its ``listening on ws://HOST:PORT`` line and collects everything it writes. ``stop()`` (or the
+end of a ``with`` block) sends SIGTERM, then SIGKILL, and fails the test if the log holds a
+traceback, unless ``allow_tracebacks`` was given.
+
+Used by the fixtures in ``conftest.py`` and by ``wsa_ws.running_server``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal as signals
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The installed command, exactly as a user starts it.
+WSA_FAST = str(Path(sys.executable).with_name("wsa-fast"))
+LISTENING = re.compile(r"listening on ws://([^\s:]+|\[[^\]]+\]):(\d+)")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+TRACEBACK = "Traceback (most recent call last)"
+
+
+class GatewayProcess:
+    """A running ``wsa-fast serve``.
+
+    ``.url`` (``ws://HOST:PORT``), ``.url_for(path, **query)``, ``.host``, ``.port``, ``.proc``,
+    ``.log`` (everything written so far, stdout and stderr), ``.wait_for_log(text)``,
+    ``.signal(signum)``, ``.wait(timeout)``, ``.stop()``.
+    """
+
+    def __init__(self, *args: str, env: Optional[dict[str, str]] = None, cwd: Path = ROOT,
+                 allow_tracebacks: bool = False, start_timeout: float = START_TIMEOUT) -> None:
+        args = tuple(str(a) for a in args)
+        has_port = any(a == "--port" or a.startswith("--port=") for a in args)
+        self.args = list(args) if has_port else ["--port", "0", *args]
+        self.command = [WSA_FAST, "serve", *self.args]
+        self.allow_tracebacks = allow_tracebacks
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._started = threading.Event()
+        self.proc = subprocess.Popen(
+            self.command, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._started.wait(start_timeout) or not self.port:
+            self.stop(check=False)
+            raise RuntimeError(f"the gateway did not start ({' '.join(self.command)}); output:\n{self.log}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            with self._lock:
+                self._lines.append(line)
+            if not self.port:
+                match = LISTENING.search(line)
+                if match:
+                    self.host, self.port = match.group(1), int(match.group(2))
+                    self._started.set()
+        self._started.set()        # exited: wake a waiting start
+
+    # -- where it listens
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT``."""
+        return f"ws://{self.host}:{self.port}"
+
+    def url_for(self, path: str = "/", **query: str) -> str:
+        """``ws://HOST:PORT/PATH?QUERY``."""
+        url = f"{self.url}{path}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+    # -- what it wrote
+
+    @property
+    def log(self) -> str:
+        """Everything the server wrote so far (stdout and stderr)."""
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> bool:
+        """Wait until ``text`` appears in the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log:
+                return True
+            time.sleep(0.02)
+        return text in self.log
+
+    # -- stopping
+
+    def signal(self, signum: int = signals.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for the process to exit (and its output to be read); returns its exit code."""
+        code = self.proc.wait(timeout)
+        self._reader.join(2)
+        return code
+
+    def stop(self, check: bool = True) -> None:
+        """SIGTERM (graceful drain), then SIGKILL; with ``check``, fail on a traceback in the log
+        unless ``allow_tracebacks``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signals.SIGINT if os.name == "nt" else signals.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        if check and not self.allow_tracebacks and TRACEBACK in self.log:
+            pytest.fail(f"the gateway wrote a traceback:\n{self.log}", pytrace=False)
+
+    def __enter__(self) -> "GatewayProcess":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
