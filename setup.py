@@ -28,6 +28,7 @@ def extension(name, *extra_sources):
         f"wsa_fast.{name}",
         [os.path.join(CY_DIR, f"{name}.pyx"), *extra_sources],
         include_dirs=[CY_DIR, SIMDJSON_DIR],
+        depends=[os.path.join(CY_DIR, "wsa_parse.hpp")],
         language="c++",
         extra_compile_args=cxx_args,
         define_macros=macros,

@@ -201,7 +201,7 @@ async def test_dev_handshake_token_binds_the_connection(dev_server, form):
         peer = await cl.open(form, query={"token": me})
         peer.cid = me
         await peer.ping()
-        id = await peer.request(b.cid, "chat@v1/send")
+        await peer.request(b.cid, "chat@v1/send")
         assert (await b.recv())["from"] == me
 
 

@@ -20,10 +20,8 @@ from collections import deque
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
 from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
 
-from . import codec_py
 from ._codec import decode, encode
 from .errors import WSAError
 from .grammar import is_client_id, is_method
@@ -43,9 +41,6 @@ NEGOTIATIONS = ("subprotocol", "query", "none")
 PING = "wsa@v1/ping"
 LOGIN = "auth@v1/login"
 ERROR_EVENT = "wsa@v1/error"
-
-# Replaces to="" for the codec; any valid client id would do.
-_STAND_IN_ID = "anonymous"
 
 # How long close() waits for the server's CLOSE before dropping the socket.
 CLOSE_TIMEOUT = 5.0
@@ -278,12 +273,7 @@ class Client:
     def _send(self, msg: Message) -> None:
         if self.closed or self._transport is None or self._transport.is_close_frame_sent:
             raise _error("GONE", "the connection is closed")
-        try:
-            data = encode(msg, self.form)
-        except (TypeError, OverflowError):
-            # The compiled codec's orjson refuses integers past 64 bits; the reference codec does not.
-            data = codec_py.encode(msg, self.form)
-        self._transport.send(WSMsgType.TEXT, data)
+        self._transport.send(WSMsgType.TEXT, encode(msg, self.form))
 
     def send_raw(self, data: bytes | str) -> None:
         """Send one WebSocket text message as is, unchecked (for tests and tools)."""
@@ -392,11 +382,9 @@ class Client:
         try:
             msg = decode(data)
         except DecodeError as exc:
-            msg = _decode_to_anonymous(data)
-            if msg is None:
-                self.stats["bad_messages"] += 1
-                log.warning("undecodable message from the server (%s): %.200r", exc.reason, data)
-                return
+            self.stats["bad_messages"] += 1
+            log.warning("undecodable message from the server (%s): %.200r", exc.reason, data)
+            return
         try:
             if msg.type == "response":
                 self._on_response(msg)
@@ -514,30 +502,6 @@ def _error(code: str, text: str, response: Optional[Message] = None) -> WSAError
     error = WSAError(code, text)
     error.response = response
     return error
-
-
-def _decode_to_anonymous(data: bytes) -> Optional[Message]:
-    """Decode a server message addressed to ``""`` (an anonymous client), which the codec refuses.
-
-    The server answers an anonymous sender with ``to: ""`` (docs/protocol.md section 4),
-    but ``to`` must be a client id for the codec; decode it with a stand-in id instead.
-    """
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    key = "to" if "to" in doc else "t"
-    if doc.get(key) != "" or doc.get("from", doc.get("f")) not in ("server", "s"):
-        return None
-    doc[key] = _STAND_IN_ID
-    try:
-        msg = decode(orjson.dumps(doc))
-    except (DecodeError, TypeError):
-        return None
-    msg.to = ""
-    return msg
 
 
 def _check_outgoing(method: str, params: Any, to: str) -> None:

@@ -6,6 +6,7 @@ here. The property tests feed the same bytes to both codecs and require the same
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .grammar import MAX_NESTING, is_client_id, is_code, is_message_id, is_method
@@ -82,10 +83,49 @@ def _depth(text: str) -> int:
     return deepest
 
 
+# A \u escape of a surrogate (or a raw one in str input): the cue to look for unpaired ones.
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A string, key or value, holding a surrogate: json.loads pairs the valid ones, so it is unpaired."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, _Obj):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.pairs)
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+class _LongInt:
+    """An integer literal longer than Python converts (sys.get_int_max_str_digits()).
+
+    The document is still JSON: in a field it is just a value of the wrong type; only
+    handing it over inside params or data is impossible.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return _LongInt(text)
+
+
 def _plain(value: Any) -> Any:
     """Turn _Obj values back into plain dicts for the caller."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, _LongInt):
+        raise _Invalid("an integer too long to hold as a Python int")
+    if isinstance(value, _Obj):
+        # Every pair, a duplicate key's overwritten value included; the last one wins.
+        return dict([(k, _plain(v)) for k, v in value.pairs])
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -117,9 +157,13 @@ def decode(data: bytes | str) -> Message:
     if _depth(text) > MAX_DEPTH:
         raise DecodeError("nested too deeply")
     try:
-        doc = json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant)
+        doc = json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant,
+                         parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise DecodeError("not JSON") from None
+    # Strings must be Unicode text, which an unpaired surrogate escape ("\ud800") is not.
+    if _SURROGATE_HINT.search(text) and _has_lone_surrogate(doc):
+        raise DecodeError("not JSON: unpaired surrogate")
     if not isinstance(doc, _Obj):
         raise DecodeError("not a JSON object")
 
@@ -171,7 +215,8 @@ def _decode_envelope(doc: _Obj) -> Message:
         to = "server"
     elif to == _BROADCAST[form]:
         to = "client"
-    elif not is_client_id(to):
+    elif not is_client_id(to) and not (to == "" and from_ == "server"):
+        # Only the server writes to "": it answers anonymous connections there (profile section 4).
         raise _Invalid("to is not a client id")
     if not isinstance(type_, str) or type_ not in _TYPES[form]:
         raise _Invalid("type must be request, response or event")

@@ -101,4 +101,5 @@ cdef inline Str str_of(bytes b):
 
 
 cdef object loads(Str s)                    # raw JSON span -> Python value
+cdef bytes dumps(value)                     # Python value -> compact JSON, as codec_py writes it
 cdef object to_message(const WsaMsg* m)     # WsaMsg -> wsa_fast.message.Message

@@ -9,6 +9,7 @@ held to ``wsa_fast.codec_py`` by the property tests.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.math cimport isfinite
 from libc.string cimport memcpy, memmove
 
 import json
@@ -280,13 +281,63 @@ cdef class FrameBuffer:
 
 # ---- the Python-level codec ----
 
+cdef bint has_long_digit_run(Str s) noexcept nogil:
+    """A run of 19+ digits: maybe an integer past 64 bits (every 18-digit integer fits)."""
+    cdef size_t i, run = 0
+    for i in range(s.n):
+        if 0x30 <= <unsigned char>s.p[i] <= 0x39:
+            run += 1
+            if run >= 19:
+                return True
+        else:
+            run = 0
+    return False
+
+
 cdef object loads(Str s):
     cdef bytes raw = PyBytes_FromStringAndSize(s.p, s.n)
+    # orjson turns an integer past 64 bits into a float, silently; json.loads keeps it exact,
+    # as codec_py does. Only text with a long run of digits pays for the slow path.
+    if has_long_digit_run(s):
+        return json.loads(raw)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        # orjson refuses integers past 64 bits; the protocol passes them through.
+        # orjson refuses numbers that overflow a double (1e400); json.loads reads them as inf.
         return json.loads(raw)
+
+
+cdef bytes _json_dumps(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+cdef bint has_non_finite(value) except -1:
+    """A NaN or an infinity anywhere in a JSON-able value."""
+    if isinstance(value, float):
+        return not isfinite(<double>value)
+    if isinstance(value, dict):
+        for item in (<dict>value).values():
+            if has_non_finite(item):
+                return True
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if has_non_finite(item):
+                return True
+    return False
+
+
+cdef bytes dumps(value):
+    """orjson.dumps, held to codec_py's json.dumps: big integers written, NaN/Infinity refused."""
+    cdef bytes out
+    try:
+        out = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        # orjson refuses integers past 64 bits; anything else raises from json.dumps too.
+        return _json_dumps(value)
+    # orjson writes NaN and +-Infinity as null; codec_py raises ValueError for them.
+    if b"null" in out and has_non_finite(value):
+        raise ValueError("Out of range float values are not JSON compliant")
+    return out
 
 
 cdef str _text(Str s):
@@ -300,7 +351,11 @@ cdef Parser _parser = Parser()
 
 def decode(data) -> Message:
     """Decode one WSA message in either form, or raise DecodeError."""
-    cdef bytes raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    cdef bytes raw
+    try:
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    except UnicodeEncodeError:
+        raise DecodeError("not UTF-8") from None
     cdef WsaMsg* m = _parser.parse(<const char*>raw, len(raw))
     if m.status != OK:
         raise DecodeError(
@@ -309,7 +364,17 @@ def decode(data) -> Message:
             type=_TYPE_NAMES.get(m.readable_type),
             from_=_text(m.readable_from) if m.has_readable_from else None,
         )
-    return to_message(m)
+    try:
+        return to_message(m)
+    except ValueError:
+        # A valid message whose params or data hold an integer too long for Python
+        # (sys.get_int_max_str_digits()): refused as codec_py refuses it.
+        raise DecodeError(
+            "an integer too long to hold as a Python int",
+            id=_text(m.readable_id) if m.has_readable_id else None,
+            type=_TYPE_NAMES.get(m.readable_type),
+            from_=_text(m.readable_from) if m.has_readable_from else None,
+        ) from None
 
 
 cdef object to_message(const WsaMsg* m):
@@ -367,12 +432,12 @@ def encode(msg: Message, int form=VERBOSE) -> bytes:
             code = msg.code.encode()
         if msg.has_data:
             m.has_data = True
-            data = orjson.dumps(msg.data)
+            data = dumps(msg.data)
     else:
         method = msg.method.encode()
         if msg.params is not None:
             m.has_params = True
-            params = orjson.dumps(msg.params)
+            params = dumps(msg.params)
     m.method = str_of(method)
     m.params = str_of(params)
     m.receipt = str_of(receipt)

@@ -56,7 +56,6 @@ cdef class Connection(WSListener):
     cdef readonly int form              # VERBOSE or COMPACT, fixed at the upgrade
     cdef bytes client_id_b              # the bound id (keeps the routing table's key alive)
     cdef readonly str client_id         # the same, as str; None while anonymous
-    cdef readonly object peer           # remote address, for logs
     cdef FrameBuffer out                # frames to write at the end of the batch
     cdef FrameBuffer fragments          # a fragmented message being reassembled
     cdef bint in_fragments

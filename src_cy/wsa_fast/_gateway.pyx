@@ -11,8 +11,6 @@ import asyncio
 import inspect
 import logging
 
-import orjson
-
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.string cimport memcmp
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -22,7 +20,7 @@ from picows.picows cimport MemoryBuffer, WSCloseCode, WSFrame, WSListener, WSMsg
 from wsa_fast._codec cimport (
     COMPACT, EVENT, FAIL, INVALID, OK, PEER_ANONYMOUS, PEER_BROADCAST, PEER_ID, PEER_SERVER,
     REQUEST, RESPONSE, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
-    loads, str_of, to_message,
+    dumps, loads, str_of, to_message,
 )
 from wsa_fast._routing cimport ClientTable, PendingTable
 
@@ -309,8 +307,8 @@ cdef class Gateway:
         if outcome is None or isinstance(outcome, str):
             return self.reply(conn, str_of(id_b), str_of(to_b), SUCCESS, None, outcome, None)
         try:
-            data = orjson.dumps(outcome)
-        except TypeError:
+            data = dumps(outcome)
+        except (TypeError, ValueError):
             log.error("handler for %s returned a value that is not JSON: %r", ctx.method, outcome)
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
         return self.reply(conn, str_of(id_b), str_of(to_b), SUCCESS, None, None, data)
@@ -347,7 +345,7 @@ cdef class Gateway:
         params = {"code": code, "reason": reason}
         if msg_id is not None:
             params["id"] = msg_id
-        write_event(conn, "wsa@v1/error", orjson.dumps(params), self.new_id())
+        write_event(conn, "wsa@v1/error", dumps(params), self.new_id())
         return self.mark_dirty(conn)
 
     cdef int mark_dirty(self, Connection conn) except -1:
@@ -420,12 +418,12 @@ cdef class Gateway:
         cdef Connection conn = self.client(client_id)
         if conn is None or conn.closed:
             raise WSAError("NOT_FOUND", f"{client_id} is not connected")
-        write_event(conn, method, orjson.dumps(params) if params is not None else None, self.new_id())
+        write_event(conn, method, dumps(params) if params is not None else None, self.new_id())
         self.mark_dirty(conn)
 
     def broadcast(self, str method, params=None):
         """Send a server event to every bound client; returns how many it reached."""
-        cdef bytes raw = orjson.dumps(params) if params is not None else None
+        cdef bytes raw = dumps(params) if params is not None else None
         cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
         cdef Connection conn
         msg_id = self.new_id()
@@ -448,7 +446,7 @@ cdef class Gateway:
         key = (client_id, msg_id)
         future = self.loop.create_future()
         self.server_pending[key] = (conn, future)
-        write_request(conn, method, orjson.dumps(params) if params is not None else None, msg_id)
+        write_request(conn, method, dumps(params) if params is not None else None, msg_id)
         self.mark_dirty(conn)
         try:
             return await asyncio.wait_for(future, self.request_timeout if timeout is None else timeout)
@@ -547,7 +545,6 @@ cdef class Connection(WSListener):
         self.transport = transport
         self.write = transport.underlying_transport.write
         self.buffered = transport.underlying_transport.get_write_buffer_size
-        self.peer = transport.underlying_transport.get_extra_info("peername")
         self.gw.connections.add(self)
         # Idle connections dominate memory: drop the upgrade's request and response (headers in
         # multidicts) and shrink picows's 1 KiB send scratch, used here only for CLOSE frames.
@@ -593,6 +590,11 @@ cdef class Connection(WSListener):
             return
         if frame.last_in_buffer:
             self.flush()
+
+    @property
+    def peer(self):
+        """The remote address, looked up only when a log line needs it."""
+        return self.transport.underlying_transport.get_extra_info("peername") if self.transport else None
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closed = True

@@ -230,6 +230,19 @@ class SpanValidator {
         return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
     }
 
+    // Four hex digits at p (the caller has checked nothing): their value in *out.
+    bool hex4(const char* p, unsigned* out) const {
+        if (end_ - p < 4) return false;
+        unsigned v = 0;
+        for (int i = 0; i < 4; i++) {
+            char c = p[i];
+            if (!hex(c)) return false;
+            v = v * 16 + (unsigned)(digit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        *out = v;
+        return true;
+    }
+
     bool string() {
         p_++;
         while (p_ < end_) {
@@ -242,11 +255,22 @@ class SpanValidator {
                     case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
                         p_++;
                         break;
-                    case 'u':
-                        if (end_ - p_ < 5 || !hex(p_[1]) || !hex(p_[2]) || !hex(p_[3]) || !hex(p_[4]))
-                            return false;
+                    case 'u': {
+                        // An unpaired surrogate is no Unicode text: refused here as simdjson's
+                        // get_string refuses it in the fields it unescapes.
+                        unsigned cp;
+                        if (!hex4(p_ + 1, &cp)) return false;
                         p_ += 5;
+                        if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+                        if (cp >= 0xD800 && cp <= 0xDBFF) {
+                            unsigned low;
+                            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u' || !hex4(p_ + 2, &low) ||
+                                low < 0xDC00 || low > 0xDFFF)
+                                return false;
+                            p_ += 6;
+                        }
                         break;
+                    }
                     default:
                         return false;
                 }
@@ -341,13 +365,14 @@ struct Slot {
 
 class Decoder {
   public:
-    Decoder(WsaMsg* m) : m_(m) {}
+    Decoder(WsaMsg* m, const char* end) : m_(m), end_(end) {}
 
     // Returns false on a JSON-level failure (the message is then NOT_JSON).
     bool run(od::document& doc);
 
   private:
     WsaMsg* m_;
+    const char* end_;                // end of the document (the padding follows)
     const char* invalid_ = nullptr;  // first rule broken, JSON itself being fine
     int form_ = FORM_UNKNOWN;
     unsigned seen_ = 0;
@@ -360,15 +385,26 @@ class Decoder {
         if (!invalid_) invalid_ = why;
     }
 
-    // Consume any value, checking its grammar; false if it is not JSON.
-    static bool skip(od::value v, int depth) {
+    // raw_json() does not consume a scalar, and On-Demand's later skip of it is lenient
+    // ({"a":"b":1} reads "b" as a key): a scalar field's raw span, which runs up to the
+    // next structural character, must be followed by the field's ',' or '}'.
+    bool ends_field(std::string_view raw) const {
+        const char* next = raw.data() + raw.size();
+        return next < end_ && (*next == ',' || *next == '}');
+    }
+
+    // Consume any field value, checking its grammar; false if it is not JSON.
+    bool skip(od::value v, int depth) {
+        od::json_type t;
+        if (v.type().get(t)) return false;
         std::string_view raw;
         if (v.raw_json().get(raw)) return false;
+        if (t != od::json_type::object && t != od::json_type::array && !ends_field(raw)) return false;
         return SpanValidator(raw.data(), raw.size()).value_then_end(depth);
     }
 
     // Read a value that should be a string (or null where allowed) into a slot.
-    static bool read_scalar(od::value v, int depth, Slot* slot) {
+    bool read_scalar(od::value v, int depth, Slot* slot) {
         slot->present = true;
         od::json_type t;
         if (v.type().get(t)) return false;
@@ -388,11 +424,12 @@ class Decoder {
         return skip(v, depth);
     }
 
-    static bool read_raw(od::value v, int depth, Str* out, bool* is_container) {
+    bool read_raw(od::value v, int depth, Str* out, bool* is_container) {
         od::json_type t;
         if (v.type().get(t)) return false;
         std::string_view raw;
         if (v.raw_json().get(raw)) return false;
+        if (t != od::json_type::object && t != od::json_type::array && !ends_field(raw)) return false;
         if (!SpanValidator(raw.data(), raw.size()).value_then_end(depth)) return false;
         // raw_json of a scalar may carry trailing spaces; a container ends at its bracket.
         size_t n = raw.size();
@@ -543,6 +580,8 @@ inline void Decoder::finish() {
         if (eq(to_.s, compact ? "s" : "server")) m->to_kind = PEER_SERVER;
         else if (eq(to_.s, compact ? "c" : "client")) m->to_kind = PEER_BROADCAST;
         else if (is_client_id(to_.s)) m->to_kind = PEER_ID;
+        // The server answers an anonymous connection at "" (profile section 4).
+        else if (to_.s.n == 0 && m->from_kind == PEER_SERVER) m->to_kind = PEER_ANONYMOUS;
         else fail("to is not a client id");
     }
     if (type_.present) {
@@ -618,7 +657,7 @@ inline void parse(od::parser& parser, const char* buf, size_t len, size_t capaci
         return;
     od::document doc;
     if (parser.iterate(buf, len, capacity).get(doc)) return;
-    Decoder d(m);
+    Decoder d(m, buf + len);
     if (!d.run(doc)) {
         // A JSON error anywhere voids what was read on the way.
         m->status = NOT_JSON;
