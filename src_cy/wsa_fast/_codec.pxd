@@ -91,6 +91,7 @@ cdef class FrameBuffer:
     cdef int write_text_frame(self, const char* p, Py_ssize_t n) except -1
     cdef void _place_header(self, Py_ssize_t frame_start, Py_ssize_t n) noexcept
     cdef bytes take(self)
+    cdef void release(self) noexcept
 
 
 cdef inline Str str_of(bytes b):

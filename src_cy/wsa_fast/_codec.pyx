@@ -278,6 +278,13 @@ cdef class FrameBuffer:
         self.size = 0
         return out
 
+    cdef void release(self) noexcept:
+        """Give the memory back: an idle connection should hold no output buffer."""
+        PyMem_Free(self.data)
+        self.data = NULL
+        self.size = 0
+        self.capacity = 0
+
 
 # ---- the Python-level codec ----
 

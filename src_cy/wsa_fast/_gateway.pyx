@@ -567,7 +567,7 @@ cdef class Connection(WSListener):
                 self.in_fragments = True
                 if self.fragments is None:
                     self.fragments = FrameBuffer()
-                self.fragments.size = 0
+                self.fragments.release()
                 self.fragments.append(frame.payload_ptr, frame.payload_size)
         elif kind == WSMsgType.CONTINUATION:
             if not self.in_fragments:
@@ -580,8 +580,7 @@ cdef class Connection(WSListener):
             if frame.fin:
                 self.in_fragments = False
                 self.handle(self.fragments.data, self.fragments.size)
-                if self.fragments.capacity > 65536:
-                    self.fragments = None      # do not keep a large buffer per idle connection
+                self.fragments.release()
         elif kind == WSMsgType.CLOSE:
             self.flush()
             self.closed = True
@@ -621,8 +620,7 @@ cdef class Connection(WSListener):
             self.out.size = 0
             return 0
         self.write(self.out.take())
-        if self.out.capacity > 65536:
-            self.out = FrameBuffer()          # give a burst's memory back
+        self.out.release()
         if self.gw.send_buffer_limit and self.buffered() > self.gw.send_buffer_limit:
             self.gw.stats["slow_consumers_closed"] += 1
             log.warning("closing %s (%s): it does not read and its send buffer passed %d bytes",
