@@ -89,9 +89,6 @@ class App:
     def attach(self, gateway: Any) -> None:
         self._gateway = gateway
 
-    def make_context(self, client_id: str, id: str, method: str, connection: Any) -> Context:
-        return Context(self, client_id, id, method, connection)
-
     def client_joined(self, client_id: str) -> None:
         for fn in self._joined:
             fn(client_id)

@@ -39,7 +39,9 @@ cdef class Gateway:
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1
     cdef int on_response(self, Connection conn, WsaMsg* m) except -1
     cdef int login(self, Connection conn, WsaMsg* m) except -1
-    cdef int call_handler(self, Connection conn, WsaMsg* m, tuple entry) except -1
+    cdef int call_handler(self, Connection conn, WsaMsg* m, str method, tuple entry) except -1
+    cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1
+    cdef int reply_error(self, Connection conn, Str msg_id, Str to, BaseException error, str culprit) except -1
     cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
                    object receipt, bytes data) except -1
     cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1

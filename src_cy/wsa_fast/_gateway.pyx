@@ -24,6 +24,7 @@ from wsa_fast._codec cimport (
 )
 from wsa_fast._routing cimport ClientTable, PendingTable
 
+from wsa_fast.app import Context
 from wsa_fast.errors import WSAError
 from wsa_fast.grammar import is_client_id as py_is_client_id
 from wsa_fast.ids import id_factory
@@ -51,6 +52,9 @@ cdef bytes ALREADY_AUTHENTICATED = b"ALREADY_AUTHENTICATED"
 cdef bytes CONFLICT = b"CONFLICT"
 cdef bytes UNAVAILABLE = b"UNAVAILABLE"
 cdef bytes INTERNAL_ERROR = b"INTERNAL_ERROR"
+
+# Handler results that cannot be awaitable, so the check costs nothing in the common case.
+PLAIN_RESULTS = frozenset({type(None), dict, list, str, int, float, bool})
 
 # How late a relayed-request timeout may fire, traded for fewer timer wake-ups.
 cdef double SWEEP_SLACK = 0.05
@@ -152,12 +156,11 @@ cdef class Gateway:
                 return self.reply(conn, m.id, conn_to(conn, m), SUCCESS, None, None, None)
             if same(m.method, LOGIN):
                 return self.login(conn, m)
-            entry = self.request_handlers.get(PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL))
-        else:
-            entry = self.event_handlers.get(PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL))
+        method = PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL)
+        entry = (self.request_handlers if m.type == REQUEST else self.event_handlers).get(method)
         if entry is None:
             return self.fail(conn, m, METHOD_NOT_FOUND)
-        return self.call_handler(conn, m, <tuple>entry)
+        return self.call_handler(conn, m, method, <tuple>entry)
 
     cdef int relay(self, Connection conn, WsaMsg* m) except -1:
         cdef Connection target = self.clients.get(m.to)
@@ -188,7 +191,6 @@ cdef class Gateway:
         return 0
 
     cdef int on_response(self, Connection conn, WsaMsg* m) except -1:
-        cdef str reason
         if conn.client_id_b is None:
             return self.error_event(conn, "UNAUTHENTICATED", "log in before answering", text(m.id))
         if m.from_kind != PEER_ID or not same(m.from_, conn.client_id_b):
@@ -246,11 +248,8 @@ cdef class Gateway:
         cdef bytes to_b = requested.encode()
         if conn.closed:
             return 0
-        if isinstance(outcome, WSAError):
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, outcome.code.encode(), None, None)
         if isinstance(outcome, BaseException):
-            log.error("authenticator failed", exc_info=outcome)
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
+            return self.reply_error(conn, str_of(id_b), str_of(to_b), outcome, "the authenticator")
         if not isinstance(outcome, str) or not py_is_client_id(outcome):
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, None)
         if not self.claim(conn, outcome):
@@ -268,50 +267,52 @@ cdef class Gateway:
         conn.bind(client_id)
         return True
 
-    cdef int call_handler(self, Connection conn, WsaMsg* m, tuple entry) except -1:
+    cdef int call_handler(self, Connection conn, WsaMsg* m, str method, tuple entry) except -1:
         handler, is_async = entry
-        is_request = m.type == REQUEST
-        ctx = self.app.make_context(conn.client_id, text(m.id), text(m.method), conn)
+        ctx = Context(self.app, conn.client_id, text(m.id), method, conn)
         try:
-            params = loads(m.params) if m.has_params else None
-            outcome = handler(ctx, params)
-            if not is_async and not inspect.isawaitable(outcome):
-                return self.settle(conn, ctx, is_request, outcome)
+            outcome = handler(ctx, loads(m.params) if m.has_params else None)
         except Exception as exc:
-            return self.settle(conn, ctx, is_request, exc)
-        self.spawn(self.settle_later(conn, ctx, is_request, outcome))
-        return 0
+            outcome = exc
+        else:
+            if is_async or (type(outcome) not in PLAIN_RESULTS and inspect.isawaitable(outcome)):
+                self.spawn(self.settle_later(conn, ctx, m.type == REQUEST, outcome))
+                return 0
+        return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, method)
 
     async def settle_later(self, Connection conn, ctx, bint is_request, awaitable):
+        cdef bytes id_b = ctx.id.encode()
         try:
             outcome = await awaitable
         except Exception as exc:
             outcome = exc
-        self.settle(conn, ctx, is_request, outcome)
+        self.settle(conn, str_of(id_b), str_of(conn.client_id_b), is_request, outcome, ctx.method)
         conn.flush()
 
-    def settle(self, Connection conn, ctx, bint is_request, outcome):
+    cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1:
         """Answer a handler's outcome: None -> success, str -> receipt, exception -> fail, else data."""
-        cdef bytes id_b = ctx.id.encode()
-        cdef bytes to_b = (conn.client_id or "").encode()
-        cdef bytes data = None
+        cdef bytes data
         if conn.closed:
             return 0
-        if isinstance(outcome, WSAError):
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, outcome.code.encode(), None, None)
         if isinstance(outcome, BaseException):
-            log.error("handler for %s failed", ctx.method, exc_info=outcome)
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
+            return self.reply_error(conn, msg_id, to, outcome, f"the handler for {method}")
         if not is_request:
             return 0
         if outcome is None or isinstance(outcome, str):
-            return self.reply(conn, str_of(id_b), str_of(to_b), SUCCESS, None, outcome, None)
+            return self.reply(conn, msg_id, to, SUCCESS, None, outcome, None)
         try:
             data = dumps(outcome)
         except (TypeError, ValueError):
-            log.error("handler for %s returned a value that is not JSON: %r", ctx.method, outcome)
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, INTERNAL_ERROR, None, None)
-        return self.reply(conn, str_of(id_b), str_of(to_b), SUCCESS, None, None, data)
+            log.error("the handler for %s returned a value that is not JSON: %r", method, outcome)
+            return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, None)
+        return self.reply(conn, msg_id, to, SUCCESS, None, None, data)
+
+    cdef int reply_error(self, Connection conn, Str msg_id, Str to, BaseException error, str culprit) except -1:
+        """Fail with a WSAError's code, or INTERNAL_ERROR (logged, no details sent) for anything else."""
+        if isinstance(error, WSAError):
+            return self.reply(conn, msg_id, to, FAIL, error.code.encode(), None, None)
+        log.error("%s failed", culprit, exc_info=error)
+        return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, None)
 
     # ---- outgoing messages ----
 
@@ -385,7 +386,6 @@ cdef class Gateway:
 
     def sweep(self):
         cdef Connection requester
-        cdef bytes to_b
         for requester, target, msg_id in self.pending.expire(monotonic()):
             if not requester.closed:
                 self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, TIMEOUT, None, None)
