@@ -427,8 +427,8 @@ cdef class Gateway:
         cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
         cdef Connection conn
         msg_id = self.new_id()
-        write_server_event(verbose, VERBOSE, b"client", method, raw, msg_id, PEER_BROADCAST)
-        write_server_event(compact, COMPACT, b"client", method, raw, msg_id, PEER_BROADCAST)
+        write_from_server(verbose, VERBOSE, EVENT, PEER_BROADCAST, b"client", method, raw, msg_id)
+        write_from_server(compact, COMPACT, EVENT, PEER_BROADCAST, b"client", method, raw, msg_id)
         sent = 0
         for conn in self.clients.connections():
             if not conn.closed:
@@ -483,12 +483,13 @@ cdef inline Str conn_to(Connection conn, WsaMsg* m) noexcept:
     return str_of(EMPTY)
 
 
-cdef int write_server_event(FrameBuffer out, int form, bytes to, str method, bytes params,
-                            str msg_id, int to_kind) except -1:
+cdef int write_from_server(FrameBuffer out, int form, int type, int to_kind, bytes to,
+                           str method, bytes params, str msg_id) except -1:
+    """Encode a request or event from the server into ``out``."""
     cdef WsaMsg e
     cdef bytes method_b = method.encode()
     cdef bytes id_b = msg_id.encode()
-    e.type = EVENT
+    e.type = type
     e.from_kind = PEER_SERVER
     e.to_kind = to_kind
     e.to = str_of(to)
@@ -502,25 +503,13 @@ cdef int write_server_event(FrameBuffer out, int form, bytes to, str method, byt
 
 
 cdef int write_event(Connection conn, str method, bytes params, str msg_id) except -1:
-    return write_server_event(conn.out, conn.form, conn.client_id_b or EMPTY, method, params,
-                              msg_id, PEER_ID)
+    return write_from_server(conn.out, conn.form, EVENT, PEER_ID, conn.client_id_b or EMPTY,
+                             method, params, msg_id)
 
 
 cdef int write_request(Connection conn, str method, bytes params, str msg_id) except -1:
-    cdef WsaMsg q
-    cdef bytes method_b = method.encode()
-    cdef bytes id_b = msg_id.encode()
-    q.type = REQUEST
-    q.from_kind = PEER_SERVER
-    q.to_kind = PEER_ID
-    q.to = str_of(conn.client_id_b)
-    q.id = str_of(id_b)
-    q.method = str_of(method_b)
-    q.has_params = params is not None
-    q.params = str_of(params if params is not None else EMPTY)
-    q.has_receipt = q.has_data = q.receipt_null = False
-    q.from_.n = q.receipt.n = q.code.n = q.data.n = 0
-    return conn.out.write_frame(&q, conn.form)
+    return write_from_server(conn.out, conn.form, REQUEST, PEER_ID, conn.client_id_b,
+                             method, params, msg_id)
 
 
 cdef class Connection(WSListener):
