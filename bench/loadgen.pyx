@@ -36,6 +36,9 @@ cdef enum:
     ID_LEN = 5          # the short WSA id: five base36 characters
 cdef uint32_t ID_SPACE = 36 ** 5
 cdef const char* B36 = b"0123456789abcdefghijklmnopqrstuvwxyz"
+# Handshakes in flight at once when opening many connections. Below asyncio's listen backlog
+# (100): an overflowing accept queue drops SYNs, which the kernel retries only a second later.
+CONNECT_CHUNK = 64
 
 # What a delivery must contain besides its id.
 cdef enum Check:
@@ -519,6 +522,11 @@ def _compact(frm, to, typ, method, params=None):
     return {"f": frm, "t": to, "y": short, "i": "00000", "p": p}
 
 
+def _message(compact, frm, to, typ, method, params=None):
+    """A message in the connection's form."""
+    return (_compact if compact else _verbose)(frm, to, typ, method, params)
+
+
 def _template(msg, bytes mask):
     """(frame, id position in frame, mask bytes over the id) for a message whose id is 00000."""
     payload = json.dumps(msg, separators=(",", ":")).encode()
@@ -554,6 +562,8 @@ class Run:
         self.senders = []
         self.mask = bytes(random.randrange(1, 256) for _ in range(4))
         self.tag = "%04x" % random.randrange(0x10000)
+        self.setup_s = None
+        self.idle_report = {}
 
     async def connect(self, compact, check, kind):
         a = self.a
@@ -569,8 +579,7 @@ class Run:
         return conn
 
     async def login(self, conn, client_id, compact):
-        msg = _compact(client_id, "server", "request", "auth@v1/login") if compact \
-            else _verbose(client_id, "server", "request", "auth@v1/login")
+        msg = _message(compact, client_id, "server", "request", "auth@v1/login")
         msg["i" if compact else "id"] = "login"
         conn.transport.send(WSMsgType.TEXT, json.dumps(msg, separators=(",", ":")).encode())
         reply = json.loads(await conn.next_payload(10.0))
@@ -579,6 +588,30 @@ class Run:
         receipt = body.get("c" if compact else "receipt")
         if result not in ("s", "success") or receipt != client_id:
             raise RuntimeError(f"login of {client_id} failed: {reply}")
+
+    async def connect_many(self, n, open_one):
+        """await open_one(k) for k < n, CONNECT_CHUNK at a time: thousands of handshakes take seconds, not minutes."""
+        for lo in range(0, n, CONNECT_CHUNK):
+            await asyncio.gather(*(open_one(k) for k in range(lo, min(n, lo + CONNECT_CHUNK))))
+
+    async def open_idle(self):
+        """--idle N: N connections that log in and then stay silent; returns the server RSS they cost."""
+        a = self.a
+
+        async def open_one(k):
+            c = await self.connect(False, CHECK_NONE, "response")  # no sender: any frame it gets is bad
+            await self.login(c, f"idle{k}.{self.tag}", False)
+
+        before = proctree.rss_bytes(a.server_pid) if a.server_pid else None
+        t0 = time.monotonic()
+        await self.connect_many(a.idle, open_one)
+        setup_s = time.monotonic() - t0
+        await asyncio.sleep(1.0)  # let the server finish whatever each login set off
+        after = proctree.rss_bytes(a.server_pid) if a.server_pid else None
+        return {
+            "idle": a.idle, "idle_setup_s": setup_s, "idle_rss_before": before, "idle_rss_after": after,
+            "idle_rss_bytes_per_conn": (after - before) / a.idle if before is not None else None,
+        }
 
     def sender_for(self, conn, msg, fanout):
         frame, id_pos, id_mask = _template(msg, self.mask)
@@ -594,11 +627,16 @@ class Run:
         check = CHECK_NONE if echo else CHECK_KV
         compact = a.form == "compact"
         self.ring = _pow2(max(4096, 8 * a.window)) if a.mode != "latency" else 1 << 17
-        if mode == "ping":
+        t0 = time.monotonic()
+        if mode in ("ping", "handler"):
             for k in range(a.conns):
                 c = await self.connect(compact, check, "response")
-                msg = _compact("", "server", "request", "wsa@v1/ping") if compact \
-                    else _verbose("", "server", "request", "wsa@v1/ping")
+                if mode == "handler":
+                    src = f"h{k}.{self.tag}"
+                    await self.login(c, src, compact)
+                    msg = _message(compact, src, "server", "request", "bench@v1/echo", {"n": 1})
+                else:
+                    msg = _message(compact, "", "server", "request", "wsa@v1/ping")
                 c.receive_from(self.sender_for(c, msg, 1))
         elif mode in ("relay", "relay-mixed"):
             rx_compact = compact or mode == "relay-mixed"
@@ -609,23 +647,30 @@ class Run:
                 rx = await self.connect(rx_compact, check, "event")
                 await self.login(tx, src, tx_compact)
                 await self.login(rx, dst, rx_compact)
-                params = {"text": a.text}
-                msg = _compact(src, dst, "event", "chat@v1/message", params) if tx_compact \
-                    else _verbose(src, dst, "event", "chat@v1/message", params)
+                msg = _message(tx_compact, src, dst, "event", "chat@v1/message", {"text": a.text})
                 rx.receive_from(self.sender_for(tx, msg, 1))
         elif mode == "broadcast":
+            if a.idle:
+                raise ValueError("--idle with broadcast: the idle connections are logged in, so they would get it too")
+            if a.receivers > 0xFFFF:
+                raise ValueError("broadcast: at most 65535 receivers (deliveries still expected are 16-bit)")
             src = f"s.{self.tag}"
             tx = await self.connect(compact, check, "event")
             await self.login(tx, src, compact)
-            msg = _compact(src, "client", "event", "chat@v1/message", {"text": a.text}) if compact \
-                else _verbose(src, "client", "event", "chat@v1/message", {"text": a.text})
+            msg = _message(compact, src, "client", "event", "chat@v1/message", {"text": a.text})
             snd = self.sender_for(tx, msg, a.receivers)
-            for k in range(a.receivers):
+
+            async def open_receiver(k):
                 rx = await self.connect(compact, check, "event")
                 await self.login(rx, f"r{k}.{self.tag}", compact)
                 rx.receive_from(snd)
+
+            await self.connect_many(a.receivers, open_receiver)
         else:
             raise ValueError(f"unknown mode {a.mode}")
+        self.setup_s = time.monotonic() - t0
+        if a.idle:
+            self.idle_report = await self.open_idle()
         for c in self.conns:
             c.bench = True
             c.pump_sender = a.mode != "latency"
@@ -711,6 +756,7 @@ class Run:
             "lost": lost, "duplicated": st.duplicated, "unknown": st.unknown, "bad": st.bad,
             "disconnects": disconnects,
             "bad_samples": st.bad_samples,
+            "setup_s": self.setup_s,
             "lg_cpu_us_per_msg": (end["lg_cpu"] - start["lg_cpu"]) / n * 1e6 if n else None,
             "lg_util": (end["lg_cpu"] - start["lg_cpu"]) / dt if dt > 0 else None,
         }
@@ -740,6 +786,7 @@ class Run:
                                             if v > 0 and not k.startswith("ksoftirqd")),
                                            key=lambda kv: -kv[1])[:4]
             res["steal_util"] = (end["steal"] - start["steal"]) / dt if dt > 0 else None
+        res.update(self.idle_report)
         if a.mode == "latency":
             res["offered_rate"] = a.rate
             res["throttled"] = st.throttled

@@ -1,4 +1,4 @@
-"""CPU time of processes, read from /proc/PID/stat.
+"""CPU time and memory of processes, read from /proc/PID/stat and /proc/PID/status.
 
 A server may fork workers, so its CPU is the sum over every live descendant of the root,
 each with its own utime+stime and the cutime+cstime of children it has already reaped.
@@ -77,6 +77,22 @@ def tree_cpu_seconds(root: int) -> float:
     """user+sys seconds of root's tree, reaped children included."""
     s = scan()
     return cpu_of(s, tree(s, root))
+
+
+def rss_bytes(root: int) -> int:
+    """Resident memory of root's tree (VmRSS summed over the live processes): a forking server counts whole."""
+    s = scan()
+    total = 0
+    for pid in tree(s, root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024  # the kernel reports kB
+                        break
+        except OSError:
+            pass  # exited since the scan
+    return total
 
 
 def steal_seconds(core: int) -> float:

@@ -3,6 +3,7 @@
     python bench/run.py                 # full run (< 5 min), table + bench/out/results.json + bench/latency.png
     python bench/run.py --smoke         # CI: a few thousand messages per scenario, fails on any loss or error
     python bench/run.py --servers wsa-fast,websockets --scenarios ping,relay,latency
+    python bench/run.py --servers wsa-fast --scenarios ping,handler,ping-idle-10k,broadcast-1k
 
 Numbers are only comparable within one run: the box is shared and absolute numbers drift.
 """
@@ -21,11 +22,12 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)  # servers run here, so `--app bench.bench_app:app` imports
 PY = sys.executable
 sys.path.insert(0, HERE)
 
 SERVER_CORE, LOADGEN_CORE = 0, 1
-DEFAULT_GATEWAY_CMD = "wsa-fast serve --host 127.0.0.1 --port {port}"
+DEFAULT_GATEWAY_CMD = "wsa-fast serve --host 127.0.0.1 --port {port} --app bench.bench_app:app"
 
 # Closed-loop scenarios. Floors only answer pings (they echo), so only ping scenarios run on them.
 SCENARIOS = {
@@ -34,8 +36,30 @@ SCENARIOS = {
     "relay": dict(mode="relay", conns=8, window=64),
     "relay-mixed": dict(mode="relay-mixed", conns=8, window=64),
     "broadcast": dict(mode="broadcast", receivers=32, window=8),
+    # A sync Python handler (bench_app.py) answering each request: what the gateway adds around user code.
+    "handler": dict(mode="handler", conns=8, window=64),
+    # ping next to 10,000 logged-in silent connections: per-message CPU and memory per connection at scale.
+    # Before broadcast-1k, so the server's heap has no freed connections to reuse and RSS grows in full.
+    "ping-idle-10k": dict(mode="ping", conns=8, window=64, idle=10000),
+    # A sender keeping 32 events in flight to 1,000 receivers: each receiver's socket then gets several
+    # frames per write. The peers' cost per delivery does not depend on the window (measured 8 vs 32).
+    "broadcast-1k": dict(mode="broadcast", receivers=1000, window=32),
 }
 FLOOR_SCENARIOS = ("ping", "ping-compact")
+# Scenarios only wsa-fast runs, and why (printed as notes under the table).
+GATEWAY_ONLY = {
+    "handler": "the peers have no app API",
+    "ping-idle-10k": "wsa-fast's own scale targets",
+}
+# --smoke: every scenario, small enough to stay cheap.
+SMOKE = {
+    "handler": dict(max_messages=1000),
+    "broadcast-1k": dict(receivers=200, max_messages=100),
+    "ping-idle-10k": dict(idle=300),
+}
+# wsa-fast targets the scale table checks: CPU/msg of ping-idle-10k over ping, server bytes per idle connection.
+IDLE_CPU_RATIO_TARGET = 1.3
+IDLE_BYTES_TARGET = 4096
 ALL_SERVERS = ("floor", "floor-single", "websockets", "node-ws", "wsa-fast")
 LAT_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # The open-loop pacer spins on one core; above this rate it cannot pace evenly any more.
@@ -111,7 +135,7 @@ class Server:
         self.logf = open(self.logpath, "w")
         self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, preexec_fn=pin(SERVER_CORE),
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -197,7 +221,19 @@ def is_noisy(r: dict) -> bool:
 
 def budget(opts: dict) -> float:
     """Seconds a loadgen run may take: its load and drain, plus time to connect and log in."""
-    return opts["duration"] + opts["warmup"] + opts["drain"] + 15.0
+    # The load generator opens connections 64 at a time, a few thousand a second; 300/s leaves room for a slow server.
+    many = opts.get("receivers", 0) + opts.get("idle", 0)
+    return opts["duration"] + opts["warmup"] + opts["drain"] + 15.0 + many / 300
+
+
+def runs_on(scenario: str, server: str, is_floor: bool) -> bool:
+    if is_floor:
+        return scenario in FLOOR_SCENARIOS
+    return scenario not in GATEWAY_ONLY or server == "wsa-fast"
+
+
+def scenario_label(scenario: str) -> str:
+    return f"{scenario} (wsa-fast only)" if scenario in GATEWAY_ONLY else scenario
 
 
 def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
@@ -255,6 +291,10 @@ def flags(r: dict) -> str:
     return ",".join(out) or "ok"
 
 
+def status(r: dict) -> str:
+    return flags(r) + (f" ({r['error'][:60]})" if r.get("error") else "")
+
+
 def throughput_table(rows: list[dict]) -> str:
     floor = {r["scenario"]: r for r in rows if r["server"] == "floor" and r.get("ok")}
     head = ("| server | scenario | msg/s | server µs CPU/msg | CPU/msg ÷ floor | msg/s ÷ floor "
@@ -266,11 +306,54 @@ def throughput_table(rows: list[dict]) -> str:
         cpu_ratio = cpu / ref["server_cpu_us_per_msg"] if ref and cpu and ref.get("server_cpu_us_per_msg") else None
         rate_ratio = r["msg_per_s"] / ref["msg_per_s"] if ref and r.get("msg_per_s") else None
         out.append("| " + " | ".join([
-            r["server"], r["scenario"], fmt(r.get("msg_per_s")), fmt(cpu, 2), fmt(cpu_ratio, 1),
+            r["server"], scenario_label(r["scenario"]), fmt(r.get("msg_per_s")), fmt(cpu, 2), fmt(cpu_ratio, 1),
             fmt(rate_ratio, 3), fmt(r.get("server_util"), 2), fmt(r.get("ksoftirqd_util"), 2),
             fmt(r.get("lg_cpu_us_per_msg"), 2),
             fmt(r.get("lg_util"), 2), fmt(r.get("others_util"), 2),
-            flags(r) + (f" ({r['error'][:60]})" if r.get("error") else ""),
+            status(r),
+        ]) + " |")
+    return "\n".join(out)
+
+
+def broadcast_table(rows: list[dict]) -> str:
+    """broadcast-1k per server: every delivery is one message, so msg/s is deliveries/s."""
+    out = ["| server | receivers | deliveries/s | server µs CPU/delivery | server util | loadgen util "
+           "| connect + login s | status |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r["scenario"] == "broadcast-1k":
+            out.append("| " + " | ".join([
+                r["server"], fmt(r.get("receivers")), fmt(r.get("msg_per_s")),
+                fmt(r.get("server_cpu_us_per_msg"), 2), fmt(r.get("server_util"), 2),
+                fmt(r.get("lg_util"), 2), fmt(r.get("setup_s"), 2), status(r),
+            ]) + " |")
+    return "\n".join(out)
+
+
+def idle_table(rows: list[dict], judge: bool) -> str:
+    """ping-idle-10k against plain ping on the same server: CPU/msg ratio and RSS per idle connection."""
+    ping = {r["server"]: r for r in rows if r["scenario"] == "ping" and r.get("ok")}
+    out = [f"| server | idle conns | ping µs CPU/msg | with idle µs CPU/msg | ratio (target <= {IDLE_CPU_RATIO_TARGET}) "
+           f"| server RSS bytes per idle conn (target <= {IDLE_BYTES_TARGET}) | RSS before → after, MiB "
+           f"| idle connect + login s | status |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r["scenario"] != "ping-idle-10k":
+            continue
+        base = (ping.get(r["server"]) or {}).get("server_cpu_us_per_msg")
+        cpu = r.get("server_cpu_us_per_msg")
+        ratio = cpu / base if cpu and base else None
+        per_conn = r.get("idle_rss_bytes_per_conn")
+        missed = []
+        if judge and ratio is not None and ratio > IDLE_CPU_RATIO_TARGET:
+            missed.append("CPU ratio above target")
+        if judge and per_conn is not None and per_conn > IDLE_BYTES_TARGET:
+            missed.append("RSS above target")
+        rss = (f"{r['idle_rss_before'] / 2**20:.1f} → {r['idle_rss_after'] / 2**20:.1f}"
+               if r.get("idle_rss_before") is not None else "-")
+        out.append("| " + " | ".join([
+            r["server"], fmt(r.get("idle")), fmt(base, 2), fmt(cpu, 2), fmt(ratio, 2), fmt(per_conn, 0),
+            rss, fmt(r.get("idle_setup_s"), 2), ",".join([status(r)] + missed),
         ]) + " |")
     return "\n".join(out)
 
@@ -285,7 +368,7 @@ def latency_table(rows: list[dict]) -> str:
             r["server"], fmt(r.get("offered_rate")), fmt(r.get("msg_per_s")), fmt(lat.get("50")),
             fmt(lat.get("99")), fmt(lat.get("99.9")), fmt(r.get("server_util"), 2),
             fmt(r.get("ksoftirqd_util"), 2), fmt(r.get("others_util"), 2),
-            flags(r) + (f" ({r['error'][:60]})" if r.get("error") else ""),
+            status(r),
         ]) + " |")
     return "\n".join(out)
 
@@ -391,9 +474,9 @@ def main(argv=None) -> int:
             server.start()
             peak = None
             for sc in scenarios:
-                if sc == "latency" or (is_floor and sc not in FLOOR_SCENARIOS):
+                if sc == "latency" or not runs_on(sc, name, is_floor):
                     continue
-                opts = dict(base, **SCENARIOS[sc])
+                opts = {**base, **SCENARIOS[sc], **(SMOKE.get(sc, {}) if args.smoke else {})}
                 res = loadgen(server, opts, timeout=budget(opts))
                 if is_noisy(res) and res.get("ok") and not args.smoke \
                         and time.monotonic() - t_start < EXTRAS_BUDGET_S:
@@ -440,12 +523,21 @@ def main(argv=None) -> int:
 
     print("\n## Throughput (closed loop)\n")
     print(throughput_table(rows))
+    if any(r["scenario"] == "broadcast-1k" for r in rows):
+        print("\n## Broadcast to 1,000 receivers (broadcast-1k; one delivery is one message)\n")
+        print(broadcast_table(rows))
+    if any(r["scenario"] == "ping-idle-10k" for r in rows):
+        print("\n## Idle connections (ping-idle-10k: ping beside 10,000 logged-in silent connections)\n")
+        print(idle_table(rows, judge=not args.smoke))
     if lat_rows:
         print("\n## Latency (open loop ping, percentiles from intended send time)\n")
         print(latency_table(lat_rows))
     if lat_rows and not args.smoke:
         plot_latency(lat_rows, args.plot, notes)
         notes.append(f"latency plot: {os.path.relpath(args.plot)}")
+    for sc, why in GATEWAY_ONLY.items():
+        if sc in scenarios:
+            notes.append(f"{sc} runs on wsa-fast only ({why}); its CPU/msg ÷ floor is to the floor's ping")
     if args.smoke:
         notes.append("smoke run: a few thousand messages each, so the timing columns mean nothing")
     for n in notes:

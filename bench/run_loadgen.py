@@ -18,12 +18,16 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/")
     p.add_argument("--mode", required=True,
-                   choices=["ping", "relay", "relay-mixed", "broadcast", "latency"])
+                   choices=["ping", "handler", "relay", "relay-mixed", "broadcast", "latency"],
+                   help="handler: like ping, but logged-in connections call bench@v1/echo (bench_app.py)")
     p.add_argument("--form", choices=["verbose", "compact"], default="verbose",
                    help="form of the connections (relay-mixed: of the senders; receivers are compact)")
-    p.add_argument("--conns", type=int, default=8, help="ping: connections; relay: pairs")
+    p.add_argument("--conns", type=int, default=8, help="ping, handler: connections; relay: pairs")
     p.add_argument("--window", type=int, default=64, help="closed loop: messages in flight per sender")
     p.add_argument("--receivers", type=int, default=32, help="broadcast: receiving connections")
+    p.add_argument("--idle", type=int, default=0,
+                   help="before the load, open this many more connections that log in and stay silent, "
+                        "and report the server's RSS growth per connection (needs --server-pid)")
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
     p.add_argument("--drain", type=float, default=3.0, help="seconds to wait for stragglers at the end")

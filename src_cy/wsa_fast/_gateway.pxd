@@ -20,6 +20,7 @@ cdef class Gateway:
     cdef object authenticator
     cdef object authorize               # None, or a policy callable looked up once
     cdef set tasks                      # handler and login tasks still running
+    cdef Connection reading             # whose read batch is being handled (flushed at its end)
     cdef list dirty                     # connections with output not yet written
     cdef bint flush_scheduled
     cdef object sweep_handle            # timer of the next relayed-request deadline
@@ -65,8 +66,6 @@ cdef class Connection(WSListener):
     cdef readonly bint closed           # no more input handled, no more output written
     cdef bint login_pending             # an asynchronous login is running
     cdef int bad_in_row                 # consecutive undecodable messages
-    cdef object write                   # the underlying transport's write, looked up once
-    cdef object buffered                # ... and its get_write_buffer_size
 
     cdef int handle(self, const char* data, Py_ssize_t n) except -1
     cdef int flush(self) except -1

@@ -350,6 +350,9 @@ cdef class Gateway:
         return self.mark_dirty(conn)
 
     cdef int mark_dirty(self, Connection conn) except -1:
+        # The connection being read from is flushed at the end of its read batch anyway.
+        if conn is self.reading:
+            return 0
         if not conn.dirty:
             conn.dirty = True
             self.dirty.append(conn)
@@ -532,8 +535,8 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
-        self.write = transport.underlying_transport.write
-        self.buffered = transport.underlying_transport.get_write_buffer_size
+        if self.gw.send_buffer_limit:
+            transport.underlying_transport.set_write_buffer_limits(high=self.gw.send_buffer_limit)
         self.gw.connections.add(self)
         # Idle connections dominate memory: drop the upgrade's request and response (headers in
         # multidicts) and shrink picows's 1 KiB send scratch, used here only for CLOSE frames.
@@ -549,6 +552,7 @@ cdef class Connection(WSListener):
         cdef WSMsgType kind = frame.msg_type
         if self.closed:
             return
+        self.gw.reading = self
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if frame.fin:
                 self.handle(frame.payload_ptr, frame.payload_size)
@@ -571,12 +575,14 @@ cdef class Connection(WSListener):
                 self.handle(self.fragments.data, self.fragments.size)
                 self.fragments.release()
         elif kind == WSMsgType.CLOSE:
+            self.gw.reading = None
             self.flush()
             self.closed = True
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
         if frame.last_in_buffer:
+            self.gw.reading = None
             self.flush()
 
     @property
@@ -590,7 +596,15 @@ cdef class Connection(WSListener):
         self.gw.connection_lost(self)
 
     cpdef pause_writing(self):
-        pass
+        """The transport's buffer passed send_buffer_limit: the client does not read; cut it off."""
+        if self.closed:
+            return
+        self.closed = True
+        self.gw.stats["slow_consumers_closed"] += 1
+        log.warning("closing %s (%s): it does not read and its send buffer passed %d bytes",
+                    self.client_id, self.peer, self.gw.send_buffer_limit)
+        # Called from inside a write: drop the connection once that write has returned.
+        self.gw.loop.call_soon(self.transport.underlying_transport.abort)
 
     cpdef resume_writing(self):
         pass
@@ -608,14 +622,9 @@ cdef class Connection(WSListener):
         if self.closed or self.transport is None or self.transport.is_close_frame_sent:
             self.out.size = 0
             return 0
-        self.write(self.out.take())
+        # picows's raw write: send() straight from our buffer, copying only what the socket refuses.
+        self.transport._fast_write(self.out.data, self.out.size)
         self.out.release()
-        if self.gw.send_buffer_limit and self.buffered() > self.gw.send_buffer_limit:
-            self.gw.stats["slow_consumers_closed"] += 1
-            log.warning("closing %s (%s): it does not read and its send buffer passed %d bytes",
-                        self.client_id, self.peer, self.gw.send_buffer_limit)
-            self.closed = True
-            self.transport.disconnect(False)
         return 0
 
     cdef int bind(self, str client_id) except -1:

@@ -1,0 +1,48 @@
+"""The bench's smoke run (``python bench/run.py --smoke``) passes: every scenario runs and nothing is lost.
+
+No timing assertions: the smoke run sends too few messages to mean anything, and the box is shared.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_PY = os.path.join(ROOT, "bench", "run.py")
+
+
+def bench_scenarios() -> list[str]:
+    """The runner's own scenario list, so a new scenario is checked without editing this test."""
+    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved  # run.py puts bench/ first on the path; keep its modules out of other tests
+    return list(module.SCENARIOS)
+
+
+def test_bench_smoke_runs_every_scenario():
+    servers = ["floor", "floor-single", "websockets", "node-ws", "wsa-fast"]
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        servers.remove("node-ws")  # the Node peer needs both; the rest still runs
+    env = dict(os.environ)
+    # `wsa-fast` lives beside this interpreter, which may be a venv nobody activated.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(
+        [sys.executable, RUN_PY, "--smoke", "--servers", ",".join(servers)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    report = proc.stdout + "\n--- stderr ---\n" + proc.stderr[-4000:]
+    assert proc.returncode == 0, report
+    for scenario in bench_scenarios():
+        # A table row: `| wsa-fast | handler (wsa-fast only) | ...`.
+        assert re.search(rf"^\| wsa-fast \| {re.escape(scenario)}[ |]", proc.stdout, re.M), \
+            f"no wsa-fast row for {scenario}\n{report}"
+    assert re.search(r"^## Latency.*\n(?:.*\n)*?\| wsa-fast \| ", proc.stdout, re.M), \
+        f"no wsa-fast latency row\n{report}"
