@@ -288,6 +288,11 @@ cdef class FrameBuffer:
 
 # ---- the Python-level codec ----
 
+# Looked up once: handlers call these for every message.
+cdef object orjson_loads = orjson.loads
+cdef object orjson_dumps = orjson.dumps
+
+
 cdef bint has_long_digit_run(Str s) noexcept nogil:
     """A run of 19+ digits: maybe an integer past 64 bits (every 18-digit integer fits)."""
     cdef size_t i, run = 0
@@ -308,7 +313,7 @@ cdef object loads(Str s):
     if has_long_digit_run(s):
         return json.loads(raw)
     try:
-        return orjson.loads(raw)
+        return orjson_loads(raw)
     except orjson.JSONDecodeError:
         # orjson refuses numbers that overflow a double (1e400); json.loads reads them as inf.
         return json.loads(raw)
@@ -337,7 +342,7 @@ cdef bytes dumps(value):
     """orjson.dumps, held to codec_py's json.dumps: big integers written, NaN/Infinity refused."""
     cdef bytes out
     try:
-        out = orjson.dumps(value)
+        out = orjson_dumps(value)
     except orjson.JSONEncodeError:
         # orjson refuses integers past 64 bits; anything else raises from json.dumps too.
         return _json_dumps(value)
