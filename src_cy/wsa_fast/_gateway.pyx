@@ -18,7 +18,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from picows.picows cimport MemoryBuffer, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from wsa_fast._codec cimport (
-    COMPACT, EVENT, FAIL, INVALID, OK, PEER_ANONYMOUS, PEER_BROADCAST, PEER_ID, PEER_SERVER,
+    COMPACT, EVENT, FAIL, INVALID, OK, PEER_BROADCAST, PEER_ID, PEER_SERVER,
     REQUEST, RESPONSE, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
     dumps, loads, str_of, to_message,
 )
@@ -592,7 +592,7 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closed = True
-        self.out.size = 0
+        self.out.release()
         self.gw.connection_lost(self)
 
     cpdef pause_writing(self):
@@ -642,6 +642,8 @@ cdef class Connection(WSListener):
             return 0
         self.flush()
         self.closed = True
+        if self.gw.reading is self:
+            self.gw.reading = None
         if self.client_id_b is not None:
             self.gw.clients.unbind(self.client_id_b, self)
         self.transport.send_close(<WSCloseCode>code, reason.encode())
@@ -649,4 +651,5 @@ cdef class Connection(WSListener):
         return 0
 
     def send_close(self, int code, str reason):
+        """Close this client from Python (an app's handler may hold it as ``ctx.connection``)."""
         self.close(code, reason)
