@@ -400,6 +400,9 @@ cdef class Gateway:
     def connection_lost(self, Connection conn):
         cdef Connection requester
         self.connections.discard(conn)
+        # A batch cut short by a protocol error never reached its end: stop treating it as current.
+        if self.reading is conn:
+            self.reading = None
         if conn.client_id_b is not None:
             self.clients.unbind(conn.client_id_b, conn)
             for waiting_conn, future in list(self.server_pending.values()):
