@@ -47,7 +47,6 @@ def test_defaults_match_the_profile() -> None:
         ({"drain_timeout": -1}, "drain_timeout"),
         ({"max_message_size": 0}, "max_message_size"),
         ({"max_bad_messages": 0}, "max_bad_messages"),
-        ({"workers": 0}, "workers"),
         ({"duplicate_login": "kick"}, "duplicate_login"),
         ({"id_style": "uuid"}, "id_style"),
         ({"log_level": "loud"}, "log_level"),
@@ -123,14 +122,14 @@ def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:
-    config = write(tmp_path / "wsa.toml", "workers = 4\n")
-    assert load_settings({}, environ={"WSA_CONFIG": config}).workers == 4
+    config = write(tmp_path / "wsa.toml", "max_bad_messages = 4\n")
+    assert load_settings({}, environ={"WSA_CONFIG": config}).max_bad_messages == 4
 
 
 def test_config_flag_beats_config_variable(tmp_path: Path) -> None:
-    by_flag = write(tmp_path / "flag.toml", "workers = 2\n")
-    by_env = write(tmp_path / "env.toml", "workers = 3\n")
-    assert load_settings({"config": by_flag}, environ={"WSA_CONFIG": by_env}).workers == 2
+    by_flag = write(tmp_path / "flag.toml", "max_bad_messages = 2\n")
+    by_env = write(tmp_path / "env.toml", "max_bad_messages = 3\n")
+    assert load_settings({"config": by_flag}, environ={"WSA_CONFIG": by_env}).max_bad_messages == 2
 
 
 def test_environment_strings_are_converted() -> None:
@@ -140,13 +139,13 @@ def test_environment_strings_are_converted() -> None:
         "WSA_JWT_LEEWAY": "1.5",
         "WSA_AUTH": "jwt",
         "WSA_JWT_SECRET": "s",
-        "WSA_NATS": "",  # empty counts as unset
+        "WSA_APP": "",  # empty counts as unset
         "WSA_UNRELATED": "ignored",
     })
     assert settings.port == 9000
     assert settings.jwt_algorithms == ("HS256", "ES256")
     assert settings.jwt_leeway == 1.5
-    assert settings.nats is None
+    assert settings.app is None
 
 
 @pytest.mark.parametrize(
@@ -196,8 +195,8 @@ def test_toml_unknown_key_is_named(tmp_path: Path, text: str) -> None:
 
 
 def test_toml_wrong_type_names_the_file(tmp_path: Path) -> None:
-    config = write(tmp_path / "wsa.toml", 'workers = "many"\n')
-    with pytest.raises(ConfigError, match=r"wsa\.toml: workers must be an integer"):
+    config = write(tmp_path / "wsa.toml", 'max_bad_messages = "many"\n')
+    with pytest.raises(ConfigError, match=r"wsa\.toml: max_bad_messages must be an integer"):
         load_settings({"config": config}, environ={})
 
 

@@ -59,7 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how clients log in (default: dev on a loopback host, required on any other)")
     serve.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS,
                        help=f"logging verbosity (default {defaults.log_level})")
-    serve.add_argument("--workers", type=int, metavar="N", help=f"worker processes (default {defaults.workers})")
     serve.add_argument("--duplicate-login", choices=DUPLICATE_LOGIN_MODES,
                        help=f"when an id logs in twice: close the older connection or refuse the newer "
                             f"(default {defaults.duplicate_login})")
@@ -71,7 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"ids the server generates (default {defaults.id_style})")
     serve.add_argument("--jwt-secret", metavar="SECRET", help="HS* key for --auth jwt (prefer $WSA_JWT_SECRET)")
     serve.add_argument("--jwt-public-key", metavar="PEM_FILE", help="RS*/ES* public key for --auth jwt")
-    serve.add_argument("--nats", metavar="URL", help="NATS server linking gateway nodes (default: none)")
     serve.add_argument("--drain-timeout", type=float, metavar="SECONDS",
                        help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})")
     serve.add_argument("--send-buffer-limit", type=int, metavar="BYTES",

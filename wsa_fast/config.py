@@ -66,9 +66,7 @@ class Settings:
     id_style: str = "iso8601"
     log_level: str = "info"
     send_buffer_limit: int = 1048576
-    workers: int = 1
     drain_timeout: float = 10.0
-    nats: str | None = None
 
     def __post_init__(self) -> None:
         # Normalising in place (env strings -> numbers, int -> float, list -> tuple, INFO -> info)
@@ -93,10 +91,9 @@ class Settings:
         _require_choice("duplicate_login", self.duplicate_login, DUPLICATE_LOGIN_MODES)
         _require_choice("id_style", self.id_style, ID_STYLES)
         _require_choice("log_level", self.log_level, LOG_LEVELS)
-        for name in ("max_message_size", "max_bad_messages", "send_buffer_limit", "workers"):
+        for name in ("max_message_size", "max_bad_messages", "send_buffer_limit"):
             value = getattr(self, name)
             _require(value >= 1, name, f"{name} must be at least 1, got {value}")
-        _require(self.nats is None or bool(self.nats), "nats", "nats must be a URL like nats://host:4222")
 
     def _validate_auth(self) -> None:
         known = self.auth in (None, AUTH_DEV, AUTH_JWT) or self.auth.startswith(AUTH_TOKENS_PREFIX)

@@ -58,7 +58,6 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         use_aiofastnet=False,
         websocket_handshake_timeout=10,
         logger_name="wsa_fast.picows",
-        reuse_port=settings.workers > 1,
     )
     # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
     stop = asyncio.Event()
