@@ -77,6 +77,7 @@ cdef class Parser:
     cdef WsaMsg msg                 # the last result; views die at the next parse
 
     cdef WsaMsg* parse(self, const char* data, size_t n) except NULL
+    cdef WsaMsg* parse_padded(self, const char* data, size_t n) noexcept
 
 
 cdef class FrameBuffer:

@@ -146,7 +146,11 @@ cdef class Parser:
             self._buf = grown
             self._capacity = n
         memcpy(self._buf, data, n)
-        wsa_parse(self._parser[0], self._buf, n, self._capacity + SIMDJSON_PADDING, &self.msg)
+        return self.parse_padded(self._buf, n)
+
+    cdef WsaMsg* parse_padded(self, const char* data, size_t n) noexcept:
+        """Parse in place: the caller guarantees SIMDJSON_PADDING readable bytes after ``data + n``."""
+        wsa_parse(self._parser[0], data, n, n + SIMDJSON_PADDING, &self.msg)
         return &self.msg
 
 

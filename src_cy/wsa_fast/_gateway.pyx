@@ -19,7 +19,7 @@ from picows.picows cimport MemoryBuffer, WSCloseCode, WSFrame, WSListener, WSMsg
 
 from wsa_fast._codec cimport (
     COMPACT, EVENT, FAIL, INVALID, OK, PEER_BROADCAST, PEER_ID, PEER_SERVER,
-    REQUEST, RESPONSE, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
+    REQUEST, RESPONSE, SIMDJSON_PADDING, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
     dumps, loads, str_of, to_message,
 )
 from wsa_fast._routing cimport ClientTable, PendingTable
@@ -558,6 +558,7 @@ cdef class Connection(WSListener):
         self.gw.reading = self
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if frame.fin:
+                # picows keeps 256 spare bytes after its read data for SIMD parsers: parse in place.
                 self.handle(frame.payload_ptr, frame.payload_size)
             else:
                 self.in_fragments = True
@@ -575,6 +576,7 @@ cdef class Connection(WSListener):
             self.fragments.append(frame.payload_ptr, frame.payload_size)
             if frame.fin:
                 self.in_fragments = False
+                self.fragments.reserve(SIMDJSON_PADDING)
                 self.handle(self.fragments.data, self.fragments.size)
                 self.fragments.release()
         elif kind == WSMsgType.CLOSE:
@@ -613,7 +615,8 @@ cdef class Connection(WSListener):
         pass
 
     cdef int handle(self, const char* data, Py_ssize_t n) except -1:
-        cdef WsaMsg* m = self.gw.parser.parse(data, n)
+        """Handle one whole message; ``data`` must be followed by SIMDJSON_PADDING readable bytes."""
+        cdef WsaMsg* m = self.gw.parser.parse_padded(data, n)
         if m.status != OK:
             return self.gw.on_bad_message(self, m)
         self.bad_in_row = 0
