@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         app = load_app(settings.app) if settings.app is not None else None
         _check_auth(settings, app)
         # Imported late: the server pulls in the compiled modules, which --help and config errors never need.
+        if settings.workers > 1:
+            from .supervisor import supervise
+
+            return supervise(settings, app)
         from .server import run
 
         return run(settings, app)
@@ -74,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})")
     serve.add_argument("--send-buffer-limit", type=int, metavar="BYTES",
                        help=f"unsent bytes a connection may queue (default {defaults.send_buffer_limit})")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help=f"worker processes sharing the port (default {defaults.workers})")
+    serve.add_argument("--nats", metavar="nats://HOST:PORT[,...]",
+                       help="NATS servers joining this node to others as one gateway "
+                            "(default: none for one worker, an embedded nats-server for several)")
+    serve.add_argument("--cluster-name", metavar="NAME",
+                       help=f"NATS subject prefix, one per gateway sharing NATS (default {defaults.cluster_name})")
     return parser
 
 

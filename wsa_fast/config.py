@@ -5,6 +5,7 @@ import functools
 import ipaddress
 import math
 import os
+import re
 import sys
 import typing
 from collections.abc import Mapping
@@ -28,6 +29,9 @@ DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256", "RS256", "ES256")
 DUPLICATE_LOGIN_MODES = ("replace", "reject")
 ID_STYLES = ("iso8601", "short")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+MAX_WORKERS = 256
+# cluster_name starts every NATS subject, so it must be one subject token.
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 ENV_PREFIX = "WSA_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -67,6 +71,13 @@ class Settings:
     log_level: str = "info"
     send_buffer_limit: int = 1048576
     drain_timeout: float = 10.0
+    # Worker processes on this machine, all on one port (SO_REUSEPORT), under a supervisor.
+    workers: int = 1
+    # NATS server URLs ("nats://host:port,..."): workers on every machine joined to them form
+    # one gateway. None: one worker stands alone; several start an embedded nats-server.
+    nats: str | None = None
+    # Prefix of the NATS subjects: gateways sharing a NATS cluster need different names.
+    cluster_name: str = "wsa"
 
     def __post_init__(self) -> None:
         # Normalising in place (env strings -> numbers, int -> float, list -> tuple, INFO -> info)
@@ -94,6 +105,17 @@ class Settings:
         for name in ("max_message_size", "max_bad_messages", "send_buffer_limit"):
             value = getattr(self, name)
             _require(value >= 1, name, f"{name} must be at least 1, got {value}")
+        _require(1 <= self.workers <= MAX_WORKERS, "workers",
+                 f"workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
+        _require(CLUSTER_NAME.fullmatch(self.cluster_name) is not None, "cluster_name",
+                 f"cluster_name must be 1-64 letters, digits, '_' or '-', got {self.cluster_name!r}")
+        if self.nats is not None:
+            from .nats_client import parse_servers
+
+            try:
+                parse_servers(self.nats)
+            except ValueError as error:
+                raise ConfigError(f"nats: {error}", "nats") from None
 
     def _validate_auth(self) -> None:
         known = self.auth in (None, AUTH_DEV, AUTH_JWT) or self.auth.startswith(AUTH_TOKENS_PREFIX)

@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import logging
 import signal
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import uvloop
@@ -17,6 +17,7 @@ from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithLis
 
 from ._gateway import Connection, Gateway
 from .auth import make_authenticator
+from .cluster import Cluster
 from .config import Settings
 from .grammar import is_client_id
 from .message import COMPACT, VERBOSE
@@ -33,14 +34,23 @@ HEALTH_PATH = "/healthz"
 READ_BUFFER_INIT = 2048
 # How often a draining worker checks whether in-flight work has finished.
 DRAIN_POLL = 0.05
+# How long a starting worker tries to reach NATS before giving up (its supervisor retries).
+NATS_CONNECT_TIMEOUT = 10.0
+EXIT_NO_NATS = 1
 
 
-def run(settings: Settings, app: Any = None) -> int:
-    """Serve until SIGINT/SIGTERM; returns the process exit status."""
-    return uvloop.run(serve(settings, app))
+def run(settings: Settings, app: Any = None, *, worker: Optional[int] = None,
+        on_ready: Optional[Callable[[int], None]] = None) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit status.
+
+    ``worker`` is this process's number under a supervisor (``--workers N``), which
+    ``on_ready(port)`` tells once the worker serves.
+    """
+    return uvloop.run(serve(settings, app, worker=worker, on_ready=on_ready))
 
 
-async def serve(settings: Settings, app: Any = None, *, started: Optional[asyncio.Future] = None) -> int:
+async def serve(settings: Settings, app: Any = None, *, started: Optional[asyncio.Future] = None,
+                worker: Optional[int] = None, on_ready: Optional[Callable[[int], None]] = None) -> int:
     loop = asyncio.get_running_loop()
     # picows logs every connect and disconnect at INFO: too chatty for a gateway's log.
     logging.getLogger("picows.wsa_fast.picows").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
@@ -48,6 +58,14 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     gateway = Gateway(settings, app, authenticator, loop)
     if app is not None:
         app.attach(gateway)
+    cluster = None
+    if settings.nats is not None:
+        cluster = Cluster(gateway, settings)
+        try:
+            await cluster.start(NATS_CONNECT_TIMEOUT)
+        except Exception as error:
+            log.error("cannot join the cluster: %s", error)
+            return EXIT_NO_NATS
     server = await ws_create_server(
         _acceptor(gateway, authenticator),
         settings.host,
@@ -58,15 +76,22 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         use_aiofastnet=False,
         websocket_handshake_timeout=10,
         logger_name="wsa_fast.picows",
+        # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
+        reuse_port=settings.workers > 1,
     )
     # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     port = server.sockets[0].getsockname()[1]
-    log.info("listening on ws://%s:%d (auth: %s)", settings.host, port, type(authenticator).__name__)
+    if worker is None:
+        log.info("listening on ws://%s:%d (auth: %s)", settings.host, port, type(authenticator).__name__)
+    else:
+        log.info("worker %d serving ws://%s:%d", worker, settings.host, port)
     if started is not None:
         started.set_result(port)
+    if on_ready is not None:
+        on_ready(port)
     await stop.wait()
     log.info("stopping: draining for up to %gs", settings.drain_timeout)
     server.close()
@@ -76,6 +101,8 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         await asyncio.sleep(DRAIN_POLL)
     gateway.close_all()
     await asyncio.sleep(DRAIN_POLL)
+    if cluster is not None:
+        await cluster.close()
     log.info("stopped")
     return 0
 
@@ -112,7 +139,7 @@ def _acceptor(gateway: Gateway, authenticator: Any):
                 return _refuse(500, b"handshake tokens are not supported by this authenticator\n")
             if not isinstance(client_id, str) or not is_client_id(client_id):
                 return _refuse(401, b"invalid token\n")
-            if gateway.settings.duplicate_login == "reject" and gateway.client(client_id) is not None:
+            if gateway.settings.duplicate_login == "reject" and gateway.is_connected(client_id):
                 return _refuse(409, b"client id already connected\n")
 
         headers = {"Sec-WebSocket-Protocol": protocol} if protocol else None

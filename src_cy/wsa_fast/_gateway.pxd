@@ -2,7 +2,7 @@
 from picows.picows cimport WSFrame, WSListener, WSTransport
 
 from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
-from wsa_fast._routing cimport ClientTable, PendingTable
+from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
 
 
 cdef class Gateway:
@@ -11,6 +11,7 @@ cdef class Gateway:
     cdef object loop
     cdef object log
     cdef Parser parser                  # one parser for the worker: messages are handled one at a time
+    cdef Parser record_parser           # for batches from other workers, which may arrive mid-message
     cdef readonly ClientTable clients
     cdef set connections                # every open connection, bound or not (for shutdown)
     cdef PendingTable pending
@@ -32,11 +33,31 @@ cdef class Gateway:
     cdef object new_id                  # () -> str, in the configured id style
     cdef readonly bint draining         # new requests get UNAVAILABLE
     cdef readonly object stats          # counters a test or an operator reads
+    # Across workers (wsa_fast.cluster); all unused while cluster is None.
+    cdef object cluster                 # the presence protocol and NATS connection
+    cdef object publish                 # cluster's publish(subject, payload): False when it cannot
+    cdef public bint cluster_up         # connected to NATS: remote routing possible
+    cdef readonly ClientTable remote    # ids bound on other workers -> RemoteClient
+    cdef dict peers                     # NATS subject -> Peer, for answering a batch's sender
+    cdef Peer everyone                  # the broadcast subject, read by every worker
+    cdef list dirty_peers               # peers with records not yet published
+    cdef PendingTable inbound           # requests from clients on other workers, delivered here, unanswered
+    cdef dict remote_server_requests    # (client id, message id) -> (Peer, deadline) of a server request
+    cdef Py_ssize_t batch_limit         # publish a peer's batch once it holds this many bytes
+    cdef Py_ssize_t max_payload         # the NATS server's largest message
 
     cdef int on_message(self, Connection conn, WsaMsg* m) except -1
     cdef int on_bad_message(self, Connection conn, WsaMsg* m) except -1
     cdef int to_server(self, Connection conn, WsaMsg* m) except -1
     cdef int relay(self, Connection conn, WsaMsg* m) except -1
+    cdef int relay_remote(self, Connection conn, WsaMsg* m) except -1
+    cdef bint forward(self, Peer peer, char tag, const WsaMsg* m) except -1
+    cdef int publish_peer(self, Peer peer, Py_ssize_t upto) except -1
+    cdef int read_batch(self, bytes data, Peer origin, bint unsent) except -1
+    cdef int fan_out(self, const WsaMsg* m, Connection skip) except -1
+    cdef int schedule_flush(self) except -1
+    cdef int deliver_remote(self, WsaMsg* m, Peer origin) except -1
+    cdef int bounced(self, WsaMsg* m, bytes code) except -1
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1
     cdef int on_response(self, Connection conn, WsaMsg* m) except -1
     cdef int login(self, Connection conn, WsaMsg* m) except -1
@@ -65,6 +86,7 @@ cdef class Connection(WSListener):
     cdef bint dirty                     # already listed in gw.dirty
     cdef readonly bint closed           # no more input handled, no more output written
     cdef bint login_pending             # an asynchronous login is running
+    cdef readonly long long stamp       # when it was bound (ns since the epoch), for cross-worker duplicates
     cdef int bad_in_row                 # consecutive undecodable messages
 
     cdef int handle(self, const char* data, Py_ssize_t n) except -1

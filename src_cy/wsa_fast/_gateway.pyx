@@ -10,9 +10,12 @@ code (handlers, login, server requests) create Python objects.
 import asyncio
 import inspect
 import logging
+from time import time_ns
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.string cimport memcmp
+from libc.stdint cimport uint32_t
+from libc.string cimport memcmp, memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from picows.picows cimport MemoryBuffer, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -22,7 +25,7 @@ from wsa_fast._codec cimport (
     REQUEST, RESPONSE, SIMDJSON_PADDING, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
     dumps, loads, str_of, to_message,
 )
-from wsa_fast._routing cimport ClientTable, PendingTable
+from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
 
 from wsa_fast.app import Context
 from wsa_fast.errors import WSAError
@@ -58,6 +61,14 @@ PLAIN_RESULTS = frozenset({type(None), dict, list, str, int, float, bool})
 
 # How late a relayed-request timeout may fire, traded for fewer timer wake-ups.
 cdef double SWEEP_SLACK = 0.05
+
+# A batch between workers is records back to back: a tag byte, a 4-byte little-endian
+# length, and the message as compact JSON with its from and to already set.
+cdef Py_ssize_t RECORD_HEADER = 5
+cdef char TAG_MESSAGE = b'M'          # deliver this message
+cdef char TAG_BOUNCE = b'N'           # this message you sent found no such client here
+# A batch is published before the end of the loop iteration once it is this big.
+cdef Py_ssize_t BATCH_LIMIT = 65536
 
 log = logging.getLogger("wsa_fast.gateway")
 
@@ -104,6 +115,18 @@ cdef class Gateway:
         self.new_id = id_factory(settings.id_style)
         self.draining = False
         self.stats = {"dropped_responses": 0, "slow_consumers_closed": 0}
+        self.cluster = None
+        self.publish = None
+        self.cluster_up = False
+        self.remote = ClientTable()
+        self.record_parser = Parser()
+        self.peers = {}
+        self.everyone = None
+        self.dirty_peers = []
+        self.inbound = PendingTable()
+        self.remote_server_requests = {}
+        self.batch_limit = BATCH_LIMIT
+        self.max_payload = BATCH_LIMIT
 
     # ---- incoming messages ----
 
@@ -165,6 +188,8 @@ cdef class Gateway:
     cdef int relay(self, Connection conn, WsaMsg* m) except -1:
         cdef Connection target = self.clients.get(m.to)
         if target is None or target.closed:
+            if self.cluster is not None:
+                return self.relay_remote(conn, m)
             return self.fail(conn, m, NOT_FOUND)
         if self.authorize is not None and not self.authorized(conn, m):
             return self.fail(conn, m, PERMISSION_DENIED)
@@ -176,16 +201,42 @@ cdef class Gateway:
         target.out.write_frame(m, target.form)
         return self.mark_dirty(target)
 
+    cdef int relay_remote(self, Connection conn, WsaMsg* m) except -1:
+        """Relay to a client on another worker; the pending entry (and its deadline) stays here."""
+        cdef RemoteClient target = self.remote.get(m.to)
+        if target is None:
+            return self.fail(conn, m, NOT_FOUND)
+        if not self.cluster_up:
+            return self.fail(conn, m, UNAVAILABLE)
+        if self.authorize is not None and not self.authorized(conn, m):
+            return self.fail(conn, m, PERMISSION_DENIED)
+        if m.type == REQUEST:
+            if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
+                return self.fail(conn, m, DUPLICATE_ID)
+            if self.sweep_handle is None:
+                self.schedule_sweep()
+        if not self.forward(target.peer, TAG_MESSAGE, m):
+            if m.type == REQUEST:
+                self.pending.pop(m.from_, m.to, m.id)
+            return self.fail(conn, m, UNAVAILABLE)
+        return 0
+
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1:
         if self.authorize is not None and not self.authorized(conn, m):
             return self.fail(conn, m, PERMISSION_DENIED)
-        # One frame per form, copied to every other bound client.
+        self.fan_out(m, conn)
+        if self.cluster is not None and self.cluster_up:
+            self.forward(self.everyone, TAG_MESSAGE, m)
+        return 0
+
+    cdef int fan_out(self, const WsaMsg* m, Connection skip) except -1:
+        """Deliver a broadcast to every bound client here but ``skip``: one frame per form, copied."""
         cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
         verbose.write_frame(m, VERBOSE)
         compact.write_frame(m, COMPACT)
         cdef Connection target
         for target in self.clients.connections():
-            if target is not conn and not target.closed:
+            if target is not skip and not target.closed:
                 copy_frames(target, verbose, compact)
                 self.mark_dirty(target)
         return 0
@@ -198,13 +249,26 @@ cdef class Gateway:
         if m.to_kind == PEER_BROADCAST:
             return self.error_event(conn, "INVALID_TARGET", "a response cannot be broadcast", text(m.id))
         if m.to_kind == PEER_SERVER:
-            waiting = self.server_pending.pop((conn.client_id, text(m.id)), None)
+            key = (conn.client_id, text(m.id))
+            waiting = self.server_pending.pop(key, None)
+            if waiting is None and self.remote_server_requests:
+                # The server asking was another worker's: the answer goes back there.
+                origin = self.remote_server_requests.pop(key, None)
+                if origin is not None:
+                    self.forward((<tuple>origin)[0], TAG_MESSAGE, m)
+                    return 0
             if waiting is None or waiting[0] is not conn or waiting[1].done():
                 self.stats["dropped_responses"] += 1
             else:
                 waiting[1].set_result(to_message(m))
             return 0
         cdef Connection requester = self.pending.pop(m.to, m.from_, m.id)
+        if requester is None and self.cluster is not None:
+            # A request from another worker: the answer goes back to it (where its TIMEOUT is decided).
+            origin = self.inbound.pop(m.to, m.from_, m.id)
+            if origin is not None:
+                self.forward(<Peer>origin, TAG_MESSAGE, m)
+                return 0
         if requester is None or requester.closed:
             self.stats["dropped_responses"] += 1
             return 0
@@ -258,7 +322,10 @@ cdef class Gateway:
 
     def claim(self, Connection conn, str client_id):
         """Bind ``client_id`` to ``conn`` under the duplicate-login policy; False if refused."""
-        cdef Connection holder = self.clients.get(str_of(client_id.encode()))
+        cdef bytes id_b = client_id.encode()
+        cdef Connection holder = self.clients.get(str_of(id_b))
+        if self.reject_duplicates and self.remote.get(str_of(id_b)) is not None:
+            return False
         if holder is not None and holder is not conn and not holder.closed:
             if self.reject_duplicates:
                 return False
@@ -356,9 +423,13 @@ cdef class Gateway:
         if not conn.dirty:
             conn.dirty = True
             self.dirty.append(conn)
-            if not self.flush_scheduled:
-                self.flush_scheduled = True
-                self.loop.call_soon(self.flush_all)
+            self.schedule_flush()
+        return 0
+
+    cdef int schedule_flush(self) except -1:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush_all)
         return 0
 
     cdef int spawn(self, object coro) except -1:
@@ -370,12 +441,186 @@ cdef class Gateway:
     def flush_all(self):
         """Write every buffer filled during this loop iteration, once each."""
         cdef Connection conn
+        cdef Peer peer
         dirty = self.dirty
         self.dirty = []
         self.flush_scheduled = False
+        if self.dirty_peers:
+            # Presence first: a record may name a client whose login the receiver must know of.
+            self.cluster.flush_presence()
+            peers = self.dirty_peers
+            self.dirty_peers = []
+            for peer in peers:
+                peer.dirty = False
+                if peer.outbox.size:
+                    self.publish_peer(peer, peer.outbox.size)
         for conn in dirty:
             conn.dirty = False
             conn.flush()
+
+    # ---- other workers: records batched per peer, published over NATS by wsa_fast.cluster ----
+
+    cdef bint forward(self, Peer peer, char tag, const WsaMsg* m) except -1:
+        """Append a record to ``peer``'s batch; False if it can never fit in one NATS message."""
+        cdef FrameBuffer box = peer.outbox
+        cdef Py_ssize_t start = box.size
+        cdef uint32_t n
+        box.reserve(RECORD_HEADER)
+        box.size += RECORD_HEADER
+        n = <uint32_t>box.write_json(m, COMPACT)
+        box.data[start] = tag
+        memcpy(box.data + start + 1, &n, 4)     # little-endian on every platform we build for
+        if box.size > self.max_payload:
+            if box.size - start > self.max_payload:
+                box.size = start
+                log.warning("a %d-byte message cannot cross to another worker: the NATS server's "
+                            "max_payload is %d", n, self.max_payload)
+                return False
+            self.publish_peer(peer, start)
+        if box.size >= self.batch_limit:
+            self.publish_peer(peer, box.size)
+        elif not peer.dirty:
+            peer.dirty = True
+            self.dirty_peers.append(peer)
+            self.schedule_flush()
+        return True
+
+    cdef int publish_peer(self, Peer peer, Py_ssize_t upto) except -1:
+        """Publish the first ``upto`` bytes of ``peer``'s batch; records that cannot go are failed here."""
+        cdef FrameBuffer box = peer.outbox
+        cdef bytes payload = PyBytes_FromStringAndSize(box.data, upto)
+        memmove(box.data, box.data + upto, box.size - upto)
+        box.size -= upto
+        if not self.publish(peer.subject, payload):
+            self.read_batch(payload, None, True)
+        return 0
+
+    def on_batch(self, bytes data, bytes origin):
+        """A batch from another worker (``origin`` is its subject, for bounces)."""
+        cdef Peer peer = self.peers.get(origin) if origin else None
+        if peer is None and origin:
+            peer = self.cluster.peer_for_subject(origin)
+        self.read_batch(data, peer, False)
+
+    cdef int read_batch(self, bytes data, Peer origin, bint unsent) except -1:
+        """Handle each record of a batch received from ``origin``, or of one that could not be sent."""
+        cdef const char* p = data
+        cdef Py_ssize_t pos = 0, n = len(data)
+        cdef uint32_t size
+        cdef char tag
+        cdef WsaMsg* m
+        while pos + RECORD_HEADER <= n:
+            tag = p[pos]
+            memcpy(&size, p + pos + 1, 4)
+            pos += RECORD_HEADER
+            if size > n - pos:
+                log.error("dropping a truncated batch from %s", origin)
+                return 0
+            m = self.record_parser.parse(p + pos, size)
+            pos += size
+            if m.status != OK:
+                log.error("dropping an unreadable record from %s: %s", origin, m.reason.decode())
+            elif unsent:
+                self.bounced(m, UNAVAILABLE)
+            elif tag == TAG_MESSAGE:
+                self.deliver_remote(m, origin)
+            elif tag == TAG_BOUNCE:
+                self.bounced(m, NOT_FOUND)
+        return 0
+
+    cdef int deliver_remote(self, WsaMsg* m, Peer origin) except -1:
+        """A message another worker routed here: its sender was checked there."""
+        cdef Connection target
+        if m.type == RESPONSE:
+            if m.to_kind == PEER_SERVER:
+                waiting = self.server_pending.get((text(m.from_), text(m.id)))
+                if waiting is None or (<tuple>waiting)[1].done():
+                    self.stats["dropped_responses"] += 1
+                else:
+                    (<tuple>waiting)[1].set_result(to_message(m))
+                return 0
+            target = self.pending.pop(m.to, m.from_, m.id)
+            if target is None or target.closed:
+                self.stats["dropped_responses"] += 1
+                return 0
+        elif m.to_kind == PEER_BROADCAST:
+            return self.fan_out(m, self.clients.get(m.from_))
+        else:
+            target = self.clients.get(m.to)
+            if target is None or target.closed:
+                if origin is not None:
+                    self.forward(origin, TAG_BOUNCE, m)
+                return 0
+            if m.type == REQUEST and origin is not None:
+                if m.from_kind == PEER_SERVER:
+                    self.remote_server_requests[(text(m.to), text(m.id))] = (
+                        origin, monotonic() + self.request_timeout)
+                else:
+                    self.inbound.add(m.from_, m.to, m.id, origin, target, monotonic() + self.request_timeout)
+        target.out.write_frame(m, target.form)
+        return self.mark_dirty(target)
+
+    cdef int bounced(self, WsaMsg* m, bytes code) except -1:
+        """A message sent to another worker did not arrive (``code``): its sender gets the one answer."""
+        cdef Connection sender
+        if m.type == RESPONSE or m.to_kind == PEER_BROADCAST:
+            return 0        # nobody waits on these; a lost response ends as the requester's TIMEOUT
+        if m.from_kind == PEER_SERVER:
+            waiting = self.server_pending.get((text(m.to), text(m.id)))
+            if waiting is not None and not (<tuple>waiting)[1].done():
+                (<tuple>waiting)[1].set_exception(WSAError(code.decode(), f"{text(m.to)} is not reachable"))
+            return 0
+        if m.type == REQUEST:
+            sender = self.pending.pop(m.from_, m.to, m.id)
+        else:
+            sender = self.clients.get(m.from_)
+        if sender is not None and not sender.closed:
+            self.reply(sender, m.id, m.from_, FAIL, code, None, None)
+        return 0
+
+    def attach_cluster(self, cluster, Peer everyone, publish, Py_ssize_t max_payload):
+        self.cluster = cluster
+        self.everyone = everyone
+        self.publish = publish
+        self.max_payload = max_payload
+        self.batch_limit = min(BATCH_LIMIT, max_payload)
+
+    def add_peer(self, Peer peer):
+        self.peers[peer.subject] = peer
+
+    def remove_peer(self, Peer peer):
+        self.peers.pop(peer.subject, None)
+
+    def remote_client(self, str client_id):
+        return self.remote.get(str_of(client_id.encode()))
+
+    def add_remote(self, RemoteClient client):
+        """Record where ``client`` is; an entry it replaces (the id moved) is gone."""
+        previous = self.remote.bind(client.client_id_b, client)
+        if previous is not None and previous is not client:
+            self.remote_gone(previous)
+
+    def drop_remote(self, RemoteClient client):
+        if self.remote.unbind(client.client_id_b, client):
+            self.remote_gone(client)
+
+    def remote_gone(self, RemoteClient client):
+        """Requests waiting on a client that left another worker (or its worker died) get GONE."""
+        cdef Connection requester
+        for requester, msg_id in self.pending.drop_target(client):
+            if not requester.closed:
+                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, GONE, None, None)
+        for holder, future in list(self.server_pending.values()):
+            if holder is client and not future.done():
+                future.set_exception(WSAError("GONE", f"{client.client_id} disconnected"))
+
+    def purge_remote_requests(self):
+        """Forget requests from other workers that their targets never answered."""
+        now = monotonic()
+        self.inbound.expire(now)
+        stale = [key for key, (origin, deadline) in self.remote_server_requests.items() if deadline < now]
+        for key in stale:
+            del self.remote_server_requests[key]
 
     # ---- relayed-request deadlines ----
 
@@ -408,9 +653,16 @@ cdef class Gateway:
             for waiting_conn, future in list(self.server_pending.values()):
                 if waiting_conn is conn and not future.done():
                     future.set_exception(WSAError("GONE", f"{conn.client_id} disconnected"))
+            if self.remote_server_requests:
+                for key in [key for key in self.remote_server_requests if key[0] == conn.client_id]:
+                    del self.remote_server_requests[key]
+            if self.cluster is not None:
+                self.cluster.left(conn.client_id, conn.stamp)
         for requester, msg_id in self.pending.drop_target(conn):
             if not requester.closed:
                 self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, GONE, None, None)
+        if self.cluster is not None:
+            self.inbound.drop_target(conn)      # the requesters' workers hear of it as a logout: GONE
         if self.app is not None and conn.client_id is not None:
             self.app.client_left(conn.client_id)
 
@@ -420,40 +672,64 @@ cdef class Gateway:
     def client_ids(self):
         return self.clients.ids()
 
+    def local_presence(self):
+        """[client id, login stamp] of every client bound here, as the cluster announces them."""
+        cdef Connection conn
+        return [[conn.client_id, conn.stamp] for conn in self.clients.connections() if not conn.closed]
+
+    def is_connected(self, str client_id):
+        """Whether ``client_id`` is bound here or, as far as this worker knows, on another worker."""
+        cdef Connection conn = self.client(client_id)
+        return (conn is not None and not conn.closed) or self.remote_client(client_id) is not None
+
     def send_event(self, str client_id, str method, params=None):
         cdef Connection conn = self.client(client_id)
-        if conn is None or conn.closed:
+        cdef bytes raw = dumps(params) if params is not None else None
+        if conn is not None and not conn.closed:
+            write_event(conn, method, raw, self.new_id())
+            self.mark_dirty(conn)
+        else:
+            self.send_remote(client_id, EVENT, method, raw, self.new_id())
+
+    def send_remote(self, str client_id, int type, str method, bytes params, str msg_id):
+        """Forward a server request or event to a client on another worker."""
+        cdef WsaMsg e
+        cdef RemoteClient target = self.remote_client(client_id) if self.cluster is not None else None
+        cdef bytes to_b = client_id.encode(), method_b = method.encode(), id_b = msg_id.encode()
+        if target is None:
             raise WSAError("NOT_FOUND", f"{client_id} is not connected")
-        write_event(conn, method, dumps(params) if params is not None else None, self.new_id())
-        self.mark_dirty(conn)
+        if not self.cluster_up:
+            raise WSAError("UNAVAILABLE", f"{client_id} is on another worker and NATS is unreachable")
+        fill_from_server(&e, type, PEER_ID, to_b, method_b, params, id_b)
+        if not self.forward(target.peer, TAG_MESSAGE, &e):
+            raise WSAError("UNAVAILABLE", "the message is too big to cross to another worker")
+        return target
 
     def broadcast(self, str method, params=None):
         """Send a server event to every bound client; returns how many it reached."""
         cdef bytes raw = dumps(params) if params is not None else None
-        cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
+        cdef bytes method_b = method.encode(), id_b = self.new_id().encode()
+        cdef WsaMsg e
         cdef Connection conn
-        msg_id = self.new_id()
-        write_from_server(verbose, VERBOSE, EVENT, PEER_BROADCAST, b"client", method, raw, msg_id)
-        write_from_server(compact, COMPACT, EVENT, PEER_BROADCAST, b"client", method, raw, msg_id)
-        sent = 0
-        for conn in self.clients.connections():
-            if not conn.closed:
-                copy_frames(conn, verbose, compact)
-                self.mark_dirty(conn)
-                sent += 1
-        return sent
+        fill_from_server(&e, EVENT, PEER_BROADCAST, b"client", method_b, raw, id_b)
+        self.fan_out(&e, None)
+        if self.cluster is not None and self.cluster_up:
+            self.forward(self.everyone, TAG_MESSAGE, &e)
+        return sum(1 for conn in self.clients.connections() if not conn.closed)
 
     async def request(self, str client_id, str method, params=None, timeout=None):
         """Send a request to a client and wait for its response (a Message)."""
         cdef Connection conn = self.client(client_id)
-        if conn is None or conn.closed:
-            raise WSAError("NOT_FOUND", f"{client_id} is not connected")
+        cdef bytes raw = dumps(params) if params is not None else None
         msg_id = self.new_id()
         key = (client_id, msg_id)
         future = self.loop.create_future()
-        self.server_pending[key] = (conn, future)
-        write_request(conn, method, dumps(params) if params is not None else None, msg_id)
-        self.mark_dirty(conn)
+        if conn is not None and not conn.closed:
+            write_request(conn, method, raw, msg_id)
+            self.mark_dirty(conn)
+            self.server_pending[key] = (conn, future)
+        else:
+            self.server_pending[key] = (self.send_remote(client_id, REQUEST, method, raw, msg_id), future)
         try:
             return await asyncio.wait_for(future, self.request_timeout if timeout is None else timeout)
         except asyncio.TimeoutError:
@@ -466,7 +742,8 @@ cdef class Gateway:
 
     def busy(self):
         """Whether requests are still in flight: relayed, sent by the server, or in handlers."""
-        return len(self.pending) > 0 or bool(self.tasks) or bool(self.server_pending)
+        return (len(self.pending) > 0 or len(self.inbound) > 0 or bool(self.tasks) or bool(self.server_pending)
+                or bool(self.remote_server_requests))
 
     def close_all(self, int code=CLOSE_GOING_AWAY, str reason="going away"):
         cdef Connection conn
@@ -489,33 +766,35 @@ cdef inline Str conn_to(Connection conn, WsaMsg* m) noexcept:
     return str_of(EMPTY)
 
 
-cdef int write_from_server(FrameBuffer out, int form, int type, int to_kind, bytes to,
-                           str method, bytes params, str msg_id) except -1:
-    """Encode a request or event from the server into ``out``."""
-    cdef WsaMsg e
-    cdef bytes method_b = method.encode()
-    cdef bytes id_b = msg_id.encode()
+cdef void fill_from_server(WsaMsg* e, int type, int to_kind, bytes to, bytes method,
+                           bytes params, bytes msg_id) noexcept:
+    """A request or event from the server, viewing the given bytes (which must outlive it)."""
     e.type = type
     e.from_kind = PEER_SERVER
     e.to_kind = to_kind
     e.to = str_of(to)
-    e.id = str_of(id_b)
-    e.method = str_of(method_b)
+    e.id = str_of(msg_id)
+    e.method = str_of(method)
     e.has_params = params is not None
     e.params = str_of(params if params is not None else EMPTY)
     e.has_receipt = e.has_data = e.receipt_null = False
     e.from_.n = e.receipt.n = e.code.n = e.data.n = 0
-    return out.write_frame(&e, form)
+
+
+cdef int write_from_server(Connection conn, int type, str method, bytes params, str msg_id) except -1:
+    """Encode a request or event from the server into ``conn``'s output."""
+    cdef WsaMsg e
+    cdef bytes method_b = method.encode(), id_b = msg_id.encode()
+    fill_from_server(&e, type, PEER_ID, conn.client_id_b or EMPTY, method_b, params, id_b)
+    return conn.out.write_frame(&e, conn.form)
 
 
 cdef int write_event(Connection conn, str method, bytes params, str msg_id) except -1:
-    return write_from_server(conn.out, conn.form, EVENT, PEER_ID, conn.client_id_b or EMPTY,
-                             method, params, msg_id)
+    return write_from_server(conn, EVENT, method, params, msg_id)
 
 
 cdef int write_request(Connection conn, str method, bytes params, str msg_id) except -1:
-    return write_from_server(conn.out, conn.form, REQUEST, PEER_ID, conn.client_id_b,
-                             method, params, msg_id)
+    return write_from_server(conn, REQUEST, method, params, msg_id)
 
 
 cdef class Connection(WSListener):
@@ -533,6 +812,7 @@ cdef class Connection(WSListener):
         self.closed = False
         self.login_pending = False
         self.bad_in_row = 0
+        self.stamp = 0
         if client_id is not None:
             self.client_id = client_id    # bound in on_ws_connected, once the upgrade is done
 
@@ -636,7 +916,10 @@ cdef class Connection(WSListener):
     cdef int bind(self, str client_id) except -1:
         self.client_id = client_id
         self.client_id_b = client_id.encode()
+        self.stamp = time_ns()
         self.gw.clients.bind(self.client_id_b, self)
+        if self.gw.cluster is not None:
+            self.gw.cluster.joined(client_id, self.stamp)
         if self.gw.app is not None:
             self.gw.app.client_joined(client_id)
         return 0

@@ -6,7 +6,7 @@ from libcpp.string cimport string
 from libcpp.string_view cimport string_view
 from libcpp.unordered_map cimport unordered_map
 
-from wsa_fast._codec cimport Str
+from wsa_fast._codec cimport FrameBuffer, Str
 
 
 ctypedef PyObject* ObjectPtr
@@ -49,3 +49,21 @@ cdef class PendingTable:
     cdef list expire(self, double now)
     cdef list drop_target(self, object target_conn)
     cdef double next_deadline(self)
+
+
+cdef class Peer:
+    # Another worker (or, for the broadcast subject, all of them): records bound for it are
+    # batched in ``outbox`` and published as one NATS message per loop iteration.
+    cdef readonly str wid
+    cdef readonly bytes subject
+    cdef FrameBuffer outbox
+    cdef bint dirty                     # already listed for the next flush
+
+
+cdef class RemoteClient:
+    # A client bound on another worker: the routing-table entry for it (and the pending
+    # table's "target" of requests relayed to it).
+    cdef readonly bytes client_id_b     # keeps the remote table's key alive
+    cdef readonly str client_id
+    cdef readonly Peer peer
+    cdef readonly long long stamp       # login time (ns since the epoch): newest login wins

@@ -169,3 +169,29 @@ cdef class PendingTable:
         if self._deadlines.empty():
             return -1
         return self._deadlines.front().at
+
+
+cdef class Peer:
+    """Another worker as a destination: its NATS subject and the batch of records bound for it."""
+
+    def __init__(self, str wid, bytes subject):
+        self.wid = wid
+        self.subject = subject
+        self.outbox = FrameBuffer()
+        self.dirty = False
+
+    def __repr__(self):
+        return f"Peer({self.wid!r})"
+
+
+cdef class RemoteClient:
+    """A client id bound on another worker, as the presence map last heard of it."""
+
+    def __init__(self, str client_id, Peer peer, long long stamp):
+        self.client_id = client_id
+        self.client_id_b = client_id.encode()
+        self.peer = peer
+        self.stamp = stamp
+
+    def __repr__(self):
+        return f"RemoteClient({self.client_id!r} on {self.peer.wid!r})"

@@ -1,0 +1,455 @@
+"""One gateway over many workers and nodes: every routing rule across process boundaries.
+
+Gateways are started as users start them: ``wsa-fast serve --workers 2`` (the embedded
+nats-server), or separate ``wsa-fast serve --nats URL`` nodes on a real ``nats-server``
+(one, or a cluster of two). Clients are the independent ``websockets`` library; the
+``cluster@v1/where`` handler of tests/apps/cluster_app.py tells which worker process a
+connection landed on, so each test places its clients on different workers.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from nats_server import NatsServer, free_port
+from wsa_ws import Clients, GatewayProcess, Peer, aio, close_code, expect_fail, expect_response, new_id, uid
+
+APP = "tests.apps.cluster_app:app"
+# A remote login becomes visible to other workers within milliseconds; tests wait at most this.
+PRESENCE_WAIT = 5.0
+# A killed worker is forgotten after PRESENCE_TIMEOUT (3.5 s) of silence, plus a heartbeat.
+DEATH_WAIT = 8.0
+
+
+# ---------------------------------------------------------------- helpers
+
+async def where(peer: Peer) -> int:
+    reply = await peer.call("server", "cluster@v1/where")
+    return reply["payload"]["data"]["pid"]
+
+
+async def on_workers(clients: Clients, count: int, forms: tuple[str, ...] = ("verbose", "compact"),
+                     tries: int = 60) -> list[Peer]:
+    """``count`` logged-in peers, each on a different worker process (the kernel picks; we retry)."""
+    placed: dict[int, Peer] = {}
+    for attempt in range(tries):
+        peer = await clients.open(forms[len(placed) % len(forms)], login=uid("w"))
+        pid = await where(peer)
+        if pid not in placed:
+            placed[pid] = peer
+            if len(placed) == count:
+                return list(placed.values())
+    raise AssertionError(f"{tries} connections reached only {len(placed)} workers")
+
+
+async def visible(sender: Peer, target: Peer) -> None:
+    """Wait until the sender's worker knows where the target is (a login propagates in milliseconds)."""
+    deadline = time.monotonic() + PRESENCE_WAIT
+    while True:
+        msg_id = await sender.event(target.cid, "test@v1/probe")
+        try:
+            reply = await sender.recv(0.3)
+        except AssertionError:
+            break               # no answer: it was delivered
+        expect_fail(reply, "NOT_FOUND", id=msg_id, to=sender.cid)
+        assert time.monotonic() < deadline, f"{target.cid} never became reachable from {sender.cid}"
+        await asyncio.sleep(0.05)
+    probe = await target.recv()
+    assert (probe["id"], probe["payload"]) == (msg_id, {"method": "test@v1/probe"}), probe
+
+
+async def call_when_visible(sender: Peer, target: Peer, method: str = "test@v1/hello", params: Any = None) -> str:
+    """Once the target is visible, send it a request; returns the request's id."""
+    await visible(sender, target)
+    return await sender.request(target.cid, method, params if params is not None else {"n": 1})
+
+
+async def relay_round_trip(a: Peer, b: Peer) -> None:
+    """a asks b, b receives exactly the request in its own form and answers, a gets the answer."""
+    msg_id = await call_when_visible(a, b, "test@v1/hello", {"text": "héllo", "n": [1, 2.5, None]})
+    got = await b.recv()
+    assert got == {"from": a.cid, "to": b.cid, "type": "request", "id": msg_id,
+                   "payload": {"method": "test@v1/hello", "params": {"text": "héllo", "n": [1, 2.5, None]}}}, got
+    await b.respond(a.cid, msg_id, "success", receipt="r-1", data={"ok": True})
+    reply = await a.recv()
+    expect_response(reply, id=msg_id, to=a.cid, frm=b.cid, receipt="r-1", data={"ok": True})
+
+
+async def drain_messages(peer: Peer, seconds: float = 0.3) -> list[dict]:
+    out = []
+    while True:
+        try:
+            out.append(await peer.recv(seconds))
+        except AssertionError:
+            return out
+
+
+def gateway(*args: str) -> GatewayProcess:
+    return GatewayProcess(*args, "--app", APP)
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def two_workers() -> Iterator[GatewayProcess]:
+    """``wsa-fast serve --workers 2``: the supervisor, two workers, an embedded nats-server."""
+    with gateway("--workers", "2", "--request-timeout", "1.5") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nats() -> Iterator[NatsServer]:
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def two_nodes(nats: NatsServer) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    """Two separate single-worker nodes joined through one real nats-server."""
+    with gateway("--nats", nats.url) as one, gateway("--nats", nats.url) as two:
+        yield one, two
+
+
+# ---------------------------------------------------------------- two workers through the CLI
+
+def test_workers_share_one_port(two_workers: GatewayProcess) -> None:
+    assert "2 workers" in two_workers.log
+    pids = {line.split("pid ")[1].split(")")[0] for line in two_workers.log.splitlines() if "embedded nats" in line}
+    assert len(pids) == 1, two_workers.log
+
+    @aio
+    async def check() -> None:
+        async with Clients(two_workers) as clients:
+            a, b = await on_workers(clients, 2)
+            assert await where(a) != await where(b)
+
+    check()
+
+
+@aio
+async def test_relay_across_workers_in_both_forms(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2, forms=("verbose", "compact"))
+        await relay_round_trip(a, b)
+        await relay_round_trip(b, a)
+        # Events cross too, and get no answer.
+        msg_id = await a.event(b.cid, "test@v1/note", {"x": 1})
+        assert await b.recv() == {"from": a.cid, "to": b.cid, "type": "event", "id": msg_id,
+                                  "payload": {"method": "test@v1/note", "params": {"x": 1}}}
+        await a.silent(0.2)
+
+
+@aio
+async def test_not_found_when_connected_nowhere(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        (a,) = await clients.bound("compact")
+        msg_id = await a.request(uid("nobody"), "test@v1/hello")
+        expect_fail(await a.recv(), "NOT_FOUND", id=msg_id, to=a.cid)
+        msg_id = await a.event(uid("nobody"), "test@v1/hello")
+        expect_fail(await a.recv(), "NOT_FOUND", id=msg_id, to=a.cid)
+
+
+@aio
+async def test_broadcast_reaches_every_worker_once(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        others = [await clients.open(form, login=uid("bc")) for form in ("verbose", "compact") * 3]
+        everyone = [b, *others]
+        for peer in everyone:
+            await visible(a, peer)          # every login is known on a's worker
+        await drain_messages(a, 0.1)
+        msg_id = await a.event("client", "test@v1/news", {"n": 7})
+        for peer in everyone:
+            got = await peer.recv()
+            assert got == {"from": a.cid, "to": "client", "type": "event", "id": msg_id,
+                           "payload": {"method": "test@v1/news", "params": {"n": 7}}}, got
+        for peer in [a, *everyone]:
+            assert await drain_messages(peer, 0.2) == [], "a broadcast arrived twice, or at its sender"
+
+
+@aio
+async def test_timeout_is_decided_on_the_requesters_side(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        msg_id = await call_when_visible(a, b)
+        await b.recv()
+        started = time.monotonic()
+        expect_fail(await a.recv(4), "TIMEOUT", id=msg_id, to=a.cid)
+        assert 1.4 <= time.monotonic() - started + 0.3 <= 3.0
+        # The late answer crosses back and is dropped: the request already had its one response.
+        await b.respond(a.cid, msg_id)
+        await a.silent(0.3)
+
+
+@aio
+async def test_gone_when_the_remote_target_disconnects(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        msg_id = await call_when_visible(a, b)
+        await b.recv()
+        await b.close()
+        expect_fail(await a.recv(), "GONE", id=msg_id, to=a.cid)
+        msg_id = await a.request(b.cid, "test@v1/hello")
+        expect_fail(await a.recv(), "NOT_FOUND", id=msg_id, to=a.cid)
+
+
+@aio
+async def test_duplicate_id_while_pending_across_workers(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        msg_id = await call_when_visible(a, b)
+        await a.request(b.cid, "test@v1/hello", id=msg_id)
+        expect_fail(await a.recv(), "DUPLICATE_ID", id=msg_id, to=a.cid)
+        assert (await b.recv())["id"] == msg_id
+        await b.respond(a.cid, msg_id)
+        expect_response(await a.recv(), id=msg_id, to=a.cid, frm=b.cid)
+        await b.silent(0.2)
+
+
+@aio
+async def test_login_on_another_worker_replaces_the_older_connection(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        old, other = await on_workers(clients, 2)
+        old_pid = await where(old)
+        # Log in again as old's id until the new connection lands on the other worker.
+        for attempt in range(30):
+            await visible(other, old)          # old's login is known everywhere
+            newer = await clients.open("compact", login=old.cid)
+            code, _ = await close_code(old.ws)
+            assert code == 4001
+            newer_pid = await where(newer)
+            if newer_pid != old_pid:
+                break
+            old, old_pid = newer, newer_pid
+        else:
+            raise AssertionError("every new connection landed on the same worker")
+        # The id now lives on the newer connection's worker, for clients on either worker.
+        await relay_round_trip(other, newer)
+
+
+@aio
+async def test_server_api_reaches_clients_on_other_workers(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        await visible(a, b)
+        # a's worker asks b (on the other worker) through send_request, and gets b's answer.
+        ask_id = await a.request("server", "cluster@v1/ask", {"target": b.cid, "method": "test@v1/q"})
+        question = await b.recv()
+        assert question["from"] == "server" and question["type"] == "request", question
+        assert question["payload"] == {"method": "test@v1/q"}
+        await b.respond("server", question["id"], "success", receipt="yes", data=[1, 2])
+        expect_response(await a.recv(), id=ask_id, to=a.cid,
+                        data={"result": "success", "receipt": "yes", "data": [1, 2]})
+        # send_event and broadcast reach b too.
+        tell_id = await a.request("server", "cluster@v1/tell", {"target": b.cid, "method": "test@v1/told"})
+        expect_response(await a.recv(), id=tell_id, to=a.cid)
+        told = await b.recv()
+        assert (told["from"], told["to"], told["type"]) == ("server", b.cid, "event"), told
+        assert told["payload"] == {"method": "test@v1/told"}
+        announce_id = await a.request("server", "cluster@v1/announce", {"method": "test@v1/all", "params": [3]})
+        messages = await drain_messages(a, 0.5)
+        assert {m["type"] for m in messages} == {"response", "event"}, messages
+        response = next(m for m in messages if m["type"] == "response")
+        assert response["id"] == announce_id and response["payload"]["result"] == "success"
+        for peer in (a, b):
+            events = [m for m in ([*messages] if peer is a else await drain_messages(b, 0.5)) if m["type"] == "event"]
+            assert [(e["from"], e["to"], e["payload"]) for e in events] == \
+                [("server", "client", {"method": "test@v1/all", "params": [3]})], events
+        # A client gone from every worker: NOT_FOUND from the API, as a code the handler reports.
+        ask_id = await a.request("server", "cluster@v1/ask", {"target": uid("none"), "method": "test@v1/q"})
+        expect_response(await a.recv(), id=ask_id, to=a.cid, data={"error": "NOT_FOUND"})
+
+
+def test_reject_mode_refuses_a_login_held_on_another_worker() -> None:
+    @aio
+    async def check(server: GatewayProcess) -> None:
+        async with Clients(server) as clients:
+            held, other = await on_workers(clients, 2)
+            pid_held = await where(held)
+            await visible(other, held)
+            # Refused on either worker; after the refusal the connection logs in as itself to say where it is.
+            for attempt in range(30):
+                newer = await clients.open("verbose")
+                reply = await newer.login(held.cid)
+                assert reply["payload"] == {"result": "fail", "code": "CONFLICT"}, reply
+                await newer.login(uid("else"))
+                if await where(newer) != pid_held:
+                    break
+            else:
+                raise AssertionError("every new connection landed on the held id's worker")
+            await held.ping()
+
+    with gateway("--workers", "2", "--duplicate-login", "reject") as server:
+        check(server)
+
+
+def test_sigterm_drains_every_worker_and_exits_zero() -> None:
+    @aio
+    async def check(server: GatewayProcess) -> None:
+        async with Clients(server) as clients:
+            a, b = await on_workers(clients, 2)
+            msg_id = await call_when_visible(a, b)
+            await b.recv()
+            server.signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            # New requests are refused while draining.
+            late = await a.request("server", "wsa@v1/ping")
+            expect_fail(await a.recv(), "UNAVAILABLE", id=late, to=a.cid)
+            # In flight across workers: b's worker waits for b's answer, which still reaches a.
+            await b.respond(a.cid, msg_id)
+            expect_response(await a.recv(), id=msg_id, to=a.cid, frm=b.cid)
+            for peer in (a, b):
+                code, _ = await close_code(peer.ws, 5)
+                assert code == 1001
+
+    with gateway("--workers", "2") as server:
+        check(server)
+        assert server.wait(15) == 0
+        assert server.log.count("wsa_fast.server: stopped") == 2, server.log
+
+
+# ---------------------------------------------------------------- separate nodes on NATS
+
+@aio
+async def test_two_nodes_on_one_nats_are_one_gateway(two_nodes: tuple[GatewayProcess, GatewayProcess]) -> None:
+    one, two = two_nodes
+    async with Clients(one) as on_one, Clients(two) as on_two:
+        a = await on_one.open("verbose", login=uid("n1"))
+        b = await on_two.open("compact", login=uid("n2"))
+        c = await on_two.open("verbose", login=uid("n2"))
+        await relay_round_trip(a, b)
+        await relay_round_trip(c, a)
+        msg_id = await a.event("client", "test@v1/news")
+        for peer in (b, c):
+            assert (await peer.recv())["id"] == msg_id
+        msg_id = await b.request(uid("nobody"), "test@v1/hello")
+        expect_fail(await b.recv(), "NOT_FOUND", id=msg_id, to=b.cid)
+
+
+@aio
+async def test_login_on_another_node_replaces_the_older_connection(
+        two_nodes: tuple[GatewayProcess, GatewayProcess]) -> None:
+    one, two = two_nodes
+    async with Clients(one) as on_one, Clients(two) as on_two:
+        old = await on_one.open("verbose", login=uid("dup"))
+        watcher = await on_two.open("verbose", login=uid("watch"))
+        await visible(watcher, old)
+        newer = await on_two.open("compact", login=old.cid)
+        code, _ = await close_code(old.ws)
+        assert code == 4001
+        sender = await on_one.open("verbose", login=uid("s"))
+        await relay_round_trip(sender, newer)
+
+
+def test_a_nats_cluster_of_two_with_one_node_on_each() -> None:
+    routes = [free_port(), free_port()]
+    with NatsServer(cluster_port=routes[0], routes=[routes[1]], name="n1") as first, \
+            NatsServer(cluster_port=routes[1], routes=[routes[0]], name="n2") as second, \
+            gateway("--nats", first.url) as one, gateway("--nats", second.url) as two:
+
+        @aio
+        async def check() -> None:
+            async with Clients(one) as on_one, Clients(two) as on_two:
+                a = await on_one.open("compact", login=uid("c1"))
+                b = await on_two.open("verbose", login=uid("c2"))
+                await relay_round_trip(a, b)
+                await relay_round_trip(b, a)
+                msg_id = await b.event("client", "test@v1/news")
+                assert (await a.recv())["id"] == msg_id
+
+        check()
+
+
+# ---------------------------------------------------------------- faults
+
+def test_a_killed_worker_is_forgotten_and_replaced() -> None:
+    @aio
+    async def check(server: GatewayProcess) -> None:
+        async with Clients(server) as clients:
+            a, b = await on_workers(clients, 2)
+            victim = await where(b)
+            msg_id = await call_when_visible(a, b)
+            await b.recv()
+            os.kill(victim, signal.SIGKILL)
+            started = time.monotonic()
+            # The request pending on the dead worker's client ends with GONE, not silence.
+            expect_fail(await a.recv(DEATH_WAIT), "GONE", id=msg_id, to=a.cid)
+            assert time.monotonic() - started < DEATH_WAIT
+            probe = await a.request(b.cid, "test@v1/hello")
+            expect_fail(await a.recv(), "NOT_FOUND", id=probe, to=a.cid)
+            assert server.wait_for_log("restarted", 10), server.log
+            # b reconnects (to whichever worker) and is reachable again.
+            b2 = await clients.open("compact", login=b.cid)
+            await relay_round_trip(a, b2)
+            # Both workers serve again: one of them is the new process.
+            pids = {await where(await clients.open("verbose", login=uid("p"))) for _ in range(30)}
+            assert victim not in pids and len(pids) == 2, pids
+
+    with GatewayProcess("--workers", "2", "--app", APP, allow_tracebacks=False) as server:
+        check(server)
+    assert "was killed by SIGKILL" in server.log
+
+
+def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
+    """Requests flow from node one to node two while NATS goes down and comes back."""
+    with NatsServer() as nats, gateway("--nats", nats.url, "--request-timeout", "1") as one, \
+            gateway("--nats", nats.url) as two:
+
+        @aio
+        async def check() -> None:
+            async with Clients(one) as on_one, Clients(two) as on_two:
+                a = await on_one.open("verbose", login=uid("ra"))
+                b = await on_two.open("compact", login=uid("rb"))
+                first = await call_when_visible(a, b)
+                seen: list[str] = []
+                answers: dict[str, list[str]] = {}
+
+                async def answer() -> None:
+                    while True:
+                        message = await b.recv(30)
+                        seen.append(message["id"])
+                        await b.respond(a.cid, message["id"])
+
+                async def collect() -> None:
+                    while True:
+                        reply = await a.recv(30)
+                        answers.setdefault(reply["id"], []).append(
+                            reply["payload"].get("code", reply["payload"]["result"]))
+
+                tasks = [asyncio.ensure_future(answer()), asyncio.ensure_future(collect())]
+                sent: list[tuple[float, str]] = [(time.monotonic(), first)]
+
+                async def send_for(seconds: float) -> None:
+                    end = time.monotonic() + seconds
+                    while time.monotonic() < end:
+                        msg_id = new_id()
+                        sent.append((time.monotonic(), msg_id))
+                        await a.request(b.cid, "test@v1/hello", {"i": len(sent)}, id=msg_id)
+                        await asyncio.sleep(0.02)
+
+                await send_for(1.0)
+                nats.stop()
+                await send_for(1.0)
+                nats.start()
+                restarted = time.monotonic()
+                await send_for(6.0)
+                await asyncio.sleep(1.5)        # past request_timeout: every request has its answer
+                for task in tasks:
+                    task.cancel()
+
+                for _, msg_id in sent:
+                    assert len(answers.get(msg_id, [])) == 1, (msg_id, answers.get(msg_id))
+                assert len(seen) == len(set(seen)), "a request was delivered twice"
+                outcomes = {answers[msg_id][0] for _, msg_id in sent}
+                assert outcomes <= {"success", "UNAVAILABLE", "TIMEOUT"}, outcomes
+                resumed = [t for t, msg_id in sent if t > restarted and answers[msg_id][0] == "success"]
+                assert resumed and resumed[0] - restarted < 5.0, "routing did not resume within 5 s"
+                last = [answers[msg_id][0] for t, msg_id in sent if t > restarted + 5.0]
+                assert last and set(last) == {"success"}, last
+
+        check()

