@@ -35,6 +35,7 @@ def test_defaults_match_the_profile() -> None:
     assert settings.duplicate_login == "replace"
     assert settings.jwt_algorithms == ("HS256", "RS256", "ES256")
     assert settings.auth is None
+    assert (settings.workers, settings.nats, settings.cluster_name) == (1, None, "wsa")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +58,14 @@ def test_defaults_match_the_profile() -> None:
         ({"jwt_algorithms": ()}, "jwt_algorithms"),
         ({"port": True}, "integer"),
         ({"host": 80}, "string"),
+        ({"workers": 0}, "workers"),
+        ({"workers": 257}, "workers"),
+        ({"nats": "tls://10.0.0.1:4222"}, "only nats://"),
+        ({"nats": "nats://:4222"}, "no host"),
+        ({"nats": "nats://h:port"}, "bad port"),
+        ({"nats": " , "}, "no NATS server"),
+        ({"cluster_name": "wsa.prod"}, "cluster_name"),
+        ({"cluster_name": ""}, "cluster_name"),
     ],
 )
 def test_invalid_values_are_refused_with_a_clear_message(overrides: dict[str, object], words: str) -> None:
@@ -160,6 +169,18 @@ def test_bad_environment_value_names_the_variable(variable: str, value: str) -> 
 def test_bad_flag_names_the_flag() -> None:
     with pytest.raises(ConfigError, match="^--max-message-size: "):
         load_settings({"max_message_size": -5}, environ={})
+
+
+def test_cluster_settings_from_flags_and_environment() -> None:
+    settings = load_settings({"workers": 4, "nats": None}, environ={
+        "WSA_NATS": "nats://a:4222, nats://user:pw@b", "WSA_CLUSTER_NAME": "chat-eu"})
+    assert (settings.workers, settings.cluster_name) == (4, "chat-eu")
+    from wsa_fast.nats_client import parse_servers
+
+    servers = parse_servers(settings.nats)
+    assert [(s.host, s.port, s.user, s.password) for s in servers] == [("a", 4222, None, None), ("b", 4222, "user", "pw")]
+    args = build_parser().parse_args(["serve", "--workers", "2", "--nats", "nats://n:1", "--cluster-name", "x"])
+    assert (args.workers, args.nats, args.cluster_name) == (2, "nats://n:1", "x")
 
 
 def test_unknown_flag_is_refused() -> None:

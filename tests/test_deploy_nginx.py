@@ -1,0 +1,310 @@
+"""The deployment of docs/deploy.md: three ``wsa-fast serve --nats`` nodes behind nginx.
+
+``deploy/nginx.conf`` is rendered into a temporary directory with the ports of three real
+gateway nodes (joined by one real ``nats-server``) and run as it is with ``nginx -c``; every
+check then goes through nginx with the independent ``websockets`` library: the health check,
+the subprotocol handshake, and nine clients spread over the three nodes that reach each other
+(relay) and all hear each other's broadcasts, as if there were one gateway.
+
+nginx is installed with apt-get when missing (Debian's ``nginx-light``, else ``nginx``); when
+it cannot be, the tests fail rather than skip, since the deployment guide would be untested.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+from urllib.parse import urlencode
+
+import pytest
+
+from nats_server import NatsServer, free_port
+from wsa_ws import (
+    FORMS, ROOT, SUBPROTOCOL, Clients, GatewayProcess, Peer, aio, encode, expect_fail, expect_response, http_get,
+    new_id, uid,
+)
+
+CONF = ROOT / "deploy" / "nginx.conf"
+NODES = 3
+CLIENTS = 9
+PLACEHOLDER = re.compile(r"@[A-Z0-9_]+@")
+
+# apt-get may download and unpack a few packages; the whole install is bounded by this.
+INSTALL_TIMEOUT = 300.0
+NGINX_START_TIMEOUT = 10.0
+NGINX_STOP_TIMEOUT = 10.0
+# Presence travels between nodes through NATS: a target just logged in on another node may be
+# unknown for a few milliseconds. A relay answered NOT_FOUND is retried for this long.
+PRESENCE_TIMEOUT = 5.0
+RETRY_PAUSE = 0.05
+METHOD = "deploy@v1/hello"
+TCP_ESTABLISHED = "01"
+
+
+# ---------------------------------------------------------------- nginx itself
+
+def find_nginx() -> Optional[str]:
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+def _apt_get(*args: str, deadline: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=max(1.0, deadline - time.monotonic()))
+
+
+def install_nginx() -> str:
+    """nginx from Debian's packages; fails the test with apt-get's own words if that cannot be done."""
+    if shutil.which("apt-get") is None:
+        pytest.fail("nginx is not installed and there is no apt-get to install it: install nginx "
+                    "(the deployment test runs deploy/nginx.conf with it)", pytrace=False)
+    started = time.monotonic()
+    deadline = started + INSTALL_TIMEOUT
+    tried = []
+    try:
+        # The package lists may be stale or absent: update once, only when an install fails.
+        for update_first in (False, True):
+            if update_first:
+                result = _apt_get("update", deadline=deadline)
+                tried.append(("apt-get update", result))
+            for package in ("nginx-light", "nginx"):
+                result = _apt_get("install", "-y", "--no-install-recommends", package, deadline=deadline)
+                tried.append((f"apt-get install {package}", result))
+                found = find_nginx()
+                if result.returncode == 0 and found:
+                    print(f"installed {package} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+                    return found
+    except subprocess.TimeoutExpired:
+        tried.append((f"(gave up after {INSTALL_TIMEOUT:.0f}s)", None))
+    report = "\n".join(
+        f"$ {command}" + ("" if result is None else f" -> exit {result.returncode}\n{(result.stderr or '')[-800:]}")
+        for command, result in tried)
+    pytest.fail(f"nginx is missing and could not be installed with apt-get:\n{report}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    return find_nginx() or install_nginx()
+
+
+def render_conf(run_dir: Path, listen_port: int, node_ports: list[int]) -> Path:
+    """deploy/nginx.conf with its placeholders filled in, written into ``run_dir``."""
+    values = {"@RUN_DIR@": str(run_dir), "@LISTEN_ADDR@": "127.0.0.1", "@LISTEN_PORT@": str(listen_port)}
+    values.update({f"@NODE{n}_PORT@": str(port) for n, port in enumerate(node_ports, 1)})
+    text = CONF.read_text()
+    for placeholder, value in values.items():
+        assert placeholder in text, f"{CONF} has no {placeholder}"
+        text = text.replace(placeholder, value)
+    assert not PLACEHOLDER.findall(text), f"{CONF} has placeholders the test does not fill: {PLACEHOLDER.findall(text)}"
+    path = run_dir / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+class Nginx:
+    """``nginx -c CONF -g 'daemon off;'`` in the foreground, all its files in ``run_dir``."""
+
+    def __init__(self, binary: str, conf: Path, run_dir: Path, port: int) -> None:
+        self.run_dir = run_dir
+        self.port = port
+        # -p and -e keep even the files nginx opens before reading the config inside run_dir.
+        self.command = [binary, "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", str(conf)]
+        checked = subprocess.run([*self.command, "-t"], capture_output=True, text=True, timeout=30)
+        # With -e, nginx writes its verdict to that file rather than to stderr.
+        assert checked.returncode == 0, f"nginx -t refuses {CONF}:\n{checked.stderr}{self.log}"
+        self.output = open(run_dir / "nginx.out", "wb")
+        self.proc = subprocess.Popen([*self.command, "-g", "daemon off;"], stdin=subprocess.DEVNULL,
+                                     stdout=self.output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + NGINX_START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                self.output.close()
+                pytest.fail(f"nginx exited with {self.proc.returncode}:\n{self.log}", pytrace=False)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"nginx did not listen on {port} within {NGINX_START_TIMEOUT}s:\n{self.log}",
+                                pytrace=False)
+                time.sleep(0.02)
+
+    @property
+    def log(self) -> str:
+        texts = []
+        for name in ("nginx.out", "error.log"):
+            path = self.run_dir / name
+            if path.exists():
+                texts.append(f"--- {name}\n{path.read_text(errors='replace')}")
+        return "\n".join(texts)
+
+    def stop(self) -> None:
+        """SIGQUIT (graceful), SIGTERM (fast), then SIGKILL."""
+        for signum in (signal.SIGQUIT, signal.SIGTERM):
+            if self.proc.poll() is None:
+                self.proc.send_signal(signum)
+                try:
+                    self.proc.wait(NGINX_STOP_TIMEOUT / 2)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.output.close()
+
+
+class Deployment:
+    """nginx in front of the nodes; ``host``, ``port`` and ``url_for`` as a GatewayProcess has them,
+    so ``Clients``, ``open_ws`` and ``http_get`` of wsa_ws.py connect through nginx."""
+
+    def __init__(self, nginx: Nginx, nodes: list[GatewayProcess]) -> None:
+        self.nginx = nginx
+        self.nodes = nodes
+        self.host = "127.0.0.1"
+        self.port = nginx.port
+
+    def url_for(self, path: str = "/", **query: str) -> str:
+        url = f"ws://{self.host}:{self.port}{path}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+
+@pytest.fixture
+def nats() -> Iterator[NatsServer]:
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def deployment(nats, start_gateway, nginx_binary) -> Iterator[Deployment]:
+    """Three nodes on one NATS server, behind deploy/nginx.conf; stopped nginx first, NATS last."""
+    nodes = [start_gateway("--nats", nats.url) for _ in range(NODES)]
+    # nginx's workers may drop root: the directory must be reachable by them, so not pytest's 0700 tmp_path.
+    with tempfile.TemporaryDirectory(prefix="wsa-nginx-") as tmp:
+        run_dir = Path(tmp)
+        run_dir.chmod(0o755)
+        listen_port = free_port()
+        nginx = Nginx(nginx_binary, render_conf(run_dir, listen_port, [n.port for n in nodes]), run_dir, listen_port)
+        try:
+            yield Deployment(nginx, nodes)
+        finally:
+            nginx.stop()
+
+
+# ---------------------------------------------------------------- helpers
+
+def established(port: int) -> int:
+    """TCP connections accepted on local ``port`` and still open (from /proc/net/tcp and tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == TCP_ESTABLISHED:
+                count += 1
+    return count
+
+
+async def first_message(*peers: Peer) -> tuple[Peer, dict]:
+    """Whichever of ``peers`` receives a message first, and that message (a recv cancelled by
+    websockets loses nothing)."""
+    tasks = {asyncio.ensure_future(peer.recv()): peer for peer in peers}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    results = [(tasks[task], task.result()) for task in done]
+    assert len(results) == 1, f"expected one message, got several: {results}"
+    return results[0]
+
+
+async def relay(a: Peer, b: Peer, n: int) -> None:
+    """``a`` asks ``b`` and gets ``b``'s answer back; NOT_FOUND is retried while presence propagates."""
+    deadline = time.monotonic() + PRESENCE_TIMEOUT
+    while True:
+        id = await a.request(b.cid, METHOD, {"n": n})
+        who, message = await first_message(a, b)
+        if who is b:
+            break
+        expect_fail(message, "NOT_FOUND", id=id, to=a.cid)
+        assert time.monotonic() < deadline, \
+            f"{a.cid} still gets NOT_FOUND for {b.cid} after {PRESENCE_TIMEOUT}s: the nodes do not share presence"
+        await asyncio.sleep(RETRY_PAUSE)
+    assert message == {"from": a.cid, "to": b.cid, "type": "request", "id": id,
+                       "payload": {"method": METHOD, "params": {"n": n}}}, message
+    await b.respond(a.cid, id, receipt=f"{b.cid} got {n}")
+    expect_response(await a.recv(), frm=b.cid, id=id, to=a.cid, receipt=f"{b.cid} got {n}")
+
+
+# ---------------------------------------------------------------- the tests
+
+def test_healthz_through_nginx_answers_200_ok(deployment):
+    status, body = http_get(deployment, "/healthz")
+    assert status == 200, deployment.nginx.log
+    assert body.strip() == b"ok"
+
+
+@aio
+async def test_subprotocols_pass_through_nginx_both_ways(deployment):
+    """nginx forwards Sec-WebSocket-Protocol to the node and the node's choice back to the client:
+    each form is echoed and spoken end to end."""
+    async with Clients(deployment) as cl:
+        for form in FORMS:
+            peer = await cl.open(form, "subprotocol")
+            assert peer.ws.subprotocol == SUBPROTOCOL[form]
+            id = await peer.request("server", "wsa@v1/ping", frm="")
+            assert await peer.recv_raw() == encode(form, "server", "", "response", id, result="success")
+            me = uid("dep")
+            reply = await peer.login(me)
+            assert reply["payload"] == {"result": "success", "receipt": me}, reply
+            await peer.ping()
+
+
+@aio
+async def test_clients_on_three_nodes_behind_nginx_act_as_one_gateway(deployment):
+    """Nine clients land on all three nodes; each reaches every other (relay) and hears every
+    other's broadcast, whichever nodes they are on."""
+    forms = [FORMS[i % len(FORMS)] for i in range(CLIENTS)]
+    async with Clients(deployment) as cl:
+        peers = [await cl.open(form, login=uid("dep")) for form in forms]
+
+        # The nodes' accepted connections are nginx's upstream connections, one per client.
+        spread = {node.port: established(node.port) for node in deployment.nodes}
+        assert sum(spread.values()) == CLIENTS, spread
+        assert all(spread.values()), f"least_conn should use every node, got connections per port {spread}"
+
+        n = 0
+        for a in peers:
+            for b in peers:
+                if a is not b:
+                    n += 1
+                    await relay(a, b, n)
+
+        for sender in peers:
+            id = new_id()
+            await sender.event("client", "deploy@v1/news", {"by": sender.cid}, id=id)
+            for peer in peers:
+                if peer is not sender:
+                    assert await peer.recv() == {"from": sender.cid, "to": "client", "type": "event", "id": id,
+                                                 "payload": {"method": "deploy@v1/news", "params": {"by": sender.cid}}}
+        # Nobody hears its own broadcast, and nothing else is left over.
+        for peer in peers:
+            await peer.silent(0.1)
