@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SOURCES := pyproject.toml setup.py $(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp)
 ARGS ?=
 
-.PHONY: install serve test testinstalled bench debug clean
+.PHONY: install serve test testinstalled bench bench-cluster debug clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ testinstalled: install
 
 bench: install
 	$(BIN)/python bench/run.py $(ARGS)
+
+# --workers 2 against one worker, and relay across workers over NATS (about 1.5 minutes).
+bench-cluster: install
+	$(BIN)/python bench/run_cluster.py $(ARGS)
 
 # Annotated HTML (src_cy/wsa_fast/*.html), line tracing and no optimisation, for profiling.
 debug: $(BIN)/python

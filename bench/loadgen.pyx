@@ -39,6 +39,8 @@ cdef const char* B36 = b"0123456789abcdefghijklmnopqrstuvwxyz"
 # Handshakes in flight at once when opening many connections. Below asyncio's listen backlog
 # (100): an overflowing accept queue drops SYNs, which the kernel retries only a second later.
 CONNECT_CHUNK = 64
+# Relay across nodes: time for the receivers' logins to reach the senders' node before load starts.
+PRESENCE_SETTLE = 0.5
 
 # What a delivery must contain besides its id.
 cdef enum Check:
@@ -565,9 +567,9 @@ class Run:
         self.setup_s = None
         self.idle_report = {}
 
-    async def connect(self, compact, check, kind):
+    async def connect(self, compact, check, kind, url=None):
         a = self.a
-        url = a.url
+        url = url or a.url
         headers = {"Sec-WebSocket-Protocol": "wsa.v1.compact"} if compact else None
         ok_key, ok_val = _ok(compact, kind)
         factory = lambda: Conn(self.stats, compact, check, ok_key, ok_val)
@@ -644,7 +646,7 @@ class Run:
             for k in range(a.conns):
                 src, dst = f"a{k}.{self.tag}", f"b{k}.{self.tag}"
                 tx = await self.connect(tx_compact, check, "event")
-                rx = await self.connect(rx_compact, check, "event")
+                rx = await self.connect(rx_compact, check, "event", a.rx_url)
                 await self.login(tx, src, tx_compact)
                 await self.login(rx, dst, rx_compact)
                 msg = _message(tx_compact, src, dst, "event", "chat@v1/message", {"text": a.text})
@@ -668,6 +670,8 @@ class Run:
             await self.connect_many(a.receivers, open_receiver)
         else:
             raise ValueError(f"unknown mode {a.mode}")
+        if a.rx_url:
+            await asyncio.sleep(PRESENCE_SETTLE)
         self.setup_s = time.monotonic() - t0
         if a.idle:
             self.idle_report = await self.open_idle()

@@ -38,6 +38,7 @@ def parse(argv=None):
     p.add_argument("--expect", choices=["wsa", "echo"], default="wsa",
                    help="echo: the server echoes requests (floor); check only the id")
     p.add_argument("--text", default="hi", help="relay/broadcast: params.text")
+    p.add_argument("--rx-url", default="", help="relay: where receivers connect (another node), default --url")
     p.add_argument("--server-pid", type=int, default=0, help="sample this process tree's CPU")
     p.add_argument("--server-core", type=int, default=-1,
                    help="CPU the server is pinned to: report what else ran there (noise) and steal")

@@ -46,3 +46,17 @@ def test_bench_smoke_runs_every_scenario():
             f"no wsa-fast row for {scenario}\n{report}"
     assert re.search(r"^## Latency.*\n(?:.*\n)*?\| wsa-fast \| ", proc.stdout, re.M), \
         f"no wsa-fast latency row\n{report}"
+
+
+def test_cluster_bench_smoke_runs_every_configuration():
+    """``bench/run_cluster.py`` (--workers 2 against one, relay across nodes) runs and loses nothing."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "run_cluster.py"), "--smoke"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    report = proc.stdout + "\n--- stderr ---\n" + proc.stderr[-4000:]
+    assert proc.returncode == 0, report
+    for config in ("ping, 1 worker", "ping, --workers 2", "relay, same worker", "relay, across workers"):
+        assert re.search(rf"^\| {re.escape(config)}[^|]* \| [\d,]+ \|", proc.stdout, re.M), report

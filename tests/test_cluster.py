@@ -453,3 +453,31 @@ def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
                 assert last and set(last) == {"success"}, last
 
         check()
+
+
+def test_the_embedded_nats_server_is_restarted_and_routing_resumes() -> None:
+    @aio
+    async def check(server: GatewayProcess) -> None:
+        async with Clients(server) as clients:
+            a, b = await on_workers(clients, 2)
+            await relay_round_trip(a, b)
+            nats_pid = int(server.log.split("embedded nats-server (pid ")[1].split(")")[0])
+            os.kill(nats_pid, signal.SIGKILL)
+            assert server.wait_for_log("embedded nats-server restarted", 10), server.log
+            # Both workers reconnect on their own and route again within seconds.
+            deadline = time.monotonic() + PRESENCE_WAIT
+            while True:
+                msg_id = await a.request(b.cid, "test@v1/hello")
+                try:
+                    reply = await a.recv(0.5)
+                except AssertionError:
+                    break               # not refused: on its way to b
+                expect_fail(reply, "UNAVAILABLE", id=msg_id, to=a.cid)
+                assert time.monotonic() < deadline, "routing did not resume"
+            assert (await b.recv())["id"] == msg_id
+            await b.respond(a.cid, msg_id)
+            expect_response(await a.recv(), id=msg_id, to=a.cid, frm=b.cid)
+            await relay_round_trip(b, a)
+
+    with gateway("--workers", "2") as server:
+        check(server)

@@ -84,9 +84,9 @@ class Cluster:
         """Join the cluster: connect, subscribe, announce, and wait briefly for the others' lists."""
         self.nats = NatsClient(parse_servers(self.settings.nats), f"wsa-fast {self.wid}",
                                on_up=self._up, on_down=self._down)
-        self.nats.subscribe(self.subject.decode(), self.gw.on_batch)
-        self.nats.subscribe(self.everyone.subject.decode(), self.gw.on_batch)
-        self.nats.subscribe(self.presence_subject.decode(), self._on_presence)
+        self.nats.subscribe(self.subject, self.gw.on_batch)
+        self.nats.subscribe(self.everyone.subject, self.gw.on_batch)
+        self.nats.subscribe(self.presence_subject, self._on_presence)
         await self.nats.connect(timeout)
         self.heartbeat_task = self.loop.create_task(self._heartbeat())
         await asyncio.sleep(SYNC_WAIT)
@@ -108,6 +108,8 @@ class Cluster:
         now = self.loop.time()
         for state in self.peers.values():
             state.last_seen = now       # their silence while we were away says nothing about them
+            # Until a peer speaks again it may still be reconnecting itself: what we send it could be lost.
+            state.peer.reachable = not again
         self.gw.attach_cluster(self, self.everyone, self._publish, self.nats.max_payload)
         self.gw.cluster_up = True
         self._send({"k": "hello"})
@@ -194,6 +196,7 @@ class Cluster:
             return
         state = self._state(wid)
         state.last_seen = self.loop.time()
+        state.peer.reachable = True
         if kind == "hello":
             if message.get("to") in (None, self.wid):
                 self._send_sync()

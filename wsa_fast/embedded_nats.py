@@ -47,18 +47,30 @@ class EmbeddedNats:
 
     def __init__(self, max_message_size: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="wsa-fast-nats-"))
-        config = self.dir / "nats.conf"
-        max_payload = max(NATS_DEFAULT_MAX_PAYLOAD, max_message_size + BATCH_OVERHEAD)
-        config.write_text(f"listen: 127.0.0.1:-1\nmax_payload: {max_payload}\n")
+        self.max_payload = max(NATS_DEFAULT_MAX_PAYLOAD, max_message_size + BATCH_OVERHEAD)
         self.log_file = self.dir / "nats.log"
+        self.url = self._start("127.0.0.1:-1")     # any free port, then the same one on every restart
+        log.info("embedded nats-server (pid %d) on %s", self.proc.pid, self.url)
+
+    def _start(self, listen: str) -> str:
+        config = self.dir / "nats.conf"
+        config.write_text(f"listen: {listen}\nmax_payload: {self.max_payload}\n")
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-c", str(config), "--ports_file_dir", str(self.dir), "-l", str(self.log_file)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             # Its own session: a Ctrl-C meant for the gateway must not stop NATS before the workers drain.
             preexec_fn=die_with_parent, start_new_session=True,
         )
-        self.url = self._wait_for_port()
-        log.info("embedded nats-server (pid %d) on %s", self.proc.pid, self.url)
+        return self._wait_for_port()
+
+    def restart_if_dead(self) -> bool:
+        """Start it again on its port if it died; True if it had to."""
+        if self.proc.poll() is None:
+            return False
+        log.error("the embedded nats-server exited with %s; restarting it", self.proc.returncode)
+        self._start(self.url.removeprefix("nats://"))
+        log.info("embedded nats-server restarted (pid %d) on %s", self.proc.pid, self.url)
+        return True
 
     def _wait_for_port(self) -> str:
         ports_file = self.dir / f"nats-server_{self.proc.pid}.ports"
@@ -71,10 +83,14 @@ class EmbeddedNats:
             except (OSError, ValueError, KeyError, IndexError):
                 time.sleep(0.02)
         output = self.log_file.read_text() if self.log_file.exists() else ""
-        self.stop()
-        raise RuntimeError(f"the embedded nats-server did not start:\n{output}")
+        self._terminate()
+        raise RuntimeError(f"the embedded nats-server did not start:\n{output[-2000:]}")
 
     def stop(self) -> None:
+        self._terminate()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -82,4 +98,3 @@ class EmbeddedNats:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)

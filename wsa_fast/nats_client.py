@@ -3,8 +3,10 @@
 Only what the cluster needs: PUB (with a reply subject naming the sender), SUB with a
 synchronous callback per message (no queue, no task per message), PING/PONG liveness,
 and reconnection over the configured and discovered servers, re-subscribing each time.
-A publish while disconnected returns False at once instead of buffering: the gateway
-answers such requests itself, so nothing arrives twice or late after a NATS restart.
+Publishes are written together once per loop iteration (one system call for all of
+them). A publish while disconnected, or while the server is not reading fast enough,
+returns False at once instead of buffering: the gateway answers such requests itself,
+so nothing arrives twice or late after a NATS restart, and memory stays bounded.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ MAX_OUTSTANDING_PINGS = 2
 CONNECT_TIMEOUT = 2.0
 # Pause between rounds over every known server while NATS is unreachable.
 RECONNECT_WAIT = 0.25
+# Unsent bytes beyond which publishing refuses: the server (or the network to it) is too slow.
+MAX_UNSENT = 64 * 1024 * 1024
 
 Callback = Callable[[bytes, Optional[bytes]], None]
 
@@ -65,7 +69,7 @@ def parse_servers(urls: str) -> list[Server]:
         except ValueError:
             raise ValueError(f"{url!r}: bad port") from None
         user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
+        password = unquote(parts.password) if parts.password is not None else None
         token = None
         if user is not None and password is None:
             user, token = None, user
@@ -96,6 +100,7 @@ class _Protocol(asyncio.Protocol):
         for waiter in (self.handshake, *self.pongs):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(NatsError(f"connection closed: {exc}"))
+                waiter.exception()      # whoever awaits it still gets it; nobody awaiting is no error
         self.client._lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -162,6 +167,8 @@ class NatsClient:
         self.max_payload = 1048576
         self.outstanding_pings = 0
         self._next_sid = 0
+        self._out: list[bytes] = []                       # this loop iteration's publishes
+        self._write_scheduled = False
         self._ever_connected = False
         self._reconnector: Optional[asyncio.Task] = None
         self._pinger: Optional[asyncio.Task] = None
@@ -170,34 +177,48 @@ class NatsClient:
         """Connect to the first reachable server; NatsError if none answers within ``timeout``."""
         deadline = self.loop.time() + timeout
         while True:
-            if await self._try_all():
+            if await self._try_all(deadline):
                 break
             if self.loop.time() >= deadline:
                 raise NatsError(f"no NATS server reachable at {', '.join(map(repr, self.servers))}")
             await asyncio.sleep(RECONNECT_WAIT)
         self._pinger = self.loop.create_task(self._ping_loop())
 
-    def subscribe(self, subject: str, callback: Callback) -> None:
+    def subscribe(self, subject: bytes, callback: Callback) -> None:
         self._next_sid += 1
         sid = str(self._next_sid).encode()
         self.callbacks[sid] = callback
-        self.subjects[sid] = subject.encode()
+        self.subjects[sid] = subject
         if self.connected:
             self.protocol.transport.write(b"SUB %s %s\r\n" % (self.subjects[sid], sid))
 
     def publish(self, subject: bytes, payload: bytes, reply: bytes = b"") -> bool:
-        """Send one message now; False (nothing sent) while disconnected."""
-        if not self.connected:
+        """Queue one message for this loop iteration's write; False (nothing sent) if it cannot go."""
+        if not self.connected or len(payload) > self.max_payload:
+            return False
+        if self.protocol.transport.get_write_buffer_size() > MAX_UNSENT:
+            log.warning("the NATS server is not keeping up (%d bytes unsent); refusing to queue more",
+                        self.protocol.transport.get_write_buffer_size())
             return False
         if reply:
             head = b"PUB %s %s %d\r\n" % (subject, reply, len(payload))
         else:
             head = b"PUB %s %d\r\n" % (subject, len(payload))
-        self.protocol.transport.writelines((head, payload, CRLF))
+        self._out += (head, payload, CRLF)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self.loop.call_soon(self._write)
         return True
+
+    def _write(self) -> None:
+        self._write_scheduled = False
+        out, self._out = self._out, []
+        if self.connected and out:
+            self.protocol.transport.writelines(out)
 
     async def flush(self, timeout: float = 2.0) -> bool:
         """Wait until the server has taken everything sent so far (a PING answered)."""
+        self._write()
         if not self.connected:
             return False
         waiter = self.loop.create_future()
@@ -220,26 +241,30 @@ class NatsClient:
 
     # ---- connection management ----
 
-    async def _try_all(self) -> bool:
+    async def _try_all(self, deadline: Optional[float] = None) -> bool:
         # Start from a random server so that many workers spread over a cluster.
         order = self.servers[:]
         random.shuffle(order)
         for server in order:
             if self.closed:
                 return False
+            limit = CONNECT_TIMEOUT if deadline is None else min(CONNECT_TIMEOUT, deadline - self.loop.time())
             try:
-                await self._open(server)
+                await self._open(server, max(limit, 0.05))
                 return True
             except (OSError, asyncio.TimeoutError, NatsError) as error:
-                log.debug("NATS server %r: %s", server, error)
+                log.debug("NATS server %r: %r", server, error)
         return False
 
-    async def _open(self, server: Server) -> None:
+    async def _open(self, server: Server, timeout: float) -> None:
         protocol = _Protocol(self, server)
+
+        async def connect_and_handshake() -> None:
+            await self.loop.create_connection(lambda: protocol, server.host, server.port)
+            await asyncio.shield(protocol.handshake)
+
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: protocol, server.host, server.port),
-                                   CONNECT_TIMEOUT)
-            await asyncio.wait_for(asyncio.shield(protocol.handshake), CONNECT_TIMEOUT)
+            await asyncio.wait_for(connect_and_handshake(), timeout)
         except BaseException:
             if protocol.transport is not None:
                 protocol.transport.abort()

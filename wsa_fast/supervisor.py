@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from .config import Settings
 from .embedded_nats import EmbeddedNats
+from .nats_client import parse_servers
 from .process import die_with_parent
 
 __all__ = ["supervise"]
@@ -49,7 +50,7 @@ def supervise(settings: Settings, app: Any = None) -> int:
             reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             reserved.bind((settings.host, 0))
             settings = dataclasses.replace(settings, port=reserved.getsockname()[1])
-        return Supervisor(settings, app).run()
+        return Supervisor(settings, app, embedded).run()
     finally:
         if reserved is not None:
             reserved.close()
@@ -70,9 +71,10 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, app: Any) -> None:
+    def __init__(self, settings: Settings, app: Any, embedded: Optional[EmbeddedNats] = None) -> None:
         self.settings = settings
         self.app = app
+        self.embedded = embedded
         self.workers = [Worker(i) for i in range(1, settings.workers + 1)]
         self.stopping = False
         self.announced = False
@@ -100,6 +102,11 @@ class Supervisor:
                 self.stopping = True
                 return self._stop(EXIT_FAILED)
             self._restart_due()
+            if self.embedded is not None:
+                try:
+                    self.embedded.restart_if_dead()
+                except RuntimeError as error:
+                    log.error("%s", error)      # tried again on the next round
             if not self.announced and time.monotonic() > deadline:
                 log.error("the workers did not all start within %gs", START_TIMEOUT)
                 return self._stop(EXIT_FAILED)
@@ -152,8 +159,10 @@ class Supervisor:
             self.workers[int(line) - 1].ready = True
         if not self.announced and all(w.ready for w in self.workers):
             self.announced = True
+            # Server addresses only: a NATS URL may carry a password.
+            nats = ", ".join(map(repr, parse_servers(self.settings.nats)))
             log.info("listening on ws://%s:%d (%d workers, NATS %s)", self.settings.host, self.settings.port,
-                     len(self.workers), self.settings.nats)
+                     len(self.workers), nats)
 
     def _reap(self) -> bool:
         """Collect dead workers and plan their restart; False if one died before all ever started."""

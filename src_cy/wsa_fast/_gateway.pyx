@@ -206,7 +206,7 @@ cdef class Gateway:
         cdef RemoteClient target = self.remote.get(m.to)
         if target is None:
             return self.fail(conn, m, NOT_FOUND)
-        if not self.cluster_up:
+        if not self.cluster_up or not target.peer.reachable:
             return self.fail(conn, m, UNAVAILABLE)
         if self.authorize is not None and not self.authorized(conn, m):
             return self.fail(conn, m, PERMISSION_DENIED)
@@ -698,8 +698,8 @@ cdef class Gateway:
         cdef bytes to_b = client_id.encode(), method_b = method.encode(), id_b = msg_id.encode()
         if target is None:
             raise WSAError("NOT_FOUND", f"{client_id} is not connected")
-        if not self.cluster_up:
-            raise WSAError("UNAVAILABLE", f"{client_id} is on another worker and NATS is unreachable")
+        if not self.cluster_up or not target.peer.reachable:
+            raise WSAError("UNAVAILABLE", f"{client_id} is on another worker, unreachable over NATS")
         fill_from_server(&e, type, PEER_ID, to_b, method_b, params, id_b)
         if not self.forward(target.peer, TAG_MESSAGE, &e):
             raise WSAError("UNAVAILABLE", "the message is too big to cross to another worker")

@@ -58,6 +58,7 @@ cdef class Peer:
     cdef readonly bytes subject
     cdef FrameBuffer outbox
     cdef bint dirty                     # already listed for the next flush
+    cdef public bint reachable          # heard from since our own NATS connection last came up
 
 
 cdef class RemoteClient:

@@ -179,6 +179,7 @@ cdef class Peer:
         self.subject = subject
         self.outbox = FrameBuffer()
         self.dirty = False
+        self.reachable = True
 
     def __repr__(self):
         return f"Peer({self.wid!r})"

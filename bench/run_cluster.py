@@ -1,0 +1,161 @@
+"""Bench the gateway across processes: ``--workers 2`` against one worker, and relay across workers.
+
+    python bench/run_cluster.py            # about 1.5 min: a table, and bench/out/cluster.json
+    python bench/run_cluster.py --rounds 1 --duration 1
+    python bench/run_cluster.py --smoke    # CI: every configuration once, briefly; fails on any loss
+
+Nothing is pinned: the workers, the nats-server and the load generator share both cores,
+as a gateway and its clients on one machine would ("load generator included"). Each
+scenario alternates its configurations for ``--rounds`` rounds and reports the median, so
+the ratios compare runs made minutes apart at most.
+
+- ping: ``wsa@v1/ping`` closed loop (16 connections, 64 in flight each) against
+  ``wsa-fast serve`` and ``wsa-fast serve --workers 2``.
+- relay: events from 8 senders to 8 receivers, all on one worker, and with the senders
+  on one node and the receivers on another (two ``wsa-fast serve --nats`` on one
+  nats-server): every message crosses NATS, batched per loop iteration.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from run import PY, ROOT, ensure_built, free_port, log  # noqa: E402
+
+# The console script beside this Python: the venv's, even when nobody activated it.
+WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
+APP = ["--app", "bench.bench_app:app", "--host", "127.0.0.1"]
+PING = dict(mode="ping", conns=16, window=64)
+RELAY = dict(mode="relay", conns=8, window=64)
+
+
+class Gateway:
+    """``wsa-fast serve`` (or two nodes on one nats-server), in its own process group."""
+
+    def __init__(self, *extra: str, nodes: int = 1) -> None:
+        self.ports = [free_port() for _ in range(nodes)]
+        if nodes == 1:
+            command = [WSA_FAST, "serve", "--port", str(self.ports[0]), *APP, *extra]
+        else:
+            command = [PY, os.path.join(HERE, "cluster_nodes.py"), *map(str, self.ports)]
+        self.log = open(os.path.join(HERE, "out", "cluster-server.log"), "a")
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        import socket
+
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while True:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the gateway did not start (see bench/out/cluster-server.log)")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+        time.sleep(1.0 if len(self.ports) > 1 or "--workers" in self.proc.args else 0.2)
+
+    def url(self, i: int = 0) -> str:
+        return f"ws://127.0.0.1:{self.ports[i]}/"
+
+    def stop(self) -> None:
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
+def load(gateway: Gateway, opts: dict, args: argparse.Namespace, rx_node: int = 0) -> dict:
+    command = [PY, os.path.join(HERE, "run_loadgen.py"), "--url", gateway.url(0),
+               "--server-pid", str(gateway.proc.pid), "--duration", str(args.duration),
+               "--warmup", str(args.warmup)]
+    if rx_node:
+        command += ["--rx-url", gateway.url(rx_node)]
+    if args.smoke:
+        command += ["--max-messages", "20000"]
+    for key, value in opts.items():
+        command += [f"--{key}", str(value)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=args.duration + args.warmup + 60)
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"ok": False, "error": done.stderr[-800:]}
+
+
+CONFIGS = {
+    "ping, 1 worker": (dict(), PING, 0),
+    "ping, --workers 2": (dict(extra=("--workers", "2")), PING, 0),
+    "relay, same worker": (dict(), RELAY, 0),
+    "relay, across workers (2 nodes, NATS)": (dict(nodes=2), RELAY, 1),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--out", default=os.path.join(HERE, "out", "cluster.json"))
+    p.add_argument("--smoke", action="store_true", help="one short round with a message cap: no timing claims")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.duration, args.warmup = 1, 1.0, 0.0
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    ensure_built()
+    runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+    for round_no in range(1, args.rounds + 1):
+        for name, (how, opts, rx_node) in CONFIGS.items():
+            gateway = Gateway(*how.get("extra", ()), nodes=how.get("nodes", 1))
+            try:
+                result = load(gateway, opts, args, rx_node)
+            finally:
+                gateway.stop()
+            runs[name].append(result)
+            log(f"round {round_no} {name}: {result.get('msg_per_s', 0):,.0f} msg/s "
+                f"{'ok' if result.get('ok') else 'FAILED ' + str(result.get('error', ''))[:300]}")
+    rows = []
+    for name, results in runs.items():
+        good = [r for r in results if r.get("ok")]
+        rows.append({
+            "config": name, "ok": len(good) == len(results),
+            "msg_per_s": statistics.median(r["msg_per_s"] for r in good) if good else None,
+            "server_cpu_us_per_msg": statistics.median(r["server_cpu_us_per_msg"] for r in good) if good else None,
+            "loadgen_cpu_us_per_msg": statistics.median(r["lg_cpu_us_per_msg"] for r in good) if good else None,
+            "all_msg_per_s": [r.get("msg_per_s") for r in results],
+        })
+    by = {r["config"]: r for r in rows}
+    one, two = by["ping, 1 worker"]["msg_per_s"], by["ping, --workers 2"]["msg_per_s"]
+    ping_ratio = two / one if one and two else None
+    print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| configuration | msg/s (median) | server µs CPU/msg | loadgen µs CPU/msg | every round, msg/s |")
+    print("|---|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['msg_per_s'] or 0:,.0f} | {r['server_cpu_us_per_msg'] or 0:.2f} "
+              f"| {r['loadgen_cpu_us_per_msg'] or 0:.2f} | "
+              f"{', '.join(f'{v:,.0f}' if v else 'failed' for v in r['all_msg_per_s'])} |")
+    print(f"\n--workers 2 ÷ 1 worker (ping): {ping_ratio:.2f}x" if ping_ratio else "\nno ping ratio: a run failed")
+    with open(args.out, "w") as f:
+        json.dump({"rows": rows, "ping_ratio": ping_ratio, "args": vars(args)}, f, indent=1)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
