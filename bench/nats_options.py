@@ -21,11 +21,7 @@ if the subscriber received exactly that many.
 - (a) per-client subjects: one NATS message per WSA message, to ``wsa.c.<client id>`` over
   ``--clients`` ids (1,000), the subscriber holding one subscription per id.
 - (b) per-worker subject, unbatched: one NATS message per WSA message to ``wsa.w.X``.
-- (a') and (b'): the same NATS messages, but the publisher formats the PUB commands itself
-  and writes each chunk to the socket at once. ``NatsClient.publish`` makes one ``writev``
-  per call (uvloop writes at once when its buffer is empty), so (a) and (b) pay a system
-  call per message on the publisher's side, and the nats-server reads small pieces; the
-  primed rows show what is left when only NATS's own per-message cost counts.
+  (``NatsClient`` writes a loop iteration's publishes in one system call either way.)
 - (c) per-worker subject, batched: 64 (and 512) records per NATS message to ``wsa.w.X``;
   the publisher joins the records, the subscriber splits each batch and counts records.
 - (d) a directory lookup per message (what NATS KV or any request/reply directory costs):
@@ -178,10 +174,10 @@ async def role_sink(cfg: dict) -> None:
     callback = on_batch if batch else on_message
     if cfg["mode"] == "client":
         for cid in client_ids(cfg["clients"]):
-            client.subscribe(f"wsa.c.{cid}", callback)
+            client.subscribe(f"wsa.c.{cid}".encode(), callback)
     else:
-        client.subscribe("wsa.w.X", callback)
-    client.subscribe(END.decode(), on_end)
+        client.subscribe(b"wsa.w.X", callback)
+    client.subscribe(END, on_end)
     if not await client.flush(10.0):
         raise SystemExit("sink: the nats-server did not confirm the subscriptions")
 
@@ -212,7 +208,7 @@ async def role_source(cfg: dict) -> None:
         acked = int(payload)
         more.set()
 
-    client.subscribe(ACK.decode(), on_ack)
+    client.subscribe(ACK, on_ack)
     await client.flush(10.0)
     batch = cfg["batch"]
     ids = client_ids(cfg["clients"])
@@ -231,8 +227,6 @@ async def role_source(cfg: dict) -> None:
         return
     publish = client.publish
     join = b"".join
-    coalesce = cfg.get("coalesce", False)
-    head = b"PUB %s %s %d\r\n"
     sent = failures = waits = 0
     t_start = time.monotonic()
     deadline = t_start + cfg["duration"]
@@ -242,13 +236,6 @@ async def role_source(cfg: dict) -> None:
             for subject, _, parts in chunks[c]:
                 if not publish(subject, join(parts), REPLY):
                     failures += 1
-        elif coalesce:
-            # What a client that buffers its writes would do: format each PUB, write once per chunk.
-            if client.connected:
-                client.protocol.transport.write(join([head % (subject, REPLY, len(payload)) + payload + b"\r\n"
-                                                      for subject, payload, _ in chunks[c]]))
-            else:
-                failures += len(chunks[c])
         else:
             for subject, payload, _ in chunks[c]:
                 if not publish(subject, payload, REPLY):
@@ -281,7 +268,7 @@ async def role_responder(cfg: dict) -> None:
     def on_lookup(payload: bytes, reply) -> None:
         client.publish(reply, answer)
 
-    client.subscribe(LOOKUP.decode(), on_lookup)
+    client.subscribe(LOOKUP, on_lookup)
     await client.flush(10.0)
     say("ready")
     await stdin_line()
@@ -298,7 +285,7 @@ async def role_requester(cfg: dict) -> None:
         if waiter is not None and not waiter.done():
             waiter.set_result(payload)
 
-    client.subscribe(INBOX.decode(), on_answer)
+    client.subscribe(INBOX, on_answer)
     await client.flush(10.0)
     keys = [b'{"id":"%s"}' % cid.encode() for cid in client_ids(1000)]
     say("ready")
@@ -338,7 +325,7 @@ async def role_presence_recv(cfg: dict) -> None:
         if message["v"] == total:
             say("done", delays=delays)
 
-    client.subscribe(PRESENCE.decode(), on_presence)
+    client.subscribe(PRESENCE, on_presence)
     await client.flush(10.0)
     say("ready")
     await stdin_line()
@@ -356,7 +343,7 @@ async def role_presence_send(cfg: dict) -> None:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    client.subscribe(PRESENCE_ACK.decode(), on_ack)
+    client.subscribe(PRESENCE_ACK, on_ack)
     await client.flush(10.0)
     ids = client_ids(1000)
     say("ready")
@@ -485,9 +472,8 @@ def us(seconds: float, n: int) -> float:
     return seconds * 1e6 / n if n else float("nan")
 
 
-def throughput(nats, args, label: str, mode: str, batch: int, coalesce: bool = False) -> dict:
-    cfg = dict(url=nats.url, mode=mode, batch=batch, clients=args.clients, duration=args.duration,
-               coalesce=coalesce)
+def throughput(nats, args, label: str, mode: str, batch: int) -> dict:
+    cfg = dict(url=nats.url, mode=mode, batch=batch, clients=args.clients, duration=args.duration)
     log(f"  {label} ...")
     slow_before = slow_consumers(nats)
     sent, got, cpu = pair(nats, ("sink", cfg), ("source", cfg), args.duration + 60)
@@ -574,16 +560,14 @@ def main() -> int:
     log(f"nats-server pid {nats.proc.pid} at {nats.url}")
     rows, stats = [], []
     try:
-        for label, mode, batch, coalesce in [
-            (f"(a) per-client subjects ({args.clients:,} subscriptions)", "client", 0, False),
-            ("(a') same, writes coalesced", "client", 0, True),
-            ("(b) per-worker subject, unbatched", "worker", 0, False),
-            ("(b') same, writes coalesced", "worker", 0, True),
-            ("(c) per-worker subject, batched x64", "worker", 64, False),
-            ("(c) per-worker subject, batched x512", "worker", 512, False),
+        for label, mode, batch in [
+            (f"(a) per-client subjects ({args.clients:,} subscriptions)", "client", 0),
+            ("(b) per-worker subject, unbatched", "worker", 0),
+            ("(c) per-worker subject, batched x64", "worker", 64),
+            ("(c) per-worker subject, batched x512", "worker", 512),
         ]:
             try:
-                rows.append(throughput(nats, args, label, mode, batch, coalesce))
+                rows.append(throughput(nats, args, label, mode, batch))
             except RuntimeError as error:
                 rows.append(dict(option=label, rate=float("nan"), cpu=[float("nan")] * 3, notes=str(error), ok=False))
         for measure in (lookups, presence):
