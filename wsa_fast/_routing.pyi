@@ -4,3 +4,16 @@ class ClientTable:
 
 class PendingTable:
     def __len__(self) -> int: ...
+
+class Peer:
+    wid: str
+    subject: bytes
+    reachable: bool
+    def __init__(self, wid: str, subject: bytes) -> None: ...
+
+class RemoteClient:
+    client_id: str
+    client_id_b: bytes
+    peer: Peer
+    stamp: int
+    def __init__(self, client_id: str, peer: Peer, stamp: int) -> None: ...
