@@ -28,11 +28,12 @@ def free_port() -> int:
 
 class NatsServer:
     def __init__(self, port: Optional[int] = None, cluster_port: Optional[int] = None,
-                 routes: Sequence[int] = (), name: str = "test") -> None:
+                 routes: Sequence[int] = (), name: str = "test", extra: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         self.cluster_port = cluster_port
         self.routes = list(routes)
         self.name = name
+        self.extra = list(extra)        # more nats-server flags, e.g. --user/--pass
         self.proc: Optional[subprocess.Popen] = None
         self.start()
 
@@ -41,7 +42,7 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
+        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name, *self.extra]
         if self.cluster_port is not None:
             command += ["--cluster_name", "wsa-test", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
             if self.routes:

@@ -288,14 +288,15 @@ def test_reject_mode_refuses_a_login_held_on_another_worker() -> None:
         check(server)
 
 
-def test_sigterm_drains_every_worker_and_exits_zero() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_drains_every_worker_and_exits_zero(signum: int) -> None:
     @aio
     async def check(server: GatewayProcess) -> None:
         async with Clients(server) as clients:
             a, b = await on_workers(clients, 2)
             msg_id = await call_when_visible(a, b)
             await b.recv()
-            server.signal(signal.SIGTERM)
+            server.signal(signum)
             await asyncio.sleep(0.3)
             # New requests are refused while draining.
             late = await a.request("server", "wsa@v1/ping")
@@ -363,6 +364,26 @@ def test_a_nats_cluster_of_two_with_one_node_on_each() -> None:
                 assert (await a.recv())["id"] == msg_id
 
         check()
+
+
+def test_nats_credentials_in_the_url_and_a_clear_refusal() -> None:
+    with NatsServer(extra=["--user", "gw", "--pass", "s3cret-pw"]) as nats:
+        url = f"nats://gw:s3cret-pw@127.0.0.1:{nats.port}"
+        with gateway("--nats", url) as one, gateway("--nats", url) as two:
+
+            @aio
+            async def check() -> None:
+                async with Clients(one) as on_one, Clients(two) as on_two:
+                    a = await on_one.open("verbose", login=uid("cred"))
+                    b = await on_two.open("compact", login=uid("cred"))
+                    await relay_round_trip(a, b)
+
+            check()
+        for node in (one, two):
+            assert "s3cret-pw" not in node.log, "the NATS password was logged"
+        wrong = f"nats://gw:wrong@127.0.0.1:{nats.port}"
+        with pytest.raises(RuntimeError, match="refused the credentials"):
+            gateway("--nats", wrong)
 
 
 # ---------------------------------------------------------------- faults

@@ -171,6 +171,7 @@ class NatsClient:
         self._write_scheduled = False
         self._ever_connected = False
         self._reconnector: Optional[asyncio.Task] = None
+        self.refused: Optional[NatsError] = None          # a server turned our credentials down
         self._pinger: Optional[asyncio.Task] = None
 
     async def connect(self, timeout: float) -> None:
@@ -179,6 +180,8 @@ class NatsClient:
         while True:
             if await self._try_all(deadline):
                 break
+            if self.refused is not None:
+                raise self.refused      # wrong credentials do not get better by waiting
             if self.loop.time() >= deadline:
                 raise NatsError(f"no NATS server reachable at {', '.join(map(repr, self.servers))}")
             await asyncio.sleep(RECONNECT_WAIT)
@@ -254,6 +257,8 @@ class NatsClient:
                 return True
             except (OSError, asyncio.TimeoutError, NatsError) as error:
                 log.debug("NATS server %r: %r", server, error)
+                if isinstance(error, NatsError) and "authorization" in str(error).lower():
+                    self.refused = NatsError(f"NATS server {server!r} refused the credentials: {error}")
         return False
 
     async def _open(self, server: Server, timeout: float) -> None:
