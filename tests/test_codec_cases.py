@@ -405,3 +405,15 @@ def test_encode(codec, message: Message, form: int, expected: bytes) -> None:
 def test_encode_refuses_non_finite_numbers(codec, value) -> None:
     with pytest.raises(ValueError):
         codec.encode(msg("response", result="success", data=value))
+
+
+@pytest.mark.parametrize(("size", "header"), [
+    (0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (65535, b"\x81\x7e\xff\xff"),
+    (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+    (16_777_217, b"\x81\x7f\x00\x00\x00\x00\x01\x00\x00\x01"),
+])
+def test_frame_header_encodes_each_length_class_minimally(size: int, header: bytes) -> None:
+    """RFC 6455 5.2: a FIN text frame, unmasked, length in 7, 7+16 or 7+64 bits, the shortest that fits."""
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert compiled.frame_of(payload) == header + payload
+

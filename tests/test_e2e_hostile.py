@@ -684,6 +684,25 @@ async def test_default_max_message_size_is_one_mebibyte(server):
         assert code == 1009
 
 
+@pytest.mark.parametrize("size", [125, 126, 65535, 65536, 200_000, (1 << 20) - 200])
+@pytest.mark.parametrize("form", FORMS)
+@aio
+async def test_relay_of_every_frame_length_class_arrives_intact(server, form, size):
+    """Outgoing frames of 7-bit, 16-bit and 64-bit lengths, up to the 1 MiB limit, relayed and broadcast."""
+    async with Clients(server) as cl:
+        a, b = await cl.bound(form, OTHER[form])
+        envelope_size = len(encode(form, a.cid, b.cid, "event", ID, method="chat@v1/send", params={"t": ""}))
+        params = {"t": "x" * max(0, size - envelope_size)}
+        await a.send_raw(encode(form, a.cid, b.cid, "event", ID, method="chat@v1/send", params=params))
+        expected = encode(b.form, a.cid, b.cid, "event", ID, method="chat@v1/send", params=params)
+        assert await b.recv_raw() == expected
+        await a.send_raw(encode(form, a.cid, "client", "event", ID, method="chat@v1/send", params=params))
+        assert await b.recv_raw() == encode(b.form, a.cid, "client", "event", ID, method="chat@v1/send",
+                                            params=params)
+        await b.ping()
+        await a.ping()
+
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("kind", ["text", "binary"])
 @aio

@@ -259,6 +259,7 @@ cdef class FrameBuffer:
         # The payload was written after a maximal header; the length must be minimally encoded.
         cdef unsigned char* h = <unsigned char*>self.data + frame_start
         cdef Py_ssize_t header
+        cdef int i                      # a C int: an untyped one made each byte a checked Python conversion
         h[0] = 0x81
         if n < 126:
             h[1] = <unsigned char>n
@@ -271,7 +272,7 @@ cdef class FrameBuffer:
         else:
             h[1] = 127
             for i in range(8):
-                h[2 + i] = <unsigned char>(n >> (56 - 8 * i))
+                h[2 + i] = <unsigned char>((n >> (56 - 8 * i)) & 0xFF)
             header = 10
         if header != MAX_HEADER:
             memmove(h + header, h + MAX_HEADER, n)
