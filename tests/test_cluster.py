@@ -187,6 +187,22 @@ async def test_timeout_is_decided_on_the_requesters_side(two_workers: GatewayPro
 
 
 @aio
+async def test_the_same_id_sent_again_after_a_timeout_is_answered(two_workers: GatewayProcess) -> None:
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        msg_id = await call_when_visible(a, b)
+        await b.recv()
+        expect_fail(await a.recv(4), "TIMEOUT", id=msg_id, to=a.cid)
+        # Not pending any more on a's side: the id may be used again, and this time b answers.
+        await a.request(b.cid, "test@v1/hello", {"again": True}, id=msg_id)
+        assert (await b.recv())["payload"]["params"] == {"again": True}
+        # Answer late enough that b's worker has swept what it owed for the first one.
+        await asyncio.sleep(1.1)
+        await b.respond(a.cid, msg_id, receipt="second")
+        expect_response(await a.recv(), id=msg_id, to=a.cid, frm=b.cid, receipt="second")
+
+
+@aio
 async def test_gone_when_the_remote_target_disconnects(two_workers: GatewayProcess) -> None:
     async with Clients(two_workers) as clients:
         a, b = await on_workers(clients, 2)

@@ -555,7 +555,9 @@ cdef class Gateway:
                 if m.from_kind == PEER_SERVER:
                     self.remote_server_requests[(text(m.to), text(m.id))] = (
                         origin, monotonic() + self.request_timeout)
-                else:
+                elif not self.inbound.add(m.from_, m.to, m.id, origin, target, monotonic() + self.request_timeout):
+                    # Sent again after the requester's side ended the first (TIMEOUT): the newer one is owed.
+                    self.inbound.pop(m.from_, m.to, m.id)
                     self.inbound.add(m.from_, m.to, m.id, origin, target, monotonic() + self.request_timeout)
         target.out.write_frame(m, target.form)
         return self.mark_dirty(target)
