@@ -54,7 +54,8 @@ cdef class Gateway:
     cdef bint forward(self, Peer peer, char tag, const WsaMsg* m) except -1
     cdef int publish_peer(self, Peer peer, Py_ssize_t upto) except -1
     cdef int read_batch(self, bytes data, Peer origin, bint unsent) except -1
-    cdef int fan_out(self, const WsaMsg* m, Connection skip) except -1
+    cdef Py_ssize_t fan_out(self, const WsaMsg* m, Connection skip) except -1
+    cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1
     cdef int schedule_flush(self) except -1
     cdef int deliver_remote(self, WsaMsg* m, Peer origin) except -1
     cdef int bounced(self, WsaMsg* m, bytes code) except -1

@@ -191,15 +191,23 @@ cdef class Gateway:
             if self.cluster is not None:
                 return self.relay_remote(conn, m)
             return self.fail(conn, m, NOT_FOUND)
-        if self.authorize is not None and not self.authorized(conn, m):
-            return self.fail(conn, m, PERMISSION_DENIED)
-        if m.type == REQUEST:
-            if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
-                return self.fail(conn, m, DUPLICATE_ID)
-            if self.sweep_handle is None:
-                self.schedule_sweep()
+        if not self.admit(conn, m, target):
+            return 0
         target.out.write_frame(m, target.form)
         return self.mark_dirty(target)
+
+    cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1:
+        """The policy, and a request's pending entry with its deadline; False once refused (answered)."""
+        if self.authorize is not None and not self.authorized(conn, m):
+            self.fail(conn, m, PERMISSION_DENIED)
+            return False
+        if m.type == REQUEST:
+            if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
+                self.fail(conn, m, DUPLICATE_ID)
+                return False
+            if self.sweep_handle is None:
+                self.schedule_sweep()
+        return True
 
     cdef int relay_remote(self, Connection conn, WsaMsg* m) except -1:
         """Relay to a client on another worker; the pending entry (and its deadline) stays here."""
@@ -208,13 +216,8 @@ cdef class Gateway:
             return self.fail(conn, m, NOT_FOUND)
         if not self.cluster_up or not target.peer.reachable:
             return self.fail(conn, m, UNAVAILABLE)
-        if self.authorize is not None and not self.authorized(conn, m):
-            return self.fail(conn, m, PERMISSION_DENIED)
-        if m.type == REQUEST:
-            if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
-                return self.fail(conn, m, DUPLICATE_ID)
-            if self.sweep_handle is None:
-                self.schedule_sweep()
+        if not self.admit(conn, m, target):
+            return 0
         if not self.forward(target.peer, TAG_MESSAGE, m):
             if m.type == REQUEST:
                 self.pending.pop(m.from_, m.to, m.id)
@@ -229,17 +232,19 @@ cdef class Gateway:
             self.forward(self.everyone, TAG_MESSAGE, m)
         return 0
 
-    cdef int fan_out(self, const WsaMsg* m, Connection skip) except -1:
-        """Deliver a broadcast to every bound client here but ``skip``: one frame per form, copied."""
+    cdef Py_ssize_t fan_out(self, const WsaMsg* m, Connection skip) except -1:
+        """Deliver a broadcast to every bound client here but ``skip``, one frame per form; returns how many."""
         cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
         verbose.write_frame(m, VERBOSE)
         compact.write_frame(m, COMPACT)
         cdef Connection target
+        cdef Py_ssize_t sent = 0
         for target in self.clients.connections():
             if target is not skip and not target.closed:
                 copy_frames(target, verbose, compact)
                 self.mark_dirty(target)
-        return 0
+                sent += 1
+        return sent
 
     cdef int on_response(self, Connection conn, WsaMsg* m) except -1:
         if conn.client_id_b is None:
@@ -544,7 +549,8 @@ cdef class Gateway:
                 self.stats["dropped_responses"] += 1
                 return 0
         elif m.to_kind == PEER_BROADCAST:
-            return self.fan_out(m, self.clients.get(m.from_))
+            self.fan_out(m, self.clients.get(m.from_))
+            return 0
         else:
             target = self.clients.get(m.to)
             if target is None or target.closed:
@@ -712,12 +718,11 @@ cdef class Gateway:
         cdef bytes raw = dumps(params) if params is not None else None
         cdef bytes method_b = method.encode(), id_b = self.new_id().encode()
         cdef WsaMsg e
-        cdef Connection conn
         fill_from_server(&e, EVENT, PEER_BROADCAST, b"client", method_b, raw, id_b)
-        self.fan_out(&e, None)
+        sent = self.fan_out(&e, None)
         if self.cluster is not None and self.cluster_up:
             self.forward(self.everyone, TAG_MESSAGE, &e)
-        return sum(1 for conn in self.clients.connections() if not conn.closed)
+        return sent
 
     async def request(self, str client_id, str method, params=None, timeout=None):
         """Send a request to a client and wait for its response (a Message)."""
