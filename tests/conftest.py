@@ -10,6 +10,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
+from browser import browser  # noqa: F401  (the headless Chromium fixture, see browser.py)
 from gateway_process import GatewayProcess
 
 StartGateway = Callable[..., GatewayProcess]
@@ -53,3 +54,4 @@ def gateway() -> Iterator[GatewayProcess]:
     _launcher(started)()
     yield started[0]
     _stop_all(started)
+
