@@ -2,7 +2,7 @@
 
 ``GatewayProcess(*args)`` starts ``wsa-fast serve --port 0 ARGS`` exactly as a user runs it
 (the console script installed beside this Python; ``make test`` installs it there), waits for
-its ``listening on ws://HOST:PORT`` line and collects everything it writes. ``stop()`` (or the
+its ``listening on ws://HOST:PORT`` (or ``wss://``) line and collects everything it writes. ``stop()`` (or the
 end of a ``with`` block) sends SIGTERM, then SIGKILL, and fails the test if the log holds a
 traceback, unless ``allow_tracebacks`` was given.
 
@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The installed command, exactly as a user starts it.
 WSA_FAST = str(Path(sys.executable).with_name("wsa-fast"))
-LISTENING = re.compile(r"listening on ws://([^\s:]+|\[[^\]]+\]):(\d+)")
+LISTENING = re.compile(r"listening on (wss?)://([^\s:]+|\[[^\]]+\]):(\d+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 TRACEBACK = "Traceback (most recent call last)"
@@ -47,6 +47,7 @@ class GatewayProcess:
         self.args = list(args) if has_port else ["--port", "0", *args]
         self.command = [WSA_FAST, "serve", *self.args]
         self.allow_tracebacks = allow_tracebacks
+        self.scheme = "ws"
         self.host = "127.0.0.1"
         self.port = 0
         self._lines: list[str] = []
@@ -71,7 +72,7 @@ class GatewayProcess:
             if not self.port:
                 match = LISTENING.search(line)
                 if match:
-                    self.host, self.port = match.group(1), int(match.group(2))
+                    self.scheme, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
                     self._started.set()
         self._started.set()        # exited: wake a waiting start
 
@@ -79,11 +80,11 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        """``ws://HOST:PORT``."""
-        return f"ws://{self.host}:{self.port}"
+        """``ws://HOST:PORT``, or ``wss://`` when the gateway serves TLS."""
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url_for(self, path: str = "/", **query: str) -> str:
-        """``ws://HOST:PORT/PATH?QUERY``."""
+        """``ws[s]://HOST:PORT/PATH?QUERY``."""
         url = f"{self.url}{path}"
         return f"{url}?{urlencode(query)}" if query else url
 

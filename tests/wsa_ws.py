@@ -14,6 +14,7 @@ import itertools
 import json
 import random
 import re
+import ssl
 from typing import Any, Iterator, Optional
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -47,8 +48,13 @@ def running_server(*args: str, env: Optional[dict] = None, allow_tracebacks: boo
         yield server
 
 
-def http_get(server: GatewayProcess, path: str, headers: Optional[dict] = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=REPLY_TIMEOUT)
+def http_get(server: GatewayProcess, path: str, headers: Optional[dict] = None,
+             context: Optional[ssl.SSLContext] = None) -> tuple[int, bytes]:
+    """A plain HTTP GET to the gateway, over TLS when ``context`` (the client side) is given."""
+    if context is not None:
+        conn = http.client.HTTPSConnection(server.host, server.port, timeout=REPLY_TIMEOUT, context=context)
+    else:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=REPLY_TIMEOUT)
     try:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()

@@ -9,6 +9,7 @@ import sys
 from importlib import metadata
 
 from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_LEVELS, ConfigError, Settings, load_settings
+from .tls import server_context
 
 __all__ = ["main", "build_parser", "load_app"]
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(flags)
         logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
         app = load_app(settings.app) if settings.app is not None else None
+        # Read once here so a bad certificate is a start-up error; each worker loads its own.
+        server_context(settings)
         _check_auth(settings, app)
         # Imported late: the server pulls in the compiled modules, which --help and config errors never need.
         if settings.workers > 1:
@@ -85,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: none for one worker, an embedded nats-server for several)")
     serve.add_argument("--cluster-name", metavar="NAME",
                        help=f"NATS subject prefix, one per gateway sharing NATS (default {defaults.cluster_name})")
+    serve.add_argument("--tls-cert", metavar="PEM_FILE",
+                       help="certificate chain: with --tls-key, serve wss:// (re-read on SIGHUP)")
+    serve.add_argument("--tls-key", metavar="PEM_FILE", help="private key of --tls-cert")
     return parser
 
 

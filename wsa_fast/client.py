@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import logging
 import math
+import ssl
 from collections import deque
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -160,7 +161,8 @@ class Client:
                 token: Optional[str] = None, request_timeout: float = 30.0, id_style: str = "iso8601",
                 client_id: Optional[str] = None, max_message_size: int = 16 * 1024 * 1024,
                 max_queued_events: int = 10_000, handshake_timeout: float = 5.0,
-                extra_headers: Optional[dict[str, str]] = None) -> _Connecting:
+                extra_headers: Optional[dict[str, str]] = None,
+                ssl_context: Optional[ssl.SSLContext] = None) -> _Connecting:
         """Open a connection; await the result, or use it as ``async with``.
 
         ``form``: "verbose" or "compact", asked for by ``negotiate``: "subprotocol"
@@ -168,6 +170,7 @@ class Client:
         ``token`` is sent as ``Authorization: Bearer``; the id it binds cannot be read
         from the server, so pass it as ``client_id`` to send anything but ping.
         A refused upgrade raises ``picows.WSHandshakeError`` (e.g. HTTP 401 for a bad token).
+        ``ssl_context``: how a ``wss://`` server is verified (default: the system's CAs).
         """
         if form not in FORMS:
             raise ValueError(f"form must be 'verbose' or 'compact', not {form!r}")
@@ -180,12 +183,13 @@ class Client:
         id_factory(id_style)        # reject an unknown style before connecting
         return _Connecting(cls._open(
             url, FORMS[form], negotiate, token, request_timeout, id_style, client_id,
-            max_message_size, max_queued_events, handshake_timeout, extra_headers))
+            max_message_size, max_queued_events, handshake_timeout, extra_headers, ssl_context))
 
     @classmethod
     async def _open(cls, url: str, form: int, negotiate: str, token: Optional[str], request_timeout: float,
                     id_style: str, client_id: Optional[str], max_message_size: int, max_queued_events: int,
-                    handshake_timeout: float, extra_headers: Optional[dict[str, str]]) -> "Client":
+                    handshake_timeout: float, extra_headers: Optional[dict[str, str]],
+                    ssl_context: Optional[ssl.SSLContext]) -> "Client":
         headers = dict(extra_headers or {})
         if negotiate == "subprotocol":
             headers["Sec-WebSocket-Protocol"] = PROTOCOLS[form]
@@ -201,7 +205,7 @@ class Client:
         client._negotiate = negotiate
         await ws_connect(lambda: _Listener(client), url, extra_headers=headers or None,
                          max_frame_size=max_message_size, websocket_handshake_timeout=handshake_timeout,
-                         logger_name="wsa_fast.client")
+                         logger_name="wsa_fast.client", ssl_context=ssl_context)
         if client._connect_error is not None:
             await client.close()
             raise client._connect_error

@@ -78,6 +78,9 @@ class Settings:
     nats: str | None = None
     # Prefix of the NATS subjects: gateways sharing a NATS cluster need different names.
     cluster_name: str = "wsa"
+    # PEM certificate chain and private key: both given, the gateway serves wss:// (re-read on SIGHUP).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         # Normalising in place (env strings -> numbers, int -> float, list -> tuple, INFO -> info)
@@ -109,6 +112,8 @@ class Settings:
                  f"workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
         _require(CLUSTER_NAME.fullmatch(self.cluster_name) is not None, "cluster_name",
                  f"cluster_name must be 1-64 letters, digits, '_' or '-', got {self.cluster_name!r}")
+        _require((self.tls_cert is None) == (self.tls_key is None), "tls_cert" if self.tls_key else "tls_key",
+                 "tls_cert and tls_key go together: give both to serve wss://, or neither")
         if self.nats is not None:
             from .nats_client import parse_servers
 
@@ -131,6 +136,11 @@ class Settings:
         if self.auth is None or not self.auth.startswith(AUTH_TOKENS_PREFIX):
             return None
         return self.auth[len(AUTH_TOKENS_PREFIX):]
+
+    @property
+    def scheme(self) -> str:
+        """``wss`` when the gateway terminates TLS itself, else ``ws``."""
+        return "wss" if self.tls_cert is not None else "ws"
 
     def resolved_auth(self) -> str:
         """The auth mode to run: ``auth`` if chosen, else dev on a loopback host (the caller warns)."""

@@ -21,6 +21,7 @@ from .cluster import Cluster
 from .config import Settings
 from .grammar import is_client_id
 from .message import COMPACT, VERBOSE
+from .tls import reload_certificate, server_context
 
 __all__ = ["run", "serve", "PROTOCOLS"]
 
@@ -66,6 +67,7 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         except Exception as error:
             log.error("cannot join the cluster: %s", error)
             return EXIT_NO_NATS
+    tls = server_context(settings)
     server = await ws_create_server(
         _acceptor(gateway, authenticator),
         settings.host,
@@ -78,16 +80,20 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         logger_name="wsa_fast.picows",
         # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
         reuse_port=settings.workers > 1,
+        ssl=tls,
     )
     # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, settings)
     port = server.sockets[0].getsockname()[1]
     if worker is None:
-        log.info("listening on ws://%s:%d (auth: %s)", settings.host, port, type(authenticator).__name__)
+        log.info("listening on %s://%s:%d (auth: %s)", settings.scheme, settings.host, port,
+                 type(authenticator).__name__)
     else:
-        log.info("worker %d serving ws://%s:%d", worker, settings.host, port)
+        log.info("worker %d serving %s://%s:%d", worker, settings.scheme, settings.host, port)
     if started is not None:
         started.set_result(port)
     if on_ready is not None:

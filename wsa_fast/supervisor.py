@@ -3,7 +3,8 @@
 The supervisor starts the embedded nats-server (unless ``--nats`` names one), forks the
 workers (each its own uvloop loop and picows server on the shared port, SO_REUSEPORT),
 announces ``listening on`` once every worker serves, restarts a worker that dies with
-an exponential backoff, and on SIGTERM/SIGINT has every worker drain, then exits 0.
+an exponential backoff, passes SIGHUP on to the workers (they re-read the TLS certificate),
+and on SIGTERM/SIGINT has every worker drain, then exits 0.
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGHUP, self._on_hangup)
         signal.set_wakeup_fd(self.wake_w)
         selector = selectors.DefaultSelector()
         selector.register(self.ready_r, selectors.EVENT_READ)
@@ -117,6 +119,11 @@ class Supervisor:
             log.info("%s: stopping %d workers", signal.Signals(signum).name, len(self.workers))
         self.stopping = True
 
+    def _on_hangup(self, signum: int, frame: Any) -> None:
+        for worker in self.workers:
+            if worker.pid:
+                _signal(worker.pid, signal.SIGHUP)
+
     def _timeout(self) -> float:
         due = [w.restart_at for w in self.workers if w.restart_at is not None]
         return max(0.0, min(due) - time.monotonic()) if due else 1.0
@@ -137,6 +144,8 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
+            # Until the server handles it: a worker still starting reads the new certificate anyway.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             for fd in (self.ready_r, self.wake_r, self.wake_w):
                 os.close(fd)
             from .server import run
@@ -161,8 +170,8 @@ class Supervisor:
             self.announced = True
             # Server addresses only: a NATS URL may carry a password.
             nats = ", ".join(map(repr, parse_servers(self.settings.nats)))
-            log.info("listening on ws://%s:%d (%d workers, NATS %s)", self.settings.host, self.settings.port,
-                     len(self.workers), nats)
+            log.info("listening on %s://%s:%d (%d workers, NATS %s)", self.settings.scheme, self.settings.host,
+                     self.settings.port, len(self.workers), nats)
 
     def _reap(self) -> bool:
         """Collect dead workers and plan their restart; False if one died before all ever started."""
