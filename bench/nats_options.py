@@ -31,6 +31,8 @@ if the subscriber received exactly that many.
   carrying ``time.monotonic_ns()``; another process reads it and records the one-way
   delay (CLOCK_MONOTONIC is one clock for every process on Linux), then acknowledges, and
   only then is the next one sent: ``--announcements`` times, sequential.
+- (f) nats-py: the batched x64 scenario of (c) with both processes on ``nats-py`` (the
+  asyncio NATS client) instead of ``wsa_fast.nats_client``: whether to use it or ours.
 
 messages/s is records delivered per second, from the publisher's first send to the
 subscriber's last record. CPU per message is utime+stime from /proc/PID/stat of the
@@ -102,10 +104,57 @@ async def stdin_line() -> str:
 
 
 async def connected(cfg: dict, name: str):
+    if cfg.get("client") == "nats-py":
+        import nats
+        return NatsPy(await nats.connect(cfg["url"], name=name))
     from wsa_fast.nats_client import NatsClient, parse_servers
     client = NatsClient(parse_servers(cfg["url"]), name)
     await client.connect(10.0)
     return client
+
+
+class NatsPy:
+    """(f): nats-py, the asyncio NATS client, behind the calls the roles make of ours.
+
+    Its publish is a coroutine: the source awaits it in the send loop; the rare publishes
+    made from callbacks (acknowledgements) run as tasks. Its subscriptions deliver each
+    message to an async callback from a task per subscription, as nats-py is used.
+    """
+
+    def __init__(self, nc) -> None:
+        self.nc = nc
+        self.loop = asyncio.get_running_loop()
+        self.subscribing: list = []
+        self.tasks: set = set()
+
+    def subscribe(self, subject: bytes, callback) -> None:
+        async def handler(msg) -> None:
+            callback(msg.data, msg.reply or None)
+
+        self.subscribing.append(self.nc.subscribe(subject.decode(), cb=handler))
+
+    def publish(self, subject: bytes, payload: bytes, reply: bytes = b"") -> bool:
+        task = self.loop.create_task(self.publish_async(subject, payload, reply))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def publish_async(self, subject: bytes, payload: bytes, reply: bytes = b"") -> bool:
+        await self.nc.publish(subject.decode(), payload, reply=reply.decode())
+        return True
+
+    async def flush(self, timeout: float = 2.0) -> bool:
+        for subscribing in self.subscribing:
+            await subscribing
+        self.subscribing.clear()
+        try:
+            await self.nc.flush(timeout)
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.nc.close()
 
 
 async def role_sink(cfg: dict) -> None:
@@ -226,13 +275,18 @@ async def role_source(cfg: dict) -> None:
     if await stdin_line() != "go":
         return
     publish = client.publish
+    # nats-py's publish is a coroutine, awaited per message as its users do.
+    publish_async = client.publish_async if cfg.get("client") == "nats-py" else None
     join = b"".join
     sent = failures = waits = 0
     t_start = time.monotonic()
     deadline = t_start + cfg["duration"]
     c = 0
     while True:
-        if batch:
+        if publish_async is not None:
+            for subject, _, parts in chunks[c]:
+                await publish_async(subject, join(parts), REPLY)
+        elif batch:
             for subject, _, parts in chunks[c]:
                 if not publish(subject, join(parts), REPLY):
                     failures += 1
@@ -472,8 +526,8 @@ def us(seconds: float, n: int) -> float:
     return seconds * 1e6 / n if n else float("nan")
 
 
-def throughput(nats, args, label: str, mode: str, batch: int) -> dict:
-    cfg = dict(url=nats.url, mode=mode, batch=batch, clients=args.clients, duration=args.duration)
+def throughput(nats, args, label: str, mode: str, batch: int, client: str = "wsa-fast") -> dict:
+    cfg = dict(url=nats.url, mode=mode, batch=batch, clients=args.clients, duration=args.duration, client=client)
     log(f"  {label} ...")
     slow_before = slow_consumers(nats)
     sent, got, cpu = pair(nats, ("sink", cfg), ("source", cfg), args.duration + 60)
@@ -545,6 +599,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000, help="client ids (subjects in (a))")
     parser.add_argument("--lookups", type=int, default=2000, help="timed lookups in (d)")
     parser.add_argument("--announcements", type=int, default=1000, help="timed announcements in (e)")
+    parser.add_argument("--only", metavar="PREFIX", action="append",
+                        help="only the throughput rows whose label starts so, e.g. '(c)' (repeatable)")
     parser.add_argument("--child", nargs=2, metavar=("ROLE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -560,17 +616,22 @@ def main() -> int:
     log(f"nats-server pid {nats.proc.pid} at {nats.url}")
     rows, stats = [], []
     try:
-        for label, mode, batch in [
-            (f"(a) per-client subjects ({args.clients:,} subscriptions)", "client", 0),
-            ("(b) per-worker subject, unbatched", "worker", 0),
-            ("(c) per-worker subject, batched x64", "worker", 64),
-            ("(c) per-worker subject, batched x512", "worker", 512),
+        for label, mode, batch, client in [
+            (f"(a) per-client subjects ({args.clients:,} subscriptions)", "client", 0, "wsa-fast"),
+            ("(b) per-worker subject, unbatched", "worker", 0, "wsa-fast"),
+            ("(c) per-worker subject, batched x64", "worker", 64, "wsa-fast"),
+            ("(c) per-worker subject, batched x512", "worker", 512, "wsa-fast"),
+            ("(f) nats-py: per-worker subject, batched x64", "worker", 64, "nats-py"),
         ]:
+            if args.only and not any(label.startswith(prefix) for prefix in args.only):
+                continue
             try:
-                rows.append(throughput(nats, args, label, mode, batch))
+                rows.append(throughput(nats, args, label, mode, batch, client))
             except RuntimeError as error:
                 rows.append(dict(option=label, rate=float("nan"), cpu=[float("nan")] * 3, notes=str(error), ok=False))
         for measure in (lookups, presence):
+            if args.only:
+                continue
             try:
                 row, stat = measure(nats, args)
                 rows.append(row)

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="PEM_FILE",
                        help="certificate chain: with --tls-key, serve wss:// (re-read on SIGHUP)")
     serve.add_argument("--tls-key", metavar="PEM_FILE", help="private key of --tls-cert")
+    serve.add_argument("--nats-ca-file", metavar="PEM_FILE",
+                       help="CAs to verify the NATS servers' TLS certificates with (default: the system's)")
+    serve.add_argument("--nats-creds-file", metavar="FILE", help="NATS credentials file (user JWT and NKEY seed)")
+    serve.add_argument("--nats-nkey-seed-file", metavar="FILE", help="file holding a NATS user NKEY seed")
     return parser
 
 

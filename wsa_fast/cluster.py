@@ -27,7 +27,7 @@ from typing import Any, Optional
 import orjson
 
 from ._routing import Peer, RemoteClient
-from .nats_client import NatsClient, parse_servers
+from .nats_client import NatsClient, load_credentials, parse_servers, tls_context
 
 __all__ = ["Cluster", "HEARTBEAT", "PRESENCE_TIMEOUT"]
 
@@ -82,8 +82,11 @@ class Cluster:
 
     async def start(self, timeout: float) -> None:
         """Join the cluster: connect, subscribe, announce, and wait briefly for the others' lists."""
-        self.nats = NatsClient(parse_servers(self.settings.nats), f"wsa-fast {self.wid}",
-                               on_up=self._up, on_down=self._down)
+        settings = self.settings
+        tls = tls_context(settings.nats_ca_file) if settings.nats_ca_file is not None else None
+        self.nats = NatsClient(parse_servers(settings.nats), f"wsa-fast {self.wid}", on_up=self._up,
+                               on_down=self._down, tls=tls,
+                               credentials=load_credentials(settings.nats_creds_file, settings.nats_nkey_seed_file))
         self.nats.subscribe(self.subject, self.gw.on_batch)
         self.nats.subscribe(self.everyone.subject, self.gw.on_batch)
         self.nats.subscribe(self.presence_subject, self._on_presence)

@@ -81,6 +81,11 @@ class Settings:
     # PEM certificate chain and private key: both given, the gateway serves wss:// (re-read on SIGHUP).
     tls_cert: str | None = None
     tls_key: str | None = None
+    # PEM file of the CAs that sign the NATS servers' certificates (default: the system's CAs).
+    nats_ca_file: str | None = None
+    # NATS credentials file (user JWT + NKEY seed, as nsc writes it), or a file holding a user NKEY seed.
+    nats_creds_file: str | None = None
+    nats_nkey_seed_file: str | None = None
 
     def __post_init__(self) -> None:
         # Normalising in place (env strings -> numbers, int -> float, list -> tuple, INFO -> info)
@@ -121,6 +126,24 @@ class Settings:
                 parse_servers(self.nats)
             except ValueError as error:
                 raise ConfigError(f"nats: {error}", "nats") from None
+        self._validate_nats_security()
+
+    def _validate_nats_security(self) -> None:
+        from .nats_client import load_credentials, tls_context
+
+        for name in ("nats_ca_file", "nats_creds_file", "nats_nkey_seed_file"):
+            _require(getattr(self, name) is None or self.nats is not None, name,
+                     f"{name} needs --nats (the embedded nats-server of --workers N has no TLS or credentials)")
+        if self.nats_ca_file is not None:
+            try:
+                tls_context(self.nats_ca_file)
+            except ValueError as error:
+                raise ConfigError(f"nats_ca_file: {error}", "nats_ca_file") from None
+        try:
+            load_credentials(self.nats_creds_file, self.nats_nkey_seed_file)
+        except ValueError as error:
+            setting = "nats_creds_file" if self.nats_creds_file is not None else "nats_nkey_seed_file"
+            raise ConfigError(f"{setting}: {error}", setting) from None
 
     def _validate_auth(self) -> None:
         known = self.auth in (None, AUTH_DEV, AUTH_JWT) or self.auth.startswith(AUTH_TOKENS_PREFIX)

@@ -4,21 +4,26 @@ Only what the cluster needs: PUB (with a reply subject naming the sender), SUB w
 synchronous callback per message (no queue, no task per message), PING/PONG liveness,
 and reconnection over the configured and discovered servers, re-subscribing each time.
 Publishes are written together once per loop iteration (one system call for all of
-them). A publish while disconnected, or while the server is not reading fast enough,
+them). TLS (``tls://`` URLs, or a server whose INFO requires it) verifies the server's
+certificate against the system's CAs or a CA file; NKEY and credentials-file (JWT + NKEY
+seed) authentication sign the server's nonce. A publish while disconnected, or while the server is not reading fast enough,
 returns False at once instead of buffering: the gateway answers such requests itself,
 so nothing arrives twice or late after a NATS restart, and memory stays bounded.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
+import re
+import ssl
 from collections import deque
 from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["NatsClient", "NatsError", "parse_servers"]
+__all__ = ["NatsClient", "NatsError", "Credentials", "parse_servers", "load_credentials", "tls_context"]
 
 log = logging.getLogger("wsa_fast.nats")
 
@@ -42,26 +47,31 @@ class NatsError(Exception):
     pass
 
 
+class NatsRefused(NatsError):
+    """TLS cannot be set up with this server (no TLS, or a certificate that does not verify): retrying will not help."""
+
+
 class Server:
-    __slots__ = ("host", "port", "user", "password", "token")
+    __slots__ = ("host", "port", "user", "password", "token", "tls")
 
     def __init__(self, host: str, port: int, user: str | None = None, password: str | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, tls: bool = False) -> None:
         self.host, self.port, self.user, self.password, self.token = host, port, user, password, token
+        self.tls = tls      # tls:// asked for TLS whatever the server announces
 
     def __repr__(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
 
 def parse_servers(urls: str) -> list[Server]:
-    """``nats://[user:pass@|token@]host[:port][,…]`` -> servers; ValueError names a bad one."""
+    """``nats|tls://[user:pass@|token@]host[:port][,…]`` -> servers; ValueError names a bad one."""
     servers = []
     for url in (u.strip() for u in urls.split(",")):
         if not url:
             continue
         parts = urlsplit(url if "://" in url else "nats://" + url)
-        if parts.scheme != "nats":
-            raise ValueError(f"{url!r}: only nats:// URLs are supported (no TLS)")
+        if parts.scheme not in ("nats", "tls"):
+            raise ValueError(f"{url!r}: only nats:// and tls:// URLs are supported")
         if not parts.hostname:
             raise ValueError(f"{url!r}: no host")
         try:
@@ -73,10 +83,77 @@ def parse_servers(urls: str) -> list[Server]:
         token = None
         if user is not None and password is None:
             user, token = None, user
-        servers.append(Server(parts.hostname, port, user, password, token))
+        servers.append(Server(parts.hostname, port, user, password, token, parts.scheme == "tls"))
     if not servers:
         raise ValueError("no NATS server given")
     return servers
+
+
+# A credentials file (``nsc``'s .creds): the user JWT and the user's NKEY seed, each between dashed lines.
+_CREDS_BLOCK = re.compile(rb"-{3,}[^\n]*BEGIN[^\n]*-{3,}\s*\n\s*(\S+)\s*\n\s*-{3,}[^\n]*END[^\n]*-{3,}")
+
+
+class Credentials:
+    """An NKEY seed, and the user JWT a credentials file pairs with it; signs the server's nonce."""
+
+    __slots__ = ("_key", "jwt", "public_key")
+
+    def __init__(self, seed: bytes, jwt: str | None = None) -> None:
+        import nkeys
+
+        try:
+            self._key = nkeys.from_seed(bytearray(seed))
+            self.public_key = self._key.public_key.decode()
+        except Exception as error:     # nkeys raises its own errors and binascii/nacl ones
+            raise ValueError(f"not a valid NKEY seed ({type(error).__name__})") from None
+        self.jwt = jwt
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.public_key})"      # never the seed
+
+    def connect_options(self, nonce: str) -> dict:
+        signature = base64.urlsafe_b64encode(self._key.sign(nonce.encode())).rstrip(b"=").decode()
+        if self.jwt is not None:
+            return {"jwt": self.jwt, "sig": signature}
+        return {"nkey": self.public_key, "sig": signature}
+
+
+def load_credentials(creds_file: str | None = None, nkey_seed_file: str | None = None) -> Credentials | None:
+    """Read a credentials file (JWT + seed) or an NKEY seed file; ValueError says what is wrong, never the key."""
+    if creds_file is not None and nkey_seed_file is not None:
+        raise ValueError("give a credentials file or an NKEY seed file, not both")
+    path = creds_file or nkey_seed_file
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            text = file.read()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    if creds_file is not None:
+        blocks = _CREDS_BLOCK.findall(text)
+        if len(blocks) != 2:
+            raise ValueError(f"{path}: expected a user JWT and an NKEY seed block (a .creds file)")
+        jwt, seed = blocks
+        try:
+            return Credentials(seed, jwt.decode("ascii"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: {error}") from None
+    seeds = [line for line in text.split() if line.startswith(b"SU")]
+    if len(seeds) != 1:
+        raise ValueError(f"{path}: expected one user NKEY seed (a line starting with SU)")
+    try:
+        return Credentials(seeds[0])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Verifies the server's certificate and host name, against ``ca_file`` or the system's CAs."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(f"cannot load the CA file {ca_file}: {error}") from None
 
 
 class _Protocol(asyncio.Protocol):
@@ -88,6 +165,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.buffer = bytearray()
         self.connect_sent = False
+        self.nonce: Optional[str] = None        # from INFO: what NKEY authentication signs
+        self.upgrading: Optional[asyncio.Task] = None   # the TLS handshake, held so it is not collected
         # Answered by the PONG to the PING sent after CONNECT: the server took us.
         self.handshake: asyncio.Future = client.loop.create_future()
         # One entry per PING in flight, in order: a future to resolve, or None for a keepalive.
@@ -95,6 +174,26 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    async def _upgrade(self, offered: bool) -> None:
+        """Turn the connection into TLS after the server's INFO, then log in over it."""
+        try:
+            if not offered:
+                raise NatsRefused("tls:// asks for TLS, but the server does not offer it")
+            self.transport = await self.client.loop.start_tls(
+                self.transport, self, self.client.tls, server_hostname=self.server.host)
+        except Exception as error:      # whatever went wrong, this connection attempt has failed
+            if isinstance(error, ssl.SSLCertVerificationError):
+                error = NatsRefused(f"its TLS certificate is not trusted ({error.verify_message})")
+            elif not isinstance(error, NatsError):
+                error = NatsError(f"TLS handshake failed: {error!r}")
+            if not self.handshake.done():
+                self.handshake.set_exception(error)
+                self.handshake.exception()      # whoever awaits it still gets it
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self.client._send_connect(self)
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         for waiter in (self.handshake, *self.pongs):
@@ -139,8 +238,17 @@ class _Protocol(asyncio.Protocol):
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             elif line.startswith(b"INFO "):
-                client._learn(json.loads(line[5:]))
+                info = json.loads(line[5:])
+                client._learn(info)
                 if not self.connect_sent:
+                    self.connect_sent = True
+                    self.nonce = info.get("nonce")
+                    if self.server.tls or info.get("tls_required"):
+                        # The server waits for our TLS handshake: nothing more comes in plain text.
+                        offered = bool(info.get("tls_required") or info.get("tls_available"))
+                        self.upgrading = client.loop.create_task(self._upgrade(offered))
+                        pos = end
+                        break
                     client._send_connect(self)
             elif line.startswith(b"-ERR"):
                 log.error("NATS server error: %s", line[5:].decode("utf-8", "replace"))
@@ -153,8 +261,11 @@ class NatsClient:
     """``await connect()``, then ``subscribe``/``publish``; ``on_up``/``on_down`` follow the link."""
 
     def __init__(self, servers: list[Server], name: str, *, on_up: Callable[[bool], None] = lambda again: None,
-                 on_down: Callable[[], None] = lambda: None) -> None:
+                 on_down: Callable[[], None] = lambda: None, tls: Optional[ssl.SSLContext] = None,
+                 credentials: Optional[Credentials] = None) -> None:
         self.loop = asyncio.get_running_loop()
+        self._tls = tls
+        self.credentials = credentials
         self.servers = list(servers)
         self.name = name
         self.on_up = on_up
@@ -173,6 +284,13 @@ class NatsClient:
         self._reconnector: Optional[asyncio.Task] = None
         self.refused: Optional[NatsError] = None          # a server turned our credentials down
         self._pinger: Optional[asyncio.Task] = None
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """The context TLS connections use: the one given, else the system's CAs (made on first use)."""
+        if self._tls is None:
+            self._tls = tls_context()
+        return self._tls
 
     async def connect(self, timeout: float) -> None:
         """Connect to the first reachable server; NatsError if none answers within ``timeout``."""
@@ -259,6 +377,8 @@ class NatsClient:
                 log.debug("NATS server %r: %r", server, error)
                 if isinstance(error, NatsError) and "authorization" in str(error).lower():
                     self.refused = NatsError(f"NATS server {server!r} refused the credentials: {error}")
+                elif isinstance(error, NatsRefused):
+                    self.refused = NatsError(f"NATS server {server!r}: {error}")
         return False
 
     async def _open(self, server: Server, timeout: float) -> None:
@@ -283,7 +403,6 @@ class NatsClient:
         self.on_up(again)
 
     def _send_connect(self, protocol: _Protocol) -> None:
-        protocol.connect_sent = True
         protocol.pongs.append(protocol.handshake)
         server = protocol.server
         options = {"verbose": False, "pedantic": False, "echo": False, "name": self.name, "lang": "python",
@@ -292,6 +411,8 @@ class NatsClient:
             options.update(user=server.user, **{"pass": server.password})
         if server.token is not None:
             options["auth_token"] = server.token
+        if self.credentials is not None and protocol.nonce is not None:
+            options.update(self.credentials.connect_options(protocol.nonce))
         commands = [b"CONNECT " + json.dumps(options).encode() + CRLF]
         commands += [b"SUB %s %s\r\n" % (subject, sid) for sid, subject in self.subjects.items()]
         commands.append(PING)
@@ -306,7 +427,8 @@ class NatsClient:
             host, _, port = address.rpartition(":")
             host = host.strip("[]")
             if host and port.isdigit() and (host, int(port)) not in known:
-                self.servers.append(Server(host, int(port), template.user, template.password, template.token))
+                self.servers.append(Server(host, int(port), template.user, template.password, template.token,
+                                           template.tls))
                 known.add((host, int(port)))
 
     def _lost(self, protocol: _Protocol) -> None:
