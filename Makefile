@@ -2,44 +2,47 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Reinstall (and so recompile) whenever the build inputs change.
-STAMP := $(VENV)/.installed-stamp
-SOURCES := pyproject.toml setup.py $(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp)
+SOURCES := pyproject.toml setup.py $(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp src_cy/wsa_fast/*.cpp)
+# What Cython generates from the .pyx files; simdjson_build.cpp beside them is a source.
+GENERATED := $(patsubst %.pyx,%.cpp,$(wildcard src_cy/wsa_fast/*.pyx)) $(wildcard src_cy/wsa_fast/*.html)
 ARGS ?=
 
-.PHONY: install serve test testinstalled bench bench-cluster debug clean
+.PHONY: install serve test testinstalled bench bench-cluster dist debug clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install -e '.[test,bench]'
-	touch $@
+# One stamp per set of extras (runtime: none); any install brings the runtime dependencies too.
+# Reinstalled (and so recompiled) whenever a build input changes.
+$(VENV)/.installed-%: $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install -e '.$(if $(filter runtime,$*),,[$*])'
+	touch $@ $(VENV)/.installed-runtime
 
-install: $(STAMP)
+install: $(VENV)/.installed-test
 
-serve: install
+serve: $(VENV)/.installed-runtime
 	$(BIN)/wsa-fast serve $(ARGS)
 
-test: install
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests $(ARGS)
 
 # The installed package, imported from outside the source tree, so a file missing from it shows.
 testinstalled: install
 	cd /tmp && $(CURDIR)/$(BIN)/python -c "import wsa_fast._gateway, wsa_fast.server; print('ok')"
 
-bench: install
+# This venv's wsa-fast against the floor and the peers (about 4 minutes); fails if wsa-fast is missing.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(ARGS)
 
 # --workers 2 against one worker, and relay across workers over NATS (about 1.5 minutes).
-bench-cluster: install
+bench-cluster: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_cluster.py $(ARGS)
 
 # Annotated HTML (src_cy/wsa_fast/*.html), line tracing and no optimisation, for profiling.
 debug: $(BIN)/python
 	WSA_FAST_DEBUG=1 $(BIN)/python -m pip install -e '.[test,bench]'
-	rm -f $(STAMP)
+	rm -f $(VENV)/.installed-*
 
 clean:
-	rm -rf build *.egg-info wsa_fast/*.so src_cy/wsa_fast/*.cpp src_cy/wsa_fast/*.html $(STAMP)
+	rm -rf build dist *.egg-info wsa_fast/*.so $(GENERATED) bench/build bench/*.c bench/*.so $(VENV)/.installed-*

@@ -1,10 +1,12 @@
 """Run the WSA bench: each server pinned to core 0, the load generator on core 1.
 
-    python bench/run.py                 # full run (< 5 min), table + bench/out/results.json + bench/latency.png
+    python bench/run.py                 # full run (< 5 min), table + bench/out/results.json + bench/out/latency.png
     python bench/run.py --smoke         # CI: a few thousand messages per scenario, fails on any loss or error
     python bench/run.py --servers wsa-fast,websockets --scenarios ping,relay,latency
     python bench/run.py --servers wsa-fast --scenarios ping,handler,ping-idle-10k,broadcast-1k
 
+The gateway under test is the `wsa-fast` installed beside this Python (or --server-cmd); the run
+fails when it is missing. The published plot (bench/latency.png) changes only with --plot.
 Numbers are only comparable within one run: the box is shared and absolute numbers drift.
 """
 from __future__ import annotations
@@ -27,7 +29,9 @@ PY = sys.executable
 sys.path.insert(0, HERE)
 
 SERVER_CORE, LOADGEN_CORE = 0, 1
-DEFAULT_GATEWAY_CMD = "wsa-fast serve --host 127.0.0.1 --port {port} --app bench.bench_app:app"
+# The gateway installed with this Python (a venv nobody activated included), as the tests start it.
+WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
+DEFAULT_GATEWAY_CMD = f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app"
 
 # Closed-loop scenarios. Floors only answer pings (they echo), so only ping scenarios run on them.
 SCENARIOS = {
@@ -238,7 +242,11 @@ def scenario_label(scenario: str) -> str:
 
 def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
-    explicit = args.servers != ",".join(ALL_SERVERS)
+    gateway_cmd = shlex.split(args.server_cmd)
+    if "wsa-fast" in wanted and (not gateway_cmd or shutil.which(gateway_cmd[0]) is None):
+        # The system under test: a run without it would report only the others, so it fails first.
+        raise SystemExit(f"the gateway under test is missing: {gateway_cmd[0] if gateway_cmd else '(empty --server-cmd)'}"
+                         " not found (make install, or pip install wsa-fast into this Python's environment)")
     specs = []
     for name in wanted:
         if name == "floor":
@@ -254,15 +262,7 @@ def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
                 specs.append((name, [shutil.which("node"), os.path.join(HERE, "peers", "node_ws_gateway.js"),
                                      "--port", "{port}"], False))
         elif name == "wsa-fast":
-            cmd = shlex.split(args.server_cmd)
-            exe = shutil.which(cmd[0]) if cmd else None
-            if exe is None:
-                msg = f"wsa-fast skipped: {cmd[0] if cmd else '(empty)'} not found on PATH"
-                if explicit:
-                    raise SystemExit(msg)
-                notes.append(msg)
-                continue
-            specs.append((name, cmd, False))
+            specs.append((name, gateway_cmd, False))
         else:
             raise SystemExit(f"unknown server {name!r}; known: {', '.join(ALL_SERVERS)}")
     return specs
@@ -433,23 +433,25 @@ def parse(argv=None):
     p.add_argument("--quiet-wait", type=float, default=10.0,
                    help="full run: seconds to wait, before each server, for other programs to go quiet")
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="results folder")
-    p.add_argument("--plot", default=os.path.join(HERE, "latency.png"), help="latency plot path")
+    p.add_argument("--plot", help="latency plot path (default OUT/latency.png; bench/latency.png is the "
+                                  "published one, shown in RESULTS.md)")
     p.add_argument("--replot", metavar="RESULTS_JSON", help="only redraw the latency plot from a results.json")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
+    args.plot = args.plot or os.path.join(args.out, "latency.png")
     if args.replot:
         replot(args.replot, args.plot)
         return 0
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: server on core 0, load generator on core 1")
     os.sched_setaffinity(0, {LOADGEN_CORE})  # keep this runner off the server's core
-    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
-    ensure_built()
     notes: list[str] = []
     specs = server_specs(args, notes)
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    ensure_built()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in scenarios:
         if s not in SCENARIOS and s != "latency":

@@ -60,3 +60,15 @@ def test_cluster_bench_smoke_runs_every_configuration():
     assert proc.returncode == 0, report
     for config in ("ping, 1 worker", "ping, --workers 2", "relay, same worker", "relay, across workers"):
         assert re.search(rf"^\| {re.escape(config)}[^|]* \| [\d,]+ \|", proc.stdout, re.M), report
+
+
+def test_bench_fails_when_the_gateway_under_test_is_missing(tmp_path):
+    """A Python with no ``wsa-fast`` beside it: the full run fails at once instead of benchmarking the others."""
+    bare_bin = tmp_path / "bin"
+    bare_bin.mkdir()
+    python = bare_bin / "python"
+    python.symlink_to(os.path.realpath(sys.executable))  # outside any venv: no wsa-fast next to it
+    proc = subprocess.run([str(python), RUN_PY], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"the gateway under test is missing: {bare_bin / 'wsa-fast'} not found" in proc.stderr
+    assert "## Throughput" not in proc.stdout
