@@ -1,4 +1,4 @@
-"""A client that stops reading is cut off at send_buffer_limit instead of growing server memory."""
+"""A client that stops reading is cut off (docs/protocol.md "Overload") instead of growing server memory."""
 from __future__ import annotations
 
 import asyncio
@@ -41,32 +41,56 @@ def open_silent_client(port: int, client_id: str) -> socket.socket:
     return sock
 
 
-def test_a_client_that_does_not_read_is_disconnected(start_gateway):
-    gateway = start_gateway("--send-buffer-limit", str(LIMIT))
-    silent = open_silent_client(gateway.port, "sleeper")
-    baseline = rss_kib(gateway.proc.pid)
+def flood_then_ping(port: int) -> list[str]:
+    """Send FLOOD events to the sleeper, then a ping; return the codes of every answer before the ping's."""
 
-    async def flood() -> list[str]:
+    async def run() -> list[str]:
         codes = []
-        async with websockets.connect(gateway.url) as sender:
+        async with websockets.connect(f"ws://127.0.0.1:{port}") as sender:
             await sender.send(json.dumps({"from": "flood", "to": "server", "type": "request", "id": "abcde",
                                           "payload": {"method": "auth@v1/login"}}))
             assert json.loads(await sender.recv())["payload"]["result"] == "success"
-            for n in range(FLOOD):
-                await sender.send(json.dumps({"from": "flood", "to": "sleeper", "type": "event",
-                                              "id": f"{n:05d}", "payload": {"method": "chat@v1/spam",
-                                                                            "params": {"text": PAYLOAD}}}))
-            # Once the sleeper is cut off, the rest of the flood finds nobody there.
-            while True:
-                try:
-                    reply = json.loads(await asyncio.wait_for(sender.recv(), 2))
-                except asyncio.TimeoutError:
-                    return codes
-                codes.append(reply["payload"]["code"])
 
-    codes = asyncio.run(flood())
+            async def send_all() -> None:
+                for n in range(FLOOD):
+                    await sender.send(json.dumps({"from": "flood", "to": "sleeper", "type": "event",
+                                                  "id": f"{n:05d}", "payload": {"method": "chat@v1/spam",
+                                                                                "params": {"text": PAYLOAD}}}))
+                await sender.send(json.dumps({"from": "flood", "to": "server", "type": "request", "id": "pingz",
+                                              "payload": {"method": "wsa@v1/ping"}}))
+
+            sending = asyncio.create_task(send_all())
+            while True:
+                reply = json.loads(await sender.recv())
+                if reply["id"] == "pingz":
+                    break
+                codes.append(reply["payload"]["code"])
+            await sending
+        return codes
+
+    return asyncio.run(run())
+
+
+def test_a_client_that_does_not_read_is_disconnected(start_gateway):
+    """The sender is held back while the sleeper is backed up, then the sleeper is cut off."""
+    gateway = start_gateway("--send-buffer-limit", str(LIMIT), "--slow-consumer-timeout", "1")
+    silent = open_silent_client(gateway.port, "sleeper")
+    baseline = rss_kib(gateway.proc.pid)
+    codes = flood_then_ping(gateway.port)
+    # Once the sleeper is cut off, the rest of the flood finds nobody there.
     assert codes and set(codes) == {"NOT_FOUND"}
-    assert gateway.wait_for_log("does not read")
+    assert "it does not read: its unsent output stayed over send_buffer_limit (262144 bytes) for 1s" in gateway.log
     grown_mib = (rss_kib(gateway.proc.pid) - baseline) / 1024
     assert grown_mib < 16, f"server RSS grew by {grown_mib:.1f} MiB for one slow client"
+    silent.close()
+
+
+def test_a_client_past_the_hard_cap_is_disconnected_at_once(start_gateway):
+    """Past send_buffer_cap, no waiting for slow_consumer_timeout (an hour here)."""
+    gateway = start_gateway("--send-buffer-limit", str(LIMIT), "--send-buffer-cap", str(LIMIT),
+                            "--slow-consumer-timeout", "3600")
+    silent = open_silent_client(gateway.port, "sleeper")
+    codes = flood_then_ping(gateway.port)
+    assert codes and set(codes) == {"NOT_FOUND"}
+    assert f"its unsent output passed send_buffer_cap ({LIMIT} bytes)" in gateway.log
     silent.close()

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})")
     serve.add_argument("--send-buffer-limit", type=int, metavar="BYTES",
                        help=f"unsent bytes a connection may queue (default {defaults.send_buffer_limit})")
+    serve.add_argument("--slow-consumer-timeout", type=float, metavar="SECONDS",
+                       help=f"how long unsent bytes may stay over --send-buffer-limit before the connection "
+                            f"is closed (default {defaults.slow_consumer_timeout:g})")
+    serve.add_argument("--send-buffer-cap", type=int, metavar="BYTES",
+                       help=f"unsent bytes that close a connection at once (default {defaults.send_buffer_cap})")
     serve.add_argument("--workers", type=int, metavar="N",
                        help=f"worker processes sharing the port (default {defaults.workers})")
     serve.add_argument("--nats", metavar="nats://HOST:PORT[,...]",

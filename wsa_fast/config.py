@@ -70,6 +70,10 @@ class Settings:
     id_style: str = "iso8601"
     log_level: str = "info"
     send_buffer_limit: int = 1048576
+    # A connection whose unsent output stays over send_buffer_limit this long does not read: cut off.
+    slow_consumer_timeout: float = 15.0
+    # Unsent bytes past which a connection is cut off at once, however recently it read.
+    send_buffer_cap: int = 16777216
     drain_timeout: float = 10.0
     # Worker processes on this machine, all on one port (SO_REUSEPORT), under a supervisor.
     workers: int = 1
@@ -102,6 +106,7 @@ class Settings:
             module, _, attr = self.app.partition(":")
             _require(bool(module and attr), "app", f"app must look like 'module:attr', got {self.app!r}")
         _require_positive_time("request_timeout", self.request_timeout)
+        _require_positive_time("slow_consumer_timeout", self.slow_consumer_timeout)
         _require_positive_time("drain_timeout", self.drain_timeout, allow_zero=True)
         _require_positive_time("jwt_leeway", self.jwt_leeway, allow_zero=True)
         self._validate_auth()
@@ -113,6 +118,9 @@ class Settings:
         for name in ("max_message_size", "max_bad_messages", "send_buffer_limit"):
             value = getattr(self, name)
             _require(value >= 1, name, f"{name} must be at least 1, got {value}")
+        _require(self.send_buffer_cap >= self.send_buffer_limit, "send_buffer_cap",
+                 f"send_buffer_cap must be at least send_buffer_limit ({self.send_buffer_limit}), "
+                 f"got {self.send_buffer_cap}")
         _require(1 <= self.workers <= MAX_WORKERS, "workers",
                  f"workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
         _require(CLUSTER_NAME.fullmatch(self.cluster_name) is not None, "cluster_name",

@@ -16,6 +16,7 @@ import uvloop
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
 from ._gateway import Connection, Gateway
+from . import client_log
 from .auth import make_authenticator
 from .cluster import Cluster
 from .config import Settings
@@ -55,6 +56,7 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     loop = asyncio.get_running_loop()
     # picows logs every connect and disconnect at INFO: too chatty for a gateway's log.
     logging.getLogger("picows.wsa_fast.picows").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    client_log.install()
     authenticator = getattr(app, "authenticator", None) or make_authenticator(settings)
     gateway = Gateway(settings, app, authenticator, loop)
     if app is not None:

@@ -29,6 +29,8 @@ cdef class Gateway:
     cdef Py_ssize_t max_message_size
     cdef int max_bad_messages
     cdef Py_ssize_t send_buffer_limit
+    cdef Py_ssize_t send_buffer_cap     # unsent bytes past which a connection is cut off at once
+    cdef double slow_consumer_timeout   # how long a connection may stay backed up before it is cut off
     cdef bint reject_duplicates
     cdef object new_id                  # () -> str, in the configured id style
     cdef readonly bint draining         # new requests get UNAVAILABLE
@@ -54,7 +56,7 @@ cdef class Gateway:
     cdef bint forward(self, Peer peer, char tag, const WsaMsg* m) except -1
     cdef int publish_peer(self, Peer peer, Py_ssize_t upto) except -1
     cdef int read_batch(self, bytes data, Peer origin, bint unsent) except -1
-    cdef Py_ssize_t fan_out(self, const WsaMsg* m, Connection skip) except -1
+    cdef Py_ssize_t fan_out(self, const WsaMsg* m, Connection skip, Connection sender) except -1
     cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1
     cdef int schedule_flush(self) except -1
     cdef int deliver_remote(self, WsaMsg* m, Peer origin) except -1
@@ -89,8 +91,16 @@ cdef class Connection(WSListener):
     cdef bint login_pending             # an asynchronous login is running
     cdef readonly long long stamp       # when it was bound (ns since the epoch), for cross-worker duplicates
     cdef int bad_in_row                 # consecutive undecodable messages
+    # Flow control (docs/protocol.md "Overload").
+    cdef readonly bint backed_up        # its unsent bytes passed send_buffer_limit and have not drained
+    cdef object slow_timer              # cuts it off if it stays backed up for slow_consumer_timeout
+    cdef set held                       # senders not read from until this connection drains
+    cdef int holds                      # backed-up receivers this connection waits on (reading paused while > 0)
 
     cdef int handle(self, const char* data, Py_ssize_t n) except -1
     cdef int flush(self) except -1
     cdef int bind(self, str client_id) except -1
     cdef int close(self, int code, str reason) except -1
+    cdef int hold(self, Connection sender) except -1
+    cdef int release_held(self) except -1
+    cdef int cut_off(self, str why) except -1

@@ -71,6 +71,8 @@ cdef char TAG_BOUNCE = b'N'           # this message you sent found no such clie
 cdef Py_ssize_t BATCH_LIMIT = 65536
 
 log = logging.getLogger("wsa_fast.gateway")
+# What clients do wrong or too much: INFO at most, and rate-limited (wsa_fast.client_log).
+client_log = logging.getLogger("wsa_fast.client")
 
 
 cdef inline double monotonic() noexcept:
@@ -111,6 +113,8 @@ cdef class Gateway:
         self.max_message_size = settings.max_message_size
         self.max_bad_messages = settings.max_bad_messages
         self.send_buffer_limit = settings.send_buffer_limit
+        self.send_buffer_cap = settings.send_buffer_cap
+        self.slow_consumer_timeout = settings.slow_consumer_timeout
         self.reject_duplicates = settings.duplicate_login == "reject"
         self.new_id = id_factory(settings.id_style)
         self.draining = False
@@ -194,6 +198,8 @@ cdef class Gateway:
         if not self.admit(conn, m, target):
             return 0
         target.out.write_frame(m, target.form)
+        if target.backed_up:
+            target.hold(conn)
         return self.mark_dirty(target)
 
     cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1:
@@ -227,13 +233,16 @@ cdef class Gateway:
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1:
         if self.authorize is not None and not self.authorized(conn, m):
             return self.fail(conn, m, PERMISSION_DENIED)
-        self.fan_out(m, conn)
+        self.fan_out(m, conn, conn)
         if self.cluster is not None and self.cluster_up:
             self.forward(self.everyone, TAG_MESSAGE, m)
         return 0
 
-    cdef Py_ssize_t fan_out(self, const WsaMsg* m, Connection skip) except -1:
-        """Deliver a broadcast to every bound client here but ``skip``, one frame per form; returns how many."""
+    cdef Py_ssize_t fan_out(self, const WsaMsg* m, Connection skip, Connection sender) except -1:
+        """Deliver a broadcast to every bound client here but ``skip``, one frame per form; returns how many.
+
+        ``sender`` (None for the server or another worker) is not read from until backed-up receivers drain.
+        """
         cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
         verbose.write_frame(m, VERBOSE)
         compact.write_frame(m, COMPACT)
@@ -242,6 +251,8 @@ cdef class Gateway:
         for target in self.clients.connections():
             if target is not skip and not target.closed:
                 copy_frames(target, verbose, compact)
+                if target.backed_up and sender is not None:
+                    target.hold(sender)
                 self.mark_dirty(target)
                 sent += 1
         return sent
@@ -278,6 +289,8 @@ cdef class Gateway:
             self.stats["dropped_responses"] += 1
             return 0
         requester.out.write_frame(m, requester.form)
+        if requester.backed_up:
+            requester.hold(conn)
         return self.mark_dirty(requester)
 
     cdef bint authorized(self, Connection conn, WsaMsg* m) except -1:
@@ -549,7 +562,7 @@ cdef class Gateway:
                 self.stats["dropped_responses"] += 1
                 return 0
         elif m.to_kind == PEER_BROADCAST:
-            self.fan_out(m, self.clients.get(m.from_))
+            self.fan_out(m, self.clients.get(m.from_), None)
             return 0
         else:
             target = self.clients.get(m.to)
@@ -719,7 +732,7 @@ cdef class Gateway:
         cdef bytes method_b = method.encode(), id_b = self.new_id().encode()
         cdef WsaMsg e
         fill_from_server(&e, EVENT, PEER_BROADCAST, b"client", method_b, raw, id_b)
-        sent = self.fan_out(&e, None)
+        sent = self.fan_out(&e, None, None)
         if self.cluster is not None and self.cluster_up:
             self.forward(self.everyone, TAG_MESSAGE, &e)
         return sent
@@ -820,6 +833,10 @@ cdef class Connection(WSListener):
         self.login_pending = False
         self.bad_in_row = 0
         self.stamp = 0
+        self.backed_up = False
+        self.slow_timer = None
+        self.held = None
+        self.holds = 0
         if client_id is not None:
             self.client_id = client_id    # bound in on_ws_connected, once the upgrade is done
 
@@ -885,21 +902,71 @@ cdef class Connection(WSListener):
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closed = True
         self.out.release()
+        self.backed_up = False
+        if self.slow_timer is not None:
+            self.slow_timer.cancel()
+            self.slow_timer = None
+        if self.held is not None:
+            self.release_held()
         self.gw.connection_lost(self)
 
     cpdef pause_writing(self):
-        """The transport's buffer passed send_buffer_limit: the client does not read; cut it off."""
-        if self.closed:
+        """Unsent bytes passed send_buffer_limit: push back on whoever feeds this connection until it drains."""
+        if self.closed or self.backed_up:
             return
-        self.closed = True
-        self.gw.stats["slow_consumers_closed"] += 1
-        log.warning("closing %s (%s): it does not read and its send buffer passed %d bytes",
-                    self.client_id, self.peer, self.gw.send_buffer_limit)
-        # Called from inside a write: drop the connection once that write has returned.
-        self.gw.loop.call_soon(self.transport.underlying_transport.abort)
+        self.backed_up = True
+        # Its own requests (a ping flood) would only add answers it does not read: stop reading it too.
+        self.hold(self)
+        self.slow_timer = self.gw.loop.call_later(self.gw.slow_consumer_timeout, self.still_backed_up)
 
     cpdef resume_writing(self):
-        pass
+        """Drained to a quarter of send_buffer_limit: the senders held back may be read again."""
+        if not self.backed_up:
+            return
+        self.backed_up = False
+        if self.slow_timer is not None:
+            self.slow_timer.cancel()
+            self.slow_timer = None
+        if self.held is not None:
+            self.release_held()
+
+    def still_backed_up(self):
+        self.slow_timer = None
+        if self.backed_up:
+            self.cut_off(f"it does not read: its unsent output stayed over send_buffer_limit "
+                         f"({self.gw.send_buffer_limit} bytes) for {self.gw.slow_consumer_timeout:g}s")
+
+    cdef int hold(self, Connection sender) except -1:
+        """Stop reading from ``sender`` until this (backed-up) connection drains: TCP pushes back on it."""
+        if self.held is None:
+            self.held = set()
+        elif sender in self.held:
+            return 0
+        self.held.add(sender)
+        sender.holds += 1
+        if sender.holds == 1 and not sender.closed:
+            sender.transport.underlying_transport.pause_reading()
+        return 0
+
+    cdef int release_held(self) except -1:
+        cdef Connection sender
+        held, self.held = self.held, None
+        for sender in held:
+            sender.holds -= 1
+            if sender.holds == 0 and not sender.closed:
+                sender.transport.underlying_transport.resume_reading()
+        return 0
+
+    cdef int cut_off(self, str why) except -1:
+        """Drop a connection that does not read (aborted: a close frame could not get past its unsent data)."""
+        if self.closed:
+            return 0
+        self.closed = True
+        self.gw.stats["slow_consumers_closed"] += 1
+        client_log.info("closing %s (%s): %s", self.client_id, self.peer, why)
+        # May be inside a write: drop the connection once that write has returned.
+        self.gw.loop.call_soon(self.transport.underlying_transport.abort)
+        return 0
 
     cdef int handle(self, const char* data, Py_ssize_t n) except -1:
         """Handle one whole message; ``data`` must be followed by SIMDJSON_PADDING readable bytes."""
@@ -918,6 +985,8 @@ cdef class Connection(WSListener):
         # picows's raw write: send() straight from our buffer, copying only what the socket refuses.
         self.transport._fast_write(self.out.data, self.out.size)
         self.out.release()
+        if self.backed_up and self.transport.underlying_transport.get_write_buffer_size() > self.gw.send_buffer_cap:
+            self.cut_off(f"its unsent output passed send_buffer_cap ({self.gw.send_buffer_cap} bytes)")
         return 0
 
     cdef int bind(self, str client_id) except -1:

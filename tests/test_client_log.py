@@ -1,0 +1,38 @@
+"""Lines caused by clients are INFO at most and rate-limited: no client can fill the log."""
+from __future__ import annotations
+
+import base64
+import os
+import socket
+
+BAD_CLIENTS = 100
+
+
+def send_unmasked_frame(port: int) -> None:
+    """Upgrade, then break the protocol (a client frame must be masked): picows closes the connection."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 101"), response
+        sock.sendall(b"\x81\x05hello")
+        while sock.recv(4096):      # until the server closes
+            pass
+
+
+def test_protocol_errors_are_info_lines_and_rate_limited(start_gateway):
+    gateway = start_gateway()
+    for _ in range(BAD_CLIENTS):
+        send_unmasked_frame(gateway.port)
+    # More bad clients, spaced out, until a line tells how many were suppressed.
+    for _ in range(100):
+        send_unmasked_frame(gateway.port)
+        if gateway.wait_for_log("similar lines suppressed", timeout=0.2):
+            break
+    lines = [line for line in gateway.log.splitlines() if "WS parser error" in line]
+    assert lines and all(" INFO " in line for line in lines), lines[:3]
+    assert len(lines) < BAD_CLIENTS / 2, f"{len(lines)} lines for {BAD_CLIENTS}+ bad clients"
+    assert "similar lines suppressed" in gateway.log
