@@ -39,6 +39,7 @@ extensions = [
     extension("_codec", os.path.join(CY_DIR, "simdjson_build.cpp")),
     extension("_routing"),
     extension("_gateway"),
+    extension("_frame_gate"),
 ]
 
 setup(

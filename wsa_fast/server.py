@@ -13,9 +13,10 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import uvloop
-from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
+from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
-from ._gateway import Connection, Gateway
+from ._frame_gate import create_protocol
+from ._gateway import CLOSE_TIMEOUT, Connection, Gateway
 from . import client_log
 from .auth import make_authenticator
 from .cluster import Cluster
@@ -32,8 +33,11 @@ log = logging.getLogger("wsa_fast.server")
 PROTOCOLS = {"wsa.v1": VERBOSE, "wsa.v1.compact": COMPACT}
 FORMATS = {"verbose": VERBOSE, "compact": COMPACT}
 HEALTH_PATH = "/healthz"
+WS_VERSION = "13"
 # A new connection starts with picows's smallest read buffer; it doubles for bigger messages.
 READ_BUFFER_INIT = 2048
+# How long a new connection has to send its upgrade request.
+HANDSHAKE_TIMEOUT = 10.0
 # How often a draining worker checks whether in-flight work has finished.
 DRAIN_POLL = 0.05
 # How long a starting worker tries to reach NATS before giving up (its supervisor retries).
@@ -55,10 +59,12 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
                 worker: Optional[int] = None, on_ready: Optional[Callable[[int], None]] = None) -> int:
     loop = asyncio.get_running_loop()
     # picows logs every connect and disconnect at INFO: too chatty for a gateway's log.
-    logging.getLogger("picows.wsa_fast.picows").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    picows_log = logging.getLogger("picows.wsa_fast.picows")
+    picows_log.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     client_log.install()
     authenticator = getattr(app, "authenticator", None) or make_authenticator(settings)
     gateway = Gateway(settings, app, authenticator, loop)
+    acceptor = _acceptor(gateway, authenticator)
     if app is not None:
         app.attach(gateway)
     cluster = None
@@ -70,16 +76,12 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
             log.error("cannot join the cluster: %s", error)
             return EXIT_NO_NATS
     tls = server_context(settings)
-    server = await ws_create_server(
-        _acceptor(gateway, authenticator),
+    # picows's protocol behind the FrameGate, which checks the frame rules and does the closing handshake.
+    server = await loop.create_server(
+        lambda: create_protocol(acceptor, picows_log, settings.max_message_size, READ_BUFFER_INIT,
+                                HANDSHAKE_TIMEOUT),
         settings.host,
         settings.port,
-        max_frame_size=settings.max_message_size,
-        read_buffer_init_size=READ_BUFFER_INIT,
-        # aiofastnet's transports cost 5 KiB more per connection and were no faster here (bench/RESULTS.md).
-        use_aiofastnet=False,
-        websocket_handshake_timeout=10,
-        logger_name="wsa_fast.picows",
         # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
         reuse_port=settings.workers > 1,
         ssl=tls,
@@ -108,7 +110,10 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     while gateway.busy() and loop.time() < deadline:
         await asyncio.sleep(DRAIN_POLL)
     gateway.close_all()
-    await asyncio.sleep(DRAIN_POLL)
+    # Clients answer the 1001 CLOSE (a clean close for them) before the process goes.
+    deadline = loop.time() + CLOSE_TIMEOUT
+    while gateway.connection_count() and loop.time() < deadline:
+        await asyncio.sleep(DRAIN_POLL)
     if cluster is not None:
         await cluster.close()
     log.info("stopped")
@@ -119,9 +124,15 @@ def _acceptor(gateway: Gateway, authenticator: Any):
     """The picows listener factory: pick the form, check a handshake token, make a Connection."""
 
     def accept(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
-        url = urlsplit(request.path.decode("latin-1"))
+        try:
+            url = urlsplit(request.path.decode("latin-1"))
+        except ValueError:
+            return _refuse(400, b"invalid request target\n")
         if url.path == HEALTH_PATH:
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_ok_response(b"ok\n"), None)
+        if request.headers.get("Sec-WebSocket-Version", WS_VERSION) != WS_VERSION:
+            # RFC 6455 section 4.2.2: name the version this server speaks.
+            return _refuse(426, b"only WebSocket version 13 is supported\n", {"Sec-WebSocket-Version": WS_VERSION})
         query = parse_qs(url.query)
 
         form, protocol = VERBOSE, None
@@ -167,5 +178,5 @@ def _handshake_token(request: WSUpgradeRequest, query: dict[str, list[str]]) -> 
     return values[0] if values else None
 
 
-def _refuse(status: int, body: bytes) -> WSUpgradeResponseWithListener:
-    return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(status, body), None)
+def _refuse(status: int, body: bytes, headers: Optional[dict[str, str]] = None) -> WSUpgradeResponseWithListener:
+    return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(status, body, headers), None)

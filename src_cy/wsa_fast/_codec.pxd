@@ -8,6 +8,8 @@ cdef extern from "simdjson.h" namespace "simdjson":
     cdef cppclass OdParser "simdjson::ondemand::parser":
         OdParser() except +
 
+    cbool simdjson_validate_utf8 "simdjson::validate_utf8"(const char* p, size_t n) nogil
+
 
 cdef extern from "wsa_parse.hpp" namespace "wsa":
     cdef enum Form:
@@ -102,6 +104,7 @@ cdef inline Str str_of(bytes b):
     return s
 
 
+cdef bint valid_utf8(const char* p, size_t n) noexcept    # simdjson's validator, for modules without simdjson
 cdef object loads(Str s)                    # raw JSON span -> Python value
 cdef bytes dumps(value)                     # Python value -> compact JSON, as codec_py writes it
 cdef object to_message(const WsaMsg* m)     # WsaMsg -> wsa_fast.message.Message

@@ -311,6 +311,10 @@ cdef bint has_long_digit_run(Str s) noexcept nogil:
     return False
 
 
+cdef bint valid_utf8(const char* p, size_t n) noexcept:
+    return simdjson_validate_utf8(p, n)
+
+
 cdef object loads(Str s):
     cdef bytes raw = PyBytes_FromStringAndSize(s.p, s.n)
     # orjson turns an integer past 64 bits into a float, silently; json.loads keeps it exact,

@@ -86,6 +86,8 @@ cdef class Connection(WSListener):
     cdef FrameBuffer out                # frames to write at the end of the batch
     cdef FrameBuffer fragments          # a fragmented message being reassembled
     cdef bint in_fragments
+    cdef bint text                      # the message being read came in TEXT frames (UTF-8 is then a must)
+    cdef object close_timer             # drops TCP if the peer does not answer our CLOSE
     cdef bint dirty                     # already listed in gw.dirty
     cdef readonly bint closed           # no more input handled, no more output written
     cdef bint login_pending             # an asynchronous login is running
@@ -104,3 +106,4 @@ cdef class Connection(WSListener):
     cdef int hold(self, Connection sender) except -1
     cdef int release_held(self) except -1
     cdef int cut_off(self, str why) except -1
+    cdef int on_close(self, WSTransport transport, WSFrame frame) except -1

@@ -21,9 +21,9 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from picows.picows cimport MemoryBuffer, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from wsa_fast._codec cimport (
-    COMPACT, EVENT, FAIL, INVALID, OK, PEER_BROADCAST, PEER_ID, PEER_SERVER,
+    COMPACT, EVENT, FAIL, INVALID, NOT_JSON, OK, PEER_BROADCAST, PEER_ID, PEER_SERVER,
     REQUEST, RESPONSE, SIMDJSON_PADDING, SUCCESS, VERBOSE, FrameBuffer, Parser, Str, WsaMsg, is_client_id,
-    dumps, loads, str_of, to_message,
+    dumps, loads, str_of, to_message, valid_utf8,
 )
 from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
 
@@ -37,6 +37,9 @@ cdef int CLOSE_REPLACED = 4001
 cdef int CLOSE_POLICY = 1008
 cdef int CLOSE_TOO_BIG = 1009
 cdef int CLOSE_GOING_AWAY = 1001
+cdef int CLOSE_INVALID_TEXT = 1007
+# How long a closing connection waits for the peer's CLOSE before dropping TCP.
+CLOSE_TIMEOUT = 5.0
 
 cdef bytes PING = b"wsa@v1/ping"
 cdef bytes LOGIN = b"auth@v1/login"
@@ -765,6 +768,10 @@ cdef class Gateway:
         return (len(self.pending) > 0 or len(self.inbound) > 0 or bool(self.tasks) or bool(self.server_pending)
                 or bool(self.remote_server_requests))
 
+    def connection_count(self):
+        """Open connections, closing ones included (until their TCP connection is gone)."""
+        return len(self.connections)
+
     def close_all(self, int code=CLOSE_GOING_AWAY, str reason="going away"):
         cdef Connection conn
         for conn in list(self.connections):
@@ -828,6 +835,8 @@ cdef class Connection(WSListener):
         self.out = FrameBuffer()
         self.fragments = None
         self.in_fragments = False
+        self.text = False
+        self.close_timer = None
         self.dirty = False
         self.closed = False
         self.login_pending = False
@@ -856,11 +865,16 @@ cdef class Connection(WSListener):
                 self.close(CLOSE_POLICY, "client id already connected")
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        # Frame rules (RSV bits, opcodes, fragment order, frame size, close codes) are the FrameGate's,
+        # checked before picows parses a frame; this reassembles messages and answers CLOSE.
         cdef WSMsgType kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            return self.on_close(transport, frame)
         if self.closed:
             return
         self.gw.reading = self
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+            self.text = kind == WSMsgType.TEXT
             if frame.fin:
                 # picows keeps 256 spare bytes after its read data for SIMD parsers: parse in place.
                 self.handle(frame.payload_ptr, frame.payload_size)
@@ -870,10 +884,7 @@ cdef class Connection(WSListener):
                     self.fragments = FrameBuffer()
                 self.fragments.release()
                 self.fragments.append(frame.payload_ptr, frame.payload_size)
-        elif kind == WSMsgType.CONTINUATION:
-            if not self.in_fragments:
-                self.close(1002, "continuation without a first fragment")
-                return
+        elif kind == WSMsgType.CONTINUATION and self.in_fragments:
             if self.fragments.size + frame.payload_size > self.gw.max_message_size:
                 self.close(CLOSE_TOO_BIG, "message too big")
                 return
@@ -883,16 +894,23 @@ cdef class Connection(WSListener):
                 self.fragments.reserve(SIMDJSON_PADDING)
                 self.handle(self.fragments.data, self.fragments.size)
                 self.fragments.release()
-        elif kind == WSMsgType.CLOSE:
+        if frame.last_in_buffer and not self.closed:
+            self.gw.reading = None
+            self.flush()
+
+    cdef int on_close(self, WSTransport transport, WSFrame frame) except -1:
+        """The peer's CLOSE: answer it (unless it answers ours) and close TCP, the server first."""
+        if not self.closed:
             self.gw.reading = None
             self.flush()
             self.closed = True
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-            return
-        if frame.last_in_buffer:
-            self.gw.reading = None
-            self.flush()
+            if frame.payload_size == 0:
+                # A CLOSE without a status is answered without one (RFC 6455 section 7.4.1: not 0).
+                transport.send(WSMsgType.CLOSE, EMPTY)
+            else:
+                transport.send_close(frame.get_close_code())   # the FrameGate let only valid codes through
+        transport.disconnect()
+        return 0
 
     @property
     def peer(self):
@@ -901,6 +919,9 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closed = True
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         self.out.release()
         self.backed_up = False
         if self.slow_timer is not None:
@@ -972,6 +993,9 @@ cdef class Connection(WSListener):
         """Handle one whole message; ``data`` must be followed by SIMDJSON_PADDING readable bytes."""
         cdef WsaMsg* m = self.gw.parser.parse_padded(data, n)
         if m.status != OK:
+            # Only unparsable input can be bad UTF-8 (the parser validates it), so good messages pay nothing.
+            if m.status == NOT_JSON and self.text and not valid_utf8(data, n):
+                return self.close(CLOSE_INVALID_TEXT, "invalid UTF-8")
             return self.gw.on_bad_message(self, m)
         self.bad_in_row = 0
         return self.gw.on_message(self, m)
@@ -1001,7 +1025,10 @@ cdef class Connection(WSListener):
         return 0
 
     cdef int close(self, int code, str reason) except -1:
-        """Flush, send a CLOSE frame with ``code`` and drop the connection."""
+        """Flush, send a CLOSE frame with ``code``; the FrameGate closes TCP once the peer answers.
+
+        Nothing more is read or written meanwhile; a peer silent for CLOSE_TIMEOUT is cut off.
+        """
         if self.closed or self.transport is None:
             self.closed = True
             return 0
@@ -1012,7 +1039,12 @@ cdef class Connection(WSListener):
         if self.client_id_b is not None:
             self.gw.clients.unbind(self.client_id_b, self)
         self.transport.send_close(<WSCloseCode>code, reason.encode())
-        self.transport.disconnect()
+        self.close_timer = self.gw.loop.call_later(CLOSE_TIMEOUT, self.transport.underlying_transport.abort)
+        # The peer's answer must be read even if flow control had stopped reading it; it holds nobody back now.
+        if self.holds:
+            self.transport.underlying_transport.resume_reading()
+        if self.held is not None:
+            self.release_held()
         return 0
 
     def send_close(self, int code, str reason):

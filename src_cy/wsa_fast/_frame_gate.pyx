@@ -1,0 +1,297 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The WebSocket frame rules (RFC 6455 section 5) checked in front of picows, and the closing handshake.
+
+A ``FrameGate`` is the asyncio protocol of one TCP connection and wraps picows's own. It
+lends the transport picows's read buffer (no copy) and reads every frame header as the
+bytes arrive, before picows parses them. A frame that breaks a rule is never handed to
+picows: the gate closes with the code and short reason docs/protocol.md lists, instead of
+picows's own wording and its disconnect 10 ms later. Once a CLOSE has been sent, by the
+gate or by the gateway, nothing more reaches picows: the gate skips frames by their length
+(without buffering them) until the peer's CLOSE arrives, then closes TCP first, as the
+server should (section 7.1.1). ``wsa_fast._gateway.Connection`` times out a silent peer.
+"""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdint cimport uint64_t
+
+from picows.picows cimport WSCloseCode, WSTransport
+
+from wsa_fast._codec cimport valid_utf8
+
+from picows.picows import WSProtocol
+
+# What the gate is reading: the upgrade request, frames, frames after a CLOSE was sent, nothing.
+cdef enum Mode:
+    UPGRADE
+    FRAMES
+    DISCARD
+    DONE
+
+cdef enum Opcode:
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+cdef int CLOSE_PROTOCOL_ERROR = 1002
+cdef int CLOSE_INVALID_TEXT = 1007
+cdef int CLOSE_TOO_BIG = 1009
+cdef Py_ssize_t MAX_CONTROL_PAYLOAD = 125
+
+
+cdef inline bint valid_close_code(int code) noexcept:
+    """Codes a peer may send (RFC 6455 section 7.4 and the IANA registry): not 1004-1006, 1015, reserved or unassigned."""
+    return (1000 <= code <= 1003) or (1007 <= code <= 1014) or (3000 <= code <= 4999)
+
+
+def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
+                    double handshake_timeout):
+    """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
+
+    picows 2.3.1 internal: ``WSProtocol``'s positional arguments (api.py, ``ws_protocol_factory``);
+    they change between releases, which the pinned version guards.
+    """
+    return FrameGate(WSProtocol(
+        None, None, False, listener_factory, logger,
+        True,                       # disconnect_on_exception
+        handshake_timeout,
+        False, 20, 20, 1,           # no auto-ping (idle timeout, reply timeout, strategy unused)
+        True,                       # answer PING with PONG
+        max_message_size,           # picows's own frame limit: never reached, the gate checks first
+        None,                       # extra headers
+        read_buffer_init_size,
+    ), max_message_size)
+
+
+cdef class FrameGate:
+    """One connection's frame checker between the transport and picows (see the module docstring)."""
+    cdef object protocol                # picows's WSProtocol
+    cdef object protocol_get_buffer     # its bound methods, looked up once
+    cdef object protocol_buffer_updated
+    cdef WSTransport ws                 # picows's transport, once connected
+    cdef char* window                   # where the transport writes the next bytes (picows's buffer)
+    cdef Mode mode
+    cdef Py_ssize_t max_message_size
+    cdef int crlfs                      # bytes of the "\r\n\r\n" ending the upgrade request matched so far
+    cdef unsigned char head[14]         # the frame header being read
+    cdef int head_len                   # its bytes so far
+    cdef int head_need                  # its full size, once the second byte is known (else 2)
+    cdef uint64_t remaining             # payload bytes of the current frame still to come
+    cdef int opcode                     # of the current frame
+    cdef bint in_message                # a fragmented message is open (its continuation is expected)
+    cdef unsigned char mask[4]
+    cdef bint in_payload                # the header is read, payload bytes follow
+    cdef unsigned char close_payload[125]   # a CLOSE frame's payload, unmasked
+    cdef Py_ssize_t close_len
+    # What one read decided, acted on once picows has had its bytes:
+    cdef Py_ssize_t handed              # how many bytes picows may see (-1: all)
+    cdef int error                      # the close code to send, or 0
+    cdef bint peer_closed               # the peer's CLOSE is in: close TCP
+
+    def __cinit__(self, protocol, Py_ssize_t max_message_size):
+        self.protocol = protocol
+        self.protocol_get_buffer = protocol.get_buffer
+        self.protocol_buffer_updated = protocol.buffer_updated
+        self.max_message_size = max_message_size
+        self.mode = UPGRADE
+        self.head_need = 2
+
+    # ---- asyncio.BufferedProtocol, forwarded to picows ----
+
+    def connection_made(self, transport):
+        self.protocol.connection_made(transport)
+        self.ws = self.protocol.transport
+
+    def connection_lost(self, exc):
+        self.mode = DONE
+        self.protocol.connection_lost(exc)
+
+    def eof_received(self):
+        return self.protocol.eof_received()
+
+    def pause_writing(self):
+        self.protocol.pause_writing()
+
+    def resume_writing(self):
+        self.protocol.resume_writing()
+
+    def get_buffer(self, Py_ssize_t size_hint):
+        cdef Py_buffer view
+        buffer = self.protocol_get_buffer(size_hint)
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+        self.window = <char*>view.buf      # picows owns the memory; the view only tells where it is
+        PyBuffer_Release(&view)
+        return buffer
+
+    def buffer_updated(self, Py_ssize_t n):
+        cdef bint forwarding
+        if self.mode == FRAMES and self.ws.is_close_frame_sent:
+            self.mode = DISCARD
+        forwarding = self.mode == UPGRADE or self.mode == FRAMES
+        self.handed = -1
+        self.error = 0
+        self.peer_closed = False
+        self.read(<unsigned char*>self.window, n)
+        if forwarding:
+            # One call per read: picows may move its buffer while it parses.
+            if self.handed < 0:
+                self.handed = n
+            if self.handed > 0:
+                self.protocol_buffer_updated(self.handed)
+        if self.error and not self.ws.is_close_frame_sent:
+            listener = self.protocol.listener
+            if listener is not None:
+                listener.send_close(self.error, REASONS[self.error])
+            else:
+                self.ws.send_close(<WSCloseCode>self.error, REASONS[self.error])
+        if self.peer_closed:
+            self.ws.disconnect()            # the peer has said its last word: close TCP first
+
+    # ---- the frame reader ----
+
+    cdef int read(self, unsigned char* p, Py_ssize_t n) except -1:
+        """Read ``n`` new bytes, setting what picows may see (handed), a close to send, a TCP close."""
+        cdef Py_ssize_t pos = 0, take, i, frame_start = 0
+        cdef int error
+        while pos < n and self.mode != DONE:
+            if self.mode == UPGRADE:
+                pos = self.find_request_end(p, pos, n)
+                continue
+            if not self.in_payload:
+                # Header bytes: collect them, then judge the frame before any of its payload.
+                frame_start = pos if self.head_len == 0 else 0
+                while pos < n and self.head_len < self.head_need:
+                    self.head[self.head_len] = p[pos]
+                    self.head_len += 1
+                    pos += 1
+                    if self.head_len == 2:
+                        self.head_need = header_size(self.head[1])
+                if self.head_len < self.head_need:
+                    break
+                self.head_len = 0
+                self.head_need = 2
+                self.in_payload = True
+                error = self.start_frame()
+                if error:
+                    self.refuse(error, frame_start)
+            if self.remaining > 0:
+                take = <Py_ssize_t>min(<uint64_t>(n - pos), self.remaining)
+                if self.opcode == CLOSE:
+                    for i in range(take):
+                        self.close_payload[self.close_len] = p[pos + i] ^ self.mask[self.close_len & 3]
+                        self.close_len += 1
+                pos += take
+                self.remaining -= take
+                if self.remaining > 0:
+                    break
+            # The frame is complete.
+            self.in_payload = False
+            if self.opcode != CLOSE:
+                continue
+            if self.mode == DISCARD:
+                self.peer_closed = True     # the peer answered our CLOSE: the handshake is done
+            else:
+                error = self.check_close()
+                if error:
+                    self.refuse(error, frame_start)
+                    self.peer_closed = True
+                elif self.handed < 0:
+                    self.handed = pos       # picows gets the CLOSE (the gateway answers it), nothing after
+            self.mode = DONE
+        return 0
+
+    cdef int refuse(self, int code, Py_ssize_t frame_start) noexcept:
+        """A frame broke a rule: picows sees only what came before it; close with ``code``; skip the rest."""
+        if self.mode == FRAMES:
+            self.handed = frame_start
+            self.error = code
+            self.mode = DISCARD
+        return 0
+
+    cdef Py_ssize_t find_request_end(self, unsigned char* p, Py_ssize_t pos, Py_ssize_t n) noexcept:
+        """Advance through the HTTP request to the blank line that ends it; frames follow."""
+        cdef const char* ending = b"\r\n\r\n"
+        while pos < n:
+            if p[pos] == <unsigned char>ending[self.crlfs]:
+                self.crlfs += 1
+            else:
+                self.crlfs = 1 if p[pos] == b'\r' else 0
+            pos += 1
+            if self.crlfs == 4:
+                self.mode = FRAMES
+                break
+        return pos
+
+    cdef int start_frame(self) noexcept:
+        """Judge a complete header; returns the close code it earns, or 0."""
+        cdef unsigned char b0 = self.head[0], b1 = self.head[1]
+        cdef bint fin = b0 & 0x80
+        cdef int opcode = b0 & 0x0F
+        cdef uint64_t length = b1 & 0x7F
+        cdef int i, at = 2
+        if length == 126:
+            length = (<uint64_t>self.head[2] << 8) | self.head[3]
+            at = 4
+        elif length == 127:
+            length = 0
+            for i in range(2, 10):
+                length = (length << 8) | self.head[i]
+            at = 10
+        for i in range(4):
+            self.mask[i] = self.head[at + i]
+        self.opcode = opcode
+        self.remaining = length
+        self.close_len = 0
+        if self.mode == DISCARD:
+            return 0                        # closing: frames are only skipped
+        if b0 & 0x70:
+            return CLOSE_PROTOCOL_ERROR     # RSV bits without a negotiated extension
+        if not (b1 & 0x80):
+            return CLOSE_PROTOCOL_ERROR     # a client must mask
+        if (b1 & 0x7F) == 126 and length < 126 or (b1 & 0x7F) == 127 and (length < 65536 or length >> 63):
+            return CLOSE_PROTOCOL_ERROR     # a length not in its shortest form
+        if opcode >= CLOSE:
+            if opcode > PONG or not fin or length > MAX_CONTROL_PAYLOAD:
+                return CLOSE_PROTOCOL_ERROR
+            return 0
+        if opcode == CONTINUATION:
+            if not self.in_message:
+                return CLOSE_PROTOCOL_ERROR
+        elif opcode == TEXT or opcode == BINARY:
+            if self.in_message:
+                return CLOSE_PROTOCOL_ERROR # a new message inside a fragmented one
+        else:
+            return CLOSE_PROTOCOL_ERROR     # reserved data opcode
+        if length > <uint64_t>self.max_message_size:
+            return CLOSE_TOO_BIG
+        self.in_message = not fin
+        return 0
+
+    cdef int check_close(self) noexcept:
+        """Judge the payload of the peer's CLOSE: a valid code, then a UTF-8 reason."""
+        cdef int code
+        if self.close_len == 0:
+            return 0
+        if self.close_len == 1:
+            return CLOSE_PROTOCOL_ERROR
+        code = (self.close_payload[0] << 8) | self.close_payload[1]
+        if not valid_close_code(code):
+            return CLOSE_PROTOCOL_ERROR
+        if not valid_utf8(<const char*>self.close_payload + 2, self.close_len - 2):
+            return CLOSE_INVALID_TEXT
+        return 0
+
+
+cdef inline int header_size(unsigned char b1) noexcept:
+    """Bytes of a client frame's header (masking key included), from its second byte."""
+    cdef int length = b1 & 0x7F
+    return 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
+
+
+# The reasons sent with the gate's closes (docs/protocol.md, close codes).
+REASONS = {
+    CLOSE_PROTOCOL_ERROR: "protocol error",
+    CLOSE_INVALID_TEXT: "invalid UTF-8",
+    CLOSE_TOO_BIG: "message too big",
+}
