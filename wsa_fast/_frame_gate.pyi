@@ -1,0 +1,11 @@
+import asyncio
+import logging
+from typing import Any, Callable
+
+REASONS: dict[int, str]
+
+def create_protocol(listener_factory: Callable[[Any], Any], logger: logging.Logger, max_message_size: int,
+                    read_buffer_init_size: int, handshake_timeout: float) -> FrameGate: ...
+
+class FrameGate(asyncio.BufferedProtocol):
+    def __init__(self, protocol: Any, max_message_size: int) -> None: ...
