@@ -40,6 +40,8 @@ extensions = [
     extension("_routing"),
     extension("_gateway"),
     extension("_frame_gate"),
+    # The load generator of `wsa-fast bench`.
+    extension("_loadgen"),
 ]
 
 setup(

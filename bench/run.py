@@ -29,7 +29,8 @@ PY = sys.executable
 sys.path.insert(0, HERE)
 
 SERVER_CORE, LOADGEN_CORE = 0, 1
-# The gateway installed with this Python (a venv nobody activated included), as the tests start it.
+# The gateway under test and the load generator (`wsa-fast bench`): both installed with this Python
+# (a venv nobody activated included), as the tests start them.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
 DEFAULT_GATEWAY_CMD = f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app"
 
@@ -91,9 +92,12 @@ def free_port() -> int:
 
 
 def ensure_built():
-    stale = [m for m in ("loadgen", "floor_echo") if _stale(m)]
-    if stale:
-        log(f"building {', '.join(stale)} (bench/setup.py)")
+    """The floor echo is compiled in place; the load generator is the installed `wsa-fast bench`."""
+    if not os.path.exists(WSA_FAST):
+        raise SystemExit(f"wsa-fast is not installed beside {PY} (run `make install`): "
+                         "the bench drives every server with `wsa-fast bench`")
+    if _stale("floor_echo"):
+        log("building floor_echo (bench/setup.py)")
         subprocess.run([PY, os.path.join(HERE, "setup.py")], cwd=HERE, check=True,
                        stdout=subprocess.DEVNULL)
 
@@ -172,30 +176,90 @@ class Server:
 
 
 def loadgen(server: Server, opts: dict, timeout: float) -> dict:
-    cmd = [PY, os.path.join(HERE, "run_loadgen.py"), "--url", f"ws://127.0.0.1:{server.port}/",
-           "--server-pid", str(server.proc.pid), "--server-core", str(SERVER_CORE)]
-    if server.floor:
-        cmd += ["--expect", "echo"]
-    for k, v in opts.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    try:
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=timeout, preexec_fn=pin(LOADGEN_CORE))
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"loadgen timed out after {timeout:.0f}s"}
-    lines = r.stdout.strip().splitlines()
-    try:
-        res = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        return {"ok": False, "error": (r.stderr.strip()[-800:] or f"loadgen exit {r.returncode}")}
-    if r.returncode != 0 and res.get("ok"):
-        res["ok"] = False
-    return res
+    extra = ["--server-pid", str(server.proc.pid), "--server-core", str(SERVER_CORE)]
+    return drive(f"ws://127.0.0.1:{server.port}/", dict(opts, echo=server.floor), extra, timeout,
+                 preexec_fn=pin(LOADGEN_CORE))
+
+
+def bench_args(opts: dict) -> list[str]:
+    """A scenario of this suite (mode, conns, receivers, ...) as `wsa-fast bench` options."""
+    o = dict(opts)
+    mode = o.pop("mode")
+    conns = o.pop("conns", 8)
+    if mode == "latency":
+        mode = o.pop("lat_kind", "ping")
+    out = []
+    if mode == "ping":
+        out += ["--scenario", "ping", "--clients", str(conns)]
+    elif mode == "handler":
+        out += ["--scenario", "call", "bench@v1/echo", "--params", '{"n":1}', "--clients", str(conns)]
+    elif mode in ("relay", "relay-mixed"):
+        out += ["--scenario", "relay", "--clients", str(2 * conns)]
+        if mode == "relay-mixed":
+            out += ["--rx-form", "compact"]
+    elif mode == "broadcast":
+        out += ["--scenario", "broadcast", "--clients", str(o.pop("receivers", 32) + 1)]
+    else:
+        raise ValueError(f"unknown mode {mode}")
+    if o.pop("echo", False):
+        out.append("--echo")
+    for key, value in o.items():
+        out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
+def drive(url: str, opts: dict, extra: list[str], timeout: float, **popen) -> dict:
+    """Run `wsa-fast bench` and give its result in this suite's shape (one row of the tables)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="wsa-bench-") as tmp:
+        out = os.path.join(tmp, "result.json")
+        cmd = [WSA_FAST, "bench", url, *bench_args(opts), *extra, "--quiet", "--json", out]
+        try:
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
+                               **popen)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"wsa-fast bench timed out after {timeout:.0f}s"}
+        try:
+            with open(out) as f:
+                res = json.load(f)
+        except (OSError, ValueError):
+            return {"ok": False, "error": (r.stderr.strip()[-800:] or f"wsa-fast bench exit {r.returncode}")}
+    return suite_row(res, opts)
+
+
+def suite_row(res: dict, opts: dict) -> dict:
+    """The fields the tables read, from a `wsa-fast bench --json` result."""
+    c, m, s = res["counts"], res["measured"], res["summary"]
+    server = res.get("server") or {}
+    lat = s["latency_ns"]
+    row = {
+        "mode": opts["mode"], "form": opts.get("form", "verbose"), "conns": opts.get("conns"),
+        "window": opts.get("window"), "receivers": opts.get("receivers"),
+        "seconds": m["seconds"], "messages": m["answered"], "msg_per_s": s["throughput"],
+        "sent_total": c["sent"], "delivered_total": c["answered"],
+        "lost": c["lost"], "duplicated": c["duplicated"], "unknown": c["unknown"],
+        "bad": c["garbled"] + c["failed"], "fails": res["fails"], "disconnects": c["disconnects"],
+        "bad_samples": res.get("bad_samples", []), "setup_s": res.get("setup_s"),
+        "lg_cpu_us_per_msg": s["generator_us_per_msg"], "lg_util": s["generator_util"],
+        "server_cpu_s": server.get("cpu_s"), "server_util": server.get("util"),
+        "server_cpu_us_per_msg": server.get("cpu_us_per_msg"), "ksoftirqd_util": server.get("ksoftirqd_util"),
+        "others_util": server.get("others_util"), "others_top": server.get("others_top"),
+        "steal_util": server.get("steal_util"), "ok": res["ok"],
+    }
+    for key in ("idle", "idle_setup_s", "idle_rss_before", "idle_rss_after", "idle_rss_bytes_per_conn"):
+        if key in res:
+            row[key] = res[key]
+    if opts["mode"] == "latency":
+        row["offered_rate"] = opts.get("rate")
+        row["throttled"] = c["skipped"]
+        row["latency_us"] = {k.lstrip("p"): v / 1e3 for k, v in lat.items()}
+    return row
 
 
 def others_busy(seconds: float = 0.5) -> tuple[float, str]:
     """(share of a core used by other programs over a short sample, who they were)."""
-    import proctree
+    from wsa_fast.loadtest import proctree
     a, i0, t0 = proctree.scan(), proctree.idle_seconds(), time.monotonic()
     time.sleep(seconds)
     b, i1, t1 = proctree.scan(), proctree.idle_seconds(), time.monotonic()

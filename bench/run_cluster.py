@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import PY, ROOT, ensure_built, free_port, log  # noqa: E402
+from run import PY, ROOT, drive, ensure_built, free_port, log  # noqa: E402
 
 # The console script beside this Python: the venv's, even when nobody activated it.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
@@ -83,21 +83,12 @@ class Gateway:
 
 
 def load(gateway: Gateway, opts: dict, args: argparse.Namespace, rx_node: int = 0) -> dict:
-    command = [PY, os.path.join(HERE, "run_loadgen.py"), "--url", gateway.url(0),
-               "--server-pid", str(gateway.proc.pid), "--duration", str(args.duration),
-               "--warmup", str(args.warmup)]
+    extra = ["--server-pid", str(gateway.proc.pid), "--duration", str(args.duration), "--warmup", str(args.warmup)]
     if rx_node:
-        command += ["--rx-url", gateway.url(rx_node)]
+        extra += ["--rx-url", gateway.url(rx_node)]
     if args.smoke:
-        command += ["--max-messages", "20000"]
-    for key, value in opts.items():
-        command += [f"--{key}", str(value)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          timeout=args.duration + args.warmup + 60)
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        return {"ok": False, "error": done.stderr[-800:]}
+        extra += ["--max-messages", "20000"]
+    return drive(gateway.url(0), opts, extra, timeout=args.duration + args.warmup + 60)
 
 
 CONFIGS = {

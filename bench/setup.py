@@ -1,6 +1,6 @@
-"""Build the bench's Cython modules in place: `python bench/setup.py`.
+"""Build the bench suite's Cython floor echo server in place: `python bench/setup.py`.
 
-run.py calls this when a module's .so is missing or older than its .pyx.
+run.py calls this when the .so is missing or older than its .pyx (the load generator is `wsa-fast bench`, built by the package).
 """
 import os
 
@@ -10,7 +10,7 @@ from setuptools import Extension, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.chdir(HERE)
 
-MODULES = ["loadgen", "floor_echo"]
+MODULES = ["floor_echo"]
 
 setup(
     name="wsa-fast-bench",

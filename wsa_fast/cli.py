@@ -1,4 +1,4 @@
-"""The ``wsa-fast`` command: ``wsa-fast serve [options]`` and ``wsa-fast --version``."""
+"""The ``wsa-fast`` command: ``wsa-fast serve [options]``, ``wsa-fast bench URL [options]`` and ``wsa-fast --version``."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,12 @@ log = logging.getLogger("wsa_fast.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Imported late: the load tester pulls in its compiled module and hdrhistogram.
+        from .loadtest.command import main as bench
+
+        return bench(argv[1:])
     args = build_parser().parse_args(argv)
     flags = {name: value for name, value in vars(args).items() if name != "command"}
     try:
@@ -100,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CAs to verify the NATS servers' TLS certificates with (default: the system's)")
     serve.add_argument("--nats-creds-file", metavar="FILE", help="NATS credentials file (user JWT and NKEY seed)")
     serve.add_argument("--nats-nkey-seed-file", metavar="FILE", help="file holding a NATS user NKEY seed")
+    from .loadtest.command import add_parser as add_bench
+
+    add_bench(commands)
     return parser
 
 
