@@ -12,13 +12,10 @@ it cannot be, the tests fail rather than skip, since the deployment guide would 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +24,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from apt import find_binary, install
 from nats_server import NatsServer, free_port
 from wsa_ws import (
     FORMS, ROOT, SUBPROTOCOL, Clients, GatewayProcess, Peer, aio, encode, expect_fail, expect_response, http_get,
@@ -38,8 +36,6 @@ NODES = 3
 CLIENTS = 9
 PLACEHOLDER = re.compile(r"@[A-Z0-9_]+@")
 
-# apt-get may download and unpack a few packages; the whole install is bounded by this.
-INSTALL_TIMEOUT = 300.0
 NGINX_START_TIMEOUT = 10.0
 NGINX_STOP_TIMEOUT = 10.0
 # Presence travels between nodes through NATS: a target just logged in on another node may be
@@ -53,50 +49,12 @@ TCP_ESTABLISHED = "01"
 # ---------------------------------------------------------------- nginx itself
 
 def find_nginx() -> Optional[str]:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-
-
-def _apt_get(*args: str, deadline: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=max(1.0, deadline - time.monotonic()))
-
-
-def install_nginx() -> str:
-    """nginx from Debian's packages; fails the test with apt-get's own words if that cannot be done."""
-    if shutil.which("apt-get") is None:
-        pytest.fail("nginx is not installed and there is no apt-get to install it: install nginx "
-                    "(the deployment test runs deploy/nginx.conf with it)", pytrace=False)
-    started = time.monotonic()
-    deadline = started + INSTALL_TIMEOUT
-    tried = []
-    try:
-        # The package lists may be stale or absent: update once, only when an install fails.
-        for update_first in (False, True):
-            if update_first:
-                result = _apt_get("update", deadline=deadline)
-                tried.append(("apt-get update", result))
-            for package in ("nginx-light", "nginx"):
-                result = _apt_get("install", "-y", "--no-install-recommends", package, deadline=deadline)
-                tried.append((f"apt-get install {package}", result))
-                found = find_nginx()
-                if result.returncode == 0 and found:
-                    print(f"installed {package} in {time.monotonic() - started:.1f}s", file=sys.stderr)
-                    return found
-    except subprocess.TimeoutExpired:
-        tried.append((f"(gave up after {INSTALL_TIMEOUT:.0f}s)", None))
-    report = "\n".join(
-        f"$ {command}" + ("" if result is None else f" -> exit {result.returncode}\n{(result.stderr or '')[-800:]}")
-        for command, result in tried)
-    pytest.fail(f"nginx is missing and could not be installed with apt-get:\n{report}", pytrace=False)
+    return find_binary("nginx", "/usr/sbin/nginx")
 
 
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
-    return find_nginx() or install_nginx()
+    return find_nginx() or install("nginx", ("nginx-light", "nginx"), find_nginx)
 
 
 def render_conf(run_dir: Path, listen_port: int, node_ports: list[int]) -> Path:

@@ -1,3 +1,4 @@
+import enum
 from typing import Any, Optional
 
 from picows import WSListener
@@ -7,6 +8,40 @@ from .message import Message
 
 CLOSE_TIMEOUT: float
 
+class Metric(enum.IntEnum):
+    CONNECTIONS_VERBOSE: int
+    CONNECTIONS_COMPACT: int
+    ACCEPTED_VERBOSE: int
+    ACCEPTED_COMPACT: int
+    LOGINS_SUCCESS: int
+    LOGINS_FAIL: int
+    IN_REQUEST: int
+    IN_RESPONSE: int
+    IN_EVENT: int
+    IN_INVALID: int
+    OUT_REQUEST: int
+    OUT_RESPONSE: int
+    OUT_EVENT: int
+    RELAYS_LOCAL: int
+    RELAYS_REMOTE: int
+    BROADCASTS_CLIENT: int
+    BROADCASTS_SERVER: int
+    DELIVERIES: int
+    RATE_LIMITED: int
+    SLOW_CONSUMERS_CLOSED: int
+    DROPPED_RESPONSES: int
+    PENDING_REQUESTS: int
+    NATS_CONNECTED: int
+    NATS_RECONNECTS: int
+    FAILS: int
+
+FAIL_CODES: tuple[bytes, ...]
+HANDLER_BUCKETS: tuple[float, ...]
+METHOD_SLOTS: int
+FIXED_SLOTS: int
+def handler_methods(app: Any) -> list[str]: ...
+def metric_slots(methods: list[str]) -> int: ...
+
 class Gateway:
     settings: Any
     app: Any
@@ -14,8 +49,9 @@ class Gateway:
     remote: ClientTable
     cluster_up: bool
     draining: bool
-    stats: dict[str, int]
-    def __init__(self, settings: Any, app: Any, authenticator: Any, loop: Any = ...) -> None: ...
+    def __init__(self, settings: Any, app: Any, authenticator: Any, loop: Any = ..., metrics: Any = ...) -> None: ...
+    def count(self, metric: int, n: int = ...) -> None: ...
+    def refresh_gauges(self) -> None: ...
     def client(self, client_id: str) -> Optional[Connection]: ...
     def client_ids(self) -> list[str]: ...
     def local_presence(self) -> list[list[Any]]: ...

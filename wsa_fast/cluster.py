@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import orjson
 
+from ._gateway import Metric
 from ._routing import Peer, RemoteClient
 from .nats_client import NatsClient, load_credentials, parse_servers, tls_context
 
@@ -108,6 +109,8 @@ class Cluster:
         self.gw.cluster_up = False
 
     def _up(self, again: bool) -> None:
+        if again:
+            self.gw.count(Metric.NATS_RECONNECTS)
         now = self.loop.time()
         for state in self.peers.values():
             state.last_seen = now       # their silence while we were away says nothing about them

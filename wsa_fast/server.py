@@ -16,13 +16,14 @@ import uvloop
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from ._frame_gate import create_protocol
-from ._gateway import CLOSE_TIMEOUT, Connection, Gateway
 from . import client_log
+from ._gateway import CLOSE_TIMEOUT, Connection, Gateway, Metric
 from .auth import make_authenticator
 from .cluster import Cluster
 from .config import Settings
 from .grammar import is_client_id
 from .message import COMPACT, VERBOSE
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsBlock
 from .tls import reload_certificate, server_context
 
 __all__ = ["run", "serve", "PROTOCOLS"]
@@ -34,6 +35,9 @@ PROTOCOLS = {"wsa.v1": VERBOSE, "wsa.v1.compact": COMPACT}
 FORMATS = {"verbose": VERBOSE, "compact": COMPACT}
 HEALTH_PATH = "/healthz"
 WS_VERSION = "13"
+METRICS_PATH = "/metrics"
+# How often a worker writes the gauges it does not keep current (pending requests) for scrapes.
+GAUGE_REFRESH = 1.0
 # A new connection starts with picows's smallest read buffer; it doubles for bigger messages.
 READ_BUFFER_INIT = 2048
 # How long a new connection has to send its upgrade request.
@@ -46,25 +50,28 @@ EXIT_NO_NATS = 1
 
 
 def run(settings: Settings, app: Any = None, *, worker: Optional[int] = None,
-        on_ready: Optional[Callable[[int], None]] = None) -> int:
+        on_ready: Optional[Callable[[int], None]] = None, metrics: Optional[MetricsBlock] = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit status.
 
     ``worker`` is this process's number under a supervisor (``--workers N``), which
-    ``on_ready(port)`` tells once the worker serves.
+    ``on_ready(port)`` tells once the worker serves; ``metrics`` holds every worker's counters.
     """
-    return uvloop.run(serve(settings, app, worker=worker, on_ready=on_ready))
+    return uvloop.run(serve(settings, app, worker=worker, on_ready=on_ready, metrics=metrics))
 
 
 async def serve(settings: Settings, app: Any = None, *, started: Optional[asyncio.Future] = None,
-                worker: Optional[int] = None, on_ready: Optional[Callable[[int], None]] = None) -> int:
+                worker: Optional[int] = None, on_ready: Optional[Callable[[int], None]] = None,
+                metrics: Optional[MetricsBlock] = None) -> int:
     loop = asyncio.get_running_loop()
     # picows logs every connect and disconnect at INFO: too chatty for a gateway's log.
     picows_log = logging.getLogger("picows.wsa_fast.picows")
     picows_log.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     client_log.install()
     authenticator = getattr(app, "authenticator", None) or make_authenticator(settings)
-    gateway = Gateway(settings, app, authenticator, loop)
-    acceptor = _acceptor(gateway, authenticator)
+    if metrics is None:
+        metrics = MetricsBlock(1, app)
+    gateway = Gateway(settings, app, authenticator, loop, metrics=metrics.worker((worker or 1) - 1))
+    acceptor = _acceptor(gateway, authenticator, metrics)
     if app is not None:
         app.attach(gateway)
     cluster = None
@@ -98,6 +105,7 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
                  type(authenticator).__name__)
     else:
         log.info("worker %d serving %s://%s:%d", worker, settings.scheme, settings.host, port)
+    gauges = loop.create_task(_refresh_gauges(gateway))
     if started is not None:
         started.set_result(port)
     if on_ready is not None:
@@ -114,13 +122,20 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     deadline = loop.time() + CLOSE_TIMEOUT
     while gateway.connection_count() and loop.time() < deadline:
         await asyncio.sleep(DRAIN_POLL)
+    gauges.cancel()
     if cluster is not None:
         await cluster.close()
     log.info("stopped")
     return 0
 
 
-def _acceptor(gateway: Gateway, authenticator: Any):
+async def _refresh_gauges(gateway: Gateway) -> None:
+    while True:
+        gateway.refresh_gauges()
+        await asyncio.sleep(GAUGE_REFRESH)
+
+
+def _acceptor(gateway: Gateway, authenticator: Any, metrics: MetricsBlock):
     """The picows listener factory: pick the form, check a handshake token, make a Connection."""
 
     def accept(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
@@ -130,6 +145,11 @@ def _acceptor(gateway: Gateway, authenticator: Any):
             return _refuse(400, b"invalid request target\n")
         if url.path == HEALTH_PATH:
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_ok_response(b"ok\n"), None)
+        if url.path == METRICS_PATH:
+            gateway.refresh_gauges()
+            body = metrics.render()
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_ok_response(body, {"Content-Type": METRICS_CONTENT_TYPE}), None)
         if request.headers.get("Sec-WebSocket-Version", WS_VERSION) != WS_VERSION:
             # RFC 6455 section 4.2.2: name the version this server speaks.
             return _refuse(426, b"only WebSocket version 13 is supported\n", {"Sec-WebSocket-Version": WS_VERSION})
@@ -157,8 +177,10 @@ def _acceptor(gateway: Gateway, authenticator: Any):
                 log.error("the authenticator's token() must be synchronous for handshake tokens")
                 return _refuse(500, b"handshake tokens are not supported by this authenticator\n")
             if not isinstance(client_id, str) or not is_client_id(client_id):
+                gateway.count(Metric.LOGINS_FAIL)
                 return _refuse(401, b"invalid token\n")
             if gateway.settings.duplicate_login == "reject" and gateway.is_connected(client_id):
+                gateway.count(Metric.LOGINS_FAIL)
                 return _refuse(409, b"client id already connected\n")
 
         headers = {"Sec-WebSocket-Protocol": protocol} if protocol else None

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from .config import Settings
 from .embedded_nats import EmbeddedNats
+from .metrics import MetricsBlock
 from .nats_client import parse_servers
 from .process import die_with_parent
 
@@ -77,6 +78,8 @@ class Supervisor:
         self.app = app
         self.embedded = embedded
         self.workers = [Worker(i) for i in range(1, settings.workers + 1)]
+        # Shared with every worker forked from here: any of them answers /metrics for the node.
+        self.metrics = MetricsBlock(settings.workers, app)
         self.stopping = False
         self.announced = False
         self.ready_r, self.ready_w = os.pipe()
@@ -150,7 +153,7 @@ class Supervisor:
                 os.close(fd)
             from .server import run
 
-            code = run(self.settings, self.app, worker=index,
+            code = run(self.settings, self.app, worker=index, metrics=self.metrics,
                        on_ready=lambda port: os.write(self.ready_w, b"%d\n" % index))
         except BaseException:
             traceback.print_exc()

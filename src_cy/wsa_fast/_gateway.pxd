@@ -5,6 +5,37 @@ from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
 from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
 
 
+# Slots of a worker's metrics (wsa_fast.metrics names and renders them): plain C integers the
+# hot path increments, in memory the supervisor shares with every worker of the node.
+cpdef enum Metric:
+    CONNECTIONS_VERBOSE         # open connections, by form (gauges)
+    CONNECTIONS_COMPACT
+    ACCEPTED_VERBOSE            # connections accepted, by form
+    ACCEPTED_COMPACT
+    LOGINS_SUCCESS              # ids bound, by login or handshake token
+    LOGINS_FAIL
+    IN_REQUEST                  # messages received, by type (in the order of _codec's Type)
+    IN_RESPONSE
+    IN_EVENT
+    IN_INVALID
+    OUT_REQUEST                 # messages written to clients, by type
+    OUT_RESPONSE
+    OUT_EVENT
+    RELAYS_LOCAL
+    RELAYS_REMOTE
+    BROADCASTS_CLIENT
+    BROADCASTS_SERVER
+    DELIVERIES                  # broadcast copies written to clients
+    RATE_LIMITED
+    SLOW_CONSUMERS_CLOSED
+    DROPPED_RESPONSES
+    PENDING_REQUESTS            # gauge, refreshed by refresh_gauges()
+    NATS_CONNECTED              # gauge
+    NATS_RECONNECTS
+    FAILS                       # one slot per code of FAIL_CODES, then one for any other code
+    # Then per handler method: a count per bucket of HANDLER_BUCKETS, one for +Inf, the sum in ns.
+
+
 cdef class Gateway:
     cdef readonly object settings       # wsa_fast.config.Settings
     cdef readonly object app            # wsa_fast.app.App
@@ -34,11 +65,13 @@ cdef class Gateway:
     cdef bint reject_duplicates
     cdef object new_id                  # () -> str, in the configured id style
     cdef readonly bint draining         # new requests get UNAVAILABLE
-    cdef readonly object stats          # counters a test or an operator reads
+    cdef long long* counts              # this worker's metric slots (see Metric)
+    cdef object counts_view             # the memory counts points into, kept alive
+    cdef dict histogram_base            # handler method -> its first histogram slot
     # Across workers (wsa_fast.cluster); all unused while cluster is None.
     cdef object cluster                 # the presence protocol and NATS connection
     cdef object publish                 # cluster's publish(subject, payload): False when it cannot
-    cdef public bint cluster_up         # connected to NATS: remote routing possible
+    cdef bint nats_up                   # connected to NATS: remote routing possible (cluster_up)
     cdef readonly ClientTable remote    # ids bound on other workers -> RemoteClient
     cdef dict peers                     # NATS subject -> Peer, for answering a batch's sender
     cdef Peer everyone                  # the broadcast subject, read by every worker
@@ -75,6 +108,7 @@ cdef class Gateway:
     cdef int spawn(self, object coro) except -1
     cdef int schedule_sweep(self) except -1
     cdef bint authorized(self, Connection conn, WsaMsg* m) except -1
+    cdef int observe(self, str method, double started) except -1
 
 
 cdef class Connection(WSListener):

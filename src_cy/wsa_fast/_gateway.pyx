@@ -59,6 +59,33 @@ cdef bytes CONFLICT = b"CONFLICT"
 cdef bytes UNAVAILABLE = b"UNAVAILABLE"
 cdef bytes INTERNAL_ERROR = b"INTERNAL_ERROR"
 
+# The profile's codes (section 6) in the order of their fails_total slots; any other code shares one more.
+FAIL_CODES = (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_MESSAGE, INVALID_TARGET, METHOD_NOT_FOUND, NOT_FOUND,
+              TIMEOUT, GONE, DUPLICATE_ID, b"RATE_LIMITED", ALREADY_AUTHENTICATED, CONFLICT, UNAVAILABLE,
+              INTERNAL_ERROR)
+cdef dict FAIL_SLOT = {code: FAILS + i for i, code in enumerate(FAIL_CODES)}
+cdef int FAIL_OTHER = FAILS + len(FAIL_CODES)
+# Upper bounds (seconds) of the handler latency histogram's buckets.
+HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+cdef double BUCKET_BOUNDS[14]
+for _i, _bound in enumerate(HANDLER_BUCKETS):
+    BUCKET_BOUNDS[_i] = _bound
+cdef int N_BUCKETS = len(HANDLER_BUCKETS)
+# Per method: the buckets, +Inf, and the sum of the durations in nanoseconds.
+METHOD_SLOTS = N_BUCKETS + 2
+FIXED_SLOTS = FAIL_OTHER + 1
+
+
+def handler_methods(app):
+    """The app's handler methods, in the order of their histogram slots."""
+    return sorted(set(app.request_handlers) | set(app.event_handlers)) if app is not None else []
+
+
+def metric_slots(methods):
+    """How many slots one worker's metrics take."""
+    return FIXED_SLOTS + len(methods) * METHOD_SLOTS
+
+
 # Handler results that cannot be awaitable, so the check costs nothing in the common case.
 PLAIN_RESULTS = frozenset({type(None), dict, list, str, int, float, bool})
 
@@ -95,7 +122,10 @@ cdef inline str text(Str s):
 cdef class Gateway:
     """Shared state of one worker: routing tables, handlers, the output flush."""
 
-    def __init__(self, settings, app, authenticator, loop=None):
+    def __init__(self, settings, app, authenticator, loop=None, metrics=None):
+        """``metrics``: this worker's slots (a writable int64 buffer of metric_slots()), else private ones."""
+        cdef long long[::1] slots
+        cdef int gauge
         self.settings = settings
         self.app = app
         self.loop = loop or asyncio.get_event_loop()
@@ -121,10 +151,21 @@ cdef class Gateway:
         self.reject_duplicates = settings.duplicate_login == "reject"
         self.new_id = id_factory(settings.id_style)
         self.draining = False
-        self.stats = {"dropped_responses": 0, "slow_consumers_closed": 0}
+        methods = handler_methods(app)
+        self.histogram_base = {method: FIXED_SLOTS + i * METHOD_SLOTS for i, method in enumerate(methods)}
+        if metrics is None:
+            metrics = memoryview(bytearray(8 * metric_slots(methods))).cast("q")
+        slots = metrics
+        if slots.shape[0] < metric_slots(methods):
+            raise ValueError("the metrics buffer is too small for this app's handlers")
+        self.counts_view = slots
+        self.counts = &slots[0]
+        # A restarted worker keeps counting from its predecessor's totals, but its gauges start afresh.
+        for gauge in (CONNECTIONS_VERBOSE, CONNECTIONS_COMPACT, PENDING_REQUESTS, NATS_CONNECTED):
+            self.counts[gauge] = 0
         self.cluster = None
         self.publish = None
-        self.cluster_up = False
+        self.nats_up = False
         self.remote = ClientTable()
         self.record_parser = Parser()
         self.peers = {}
@@ -203,6 +244,8 @@ cdef class Gateway:
         target.out.write_frame(m, target.form)
         if target.backed_up:
             target.hold(conn)
+        self.counts[<int>RELAYS_LOCAL] += 1
+        self.counts[OUT_REQUEST + m.type - REQUEST] += 1
         return self.mark_dirty(target)
 
     cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1:
@@ -223,7 +266,7 @@ cdef class Gateway:
         cdef RemoteClient target = self.remote.get(m.to)
         if target is None:
             return self.fail(conn, m, NOT_FOUND)
-        if not self.cluster_up or not target.peer.reachable:
+        if not self.nats_up or not target.peer.reachable:
             return self.fail(conn, m, UNAVAILABLE)
         if not self.admit(conn, m, target):
             return 0
@@ -231,13 +274,15 @@ cdef class Gateway:
             if m.type == REQUEST:
                 self.pending.pop(m.from_, m.to, m.id)
             return self.fail(conn, m, UNAVAILABLE)
+        self.counts[<int>RELAYS_REMOTE] += 1
         return 0
 
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1:
         if self.authorize is not None and not self.authorized(conn, m):
             return self.fail(conn, m, PERMISSION_DENIED)
+        self.counts[<int>BROADCASTS_CLIENT] += 1
         self.fan_out(m, conn, conn)
-        if self.cluster is not None and self.cluster_up:
+        if self.cluster is not None and self.nats_up:
             self.forward(self.everyone, TAG_MESSAGE, m)
         return 0
 
@@ -258,6 +303,8 @@ cdef class Gateway:
                     target.hold(sender)
                 self.mark_dirty(target)
                 sent += 1
+        self.counts[<int>DELIVERIES] += sent
+        self.counts[<int>OUT_EVENT] += sent
         return sent
 
     cdef int on_response(self, Connection conn, WsaMsg* m) except -1:
@@ -277,7 +324,7 @@ cdef class Gateway:
                     self.forward((<tuple>origin)[0], TAG_MESSAGE, m)
                     return 0
             if waiting is None or waiting[0] is not conn or waiting[1].done():
-                self.stats["dropped_responses"] += 1
+                self.counts[<int>DROPPED_RESPONSES] += 1
             else:
                 waiting[1].set_result(to_message(m))
             return 0
@@ -289,9 +336,10 @@ cdef class Gateway:
                 self.forward(<Peer>origin, TAG_MESSAGE, m)
                 return 0
         if requester is None or requester.closed:
-            self.stats["dropped_responses"] += 1
+            self.counts[<int>DROPPED_RESPONSES] += 1
             return 0
         requester.out.write_frame(m, requester.form)
+        self.counts[<int>OUT_RESPONSE] += 1
         if requester.backed_up:
             requester.hold(conn)
         return self.mark_dirty(requester)
@@ -334,10 +382,13 @@ cdef class Gateway:
         if conn.closed:
             return 0
         if isinstance(outcome, BaseException):
+            self.counts[<int>LOGINS_FAIL] += 1
             return self.reply_error(conn, str_of(id_b), str_of(to_b), outcome, "the authenticator")
         if not isinstance(outcome, str) or not py_is_client_id(outcome):
+            self.counts[<int>LOGINS_FAIL] += 1
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, None)
         if not self.claim(conn, outcome):
+            self.counts[<int>LOGINS_FAIL] += 1
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, CONFLICT, None, None)
         return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, outcome, None)
 
@@ -358,22 +409,36 @@ cdef class Gateway:
     cdef int call_handler(self, Connection conn, WsaMsg* m, str method, tuple entry) except -1:
         handler, is_async = entry
         ctx = Context(self.app, conn.client_id, text(m.id), method, conn)
+        cdef double started = monotonic()
         try:
             outcome = handler(ctx, loads(m.params) if m.has_params else None)
         except Exception as exc:
             outcome = exc
         else:
             if is_async or (type(outcome) not in PLAIN_RESULTS and inspect.isawaitable(outcome)):
-                self.spawn(self.settle_later(conn, ctx, m.type == REQUEST, outcome))
+                self.spawn(self.settle_later(conn, ctx, m.type == REQUEST, outcome, started))
                 return 0
+        self.observe(method, started)
         return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, method)
 
-    async def settle_later(self, Connection conn, ctx, bint is_request, awaitable):
+    cdef int observe(self, str method, double started) except -1:
+        """Count one handler call of ``method`` that began at ``started`` in its latency histogram."""
+        cdef double seconds = monotonic() - started
+        cdef Py_ssize_t base = self.histogram_base[method]
+        cdef int i = 0
+        while i < N_BUCKETS and seconds > BUCKET_BOUNDS[i]:
+            i += 1
+        self.counts[base + i] += 1
+        self.counts[base + N_BUCKETS + 1] += <long long>(seconds * 1e9)
+        return 0
+
+    async def settle_later(self, Connection conn, ctx, bint is_request, awaitable, double started):
         cdef bytes id_b = ctx.id.encode()
         try:
             outcome = await awaitable
         except Exception as exc:
             outcome = exc
+        self.observe(ctx.method, started)
         self.settle(conn, str_of(id_b), str_of(conn.client_id_b), is_request, outcome, ctx.method)
         conn.flush()
 
@@ -424,6 +489,9 @@ cdef class Gateway:
         r.has_params = False
         r.from_.n = r.method.n = r.params.n = 0
         conn.out.write_frame(&r, conn.form)
+        self.counts[<int>OUT_RESPONSE] += 1
+        if result == FAIL:
+            self.counts[<Py_ssize_t>FAIL_SLOT.get(code, FAIL_OTHER)] += 1
         return self.mark_dirty(conn)
 
     cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1:
@@ -556,13 +624,13 @@ cdef class Gateway:
             if m.to_kind == PEER_SERVER:
                 waiting = self.server_pending.get((text(m.from_), text(m.id)))
                 if waiting is None or (<tuple>waiting)[1].done():
-                    self.stats["dropped_responses"] += 1
+                    self.counts[<int>DROPPED_RESPONSES] += 1
                 else:
                     (<tuple>waiting)[1].set_result(to_message(m))
                 return 0
             target = self.pending.pop(m.to, m.from_, m.id)
             if target is None or target.closed:
-                self.stats["dropped_responses"] += 1
+                self.counts[<int>DROPPED_RESPONSES] += 1
                 return 0
         elif m.to_kind == PEER_BROADCAST:
             self.fan_out(m, self.clients.get(m.from_), None)
@@ -582,6 +650,7 @@ cdef class Gateway:
                     self.inbound.pop(m.from_, m.to, m.id)
                     self.inbound.add(m.from_, m.to, m.id, origin, target, monotonic() + self.request_timeout)
         target.out.write_frame(m, target.form)
+        self.counts[OUT_REQUEST + m.type - REQUEST] += 1
         return self.mark_dirty(target)
 
     cdef int bounced(self, WsaMsg* m, bytes code) except -1:
@@ -722,7 +791,7 @@ cdef class Gateway:
         cdef bytes to_b = client_id.encode(), method_b = method.encode(), id_b = msg_id.encode()
         if target is None:
             raise WSAError("NOT_FOUND", f"{client_id} is not connected")
-        if not self.cluster_up or not target.peer.reachable:
+        if not self.nats_up or not target.peer.reachable:
             raise WSAError("UNAVAILABLE", f"{client_id} is on another worker, unreachable over NATS")
         fill_from_server(&e, type, PEER_ID, to_b, method_b, params, id_b)
         if not self.forward(target.peer, TAG_MESSAGE, &e):
@@ -735,8 +804,9 @@ cdef class Gateway:
         cdef bytes method_b = method.encode(), id_b = self.new_id().encode()
         cdef WsaMsg e
         fill_from_server(&e, EVENT, PEER_BROADCAST, b"client", method_b, raw, id_b)
+        self.counts[<int>BROADCASTS_SERVER] += 1
         sent = self.fan_out(&e, None, None)
-        if self.cluster is not None and self.cluster_up:
+        if self.cluster is not None and self.nats_up:
             self.forward(self.everyone, TAG_MESSAGE, &e)
         return sent
 
@@ -762,6 +832,23 @@ cdef class Gateway:
 
     def start_draining(self):
         self.draining = True
+
+    property cluster_up:
+        """Connected to NATS: remote routing possible (set by wsa_fast.cluster)."""
+        def __get__(self):
+            return self.nats_up
+
+        def __set__(self, bint up):
+            self.nats_up = up
+            self.counts[<int>NATS_CONNECTED] = up
+
+    def count(self, int metric, long long n=1):
+        """Add ``n`` to a counter from Python (refusals at the upgrade, NATS reconnects)."""
+        self.counts[metric] += n
+
+    def refresh_gauges(self):
+        """Write the gauges that are cheaper to read now than to keep up to date."""
+        self.counts[<int>PENDING_REQUESTS] = len(self.pending) + len(self.server_pending)
 
     def busy(self):
         """Whether requests are still in flight: relayed, sent by the server, or in handlers."""
@@ -813,6 +900,7 @@ cdef int write_from_server(Connection conn, int type, str method, bytes params, 
     cdef WsaMsg e
     cdef bytes method_b = method.encode(), id_b = msg_id.encode()
     fill_from_server(&e, type, PEER_ID, conn.client_id_b or EMPTY, method_b, params, id_b)
+    conn.gw.counts[OUT_REQUEST + type - REQUEST] += 1
     return conn.out.write_frame(&e, conn.form)
 
 
@@ -851,6 +939,8 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
+        self.gw.counts[CONNECTIONS_VERBOSE + self.form - VERBOSE] += 1
+        self.gw.counts[ACCEPTED_VERBOSE + self.form - VERBOSE] += 1
         if self.gw.send_buffer_limit:
             transport.underlying_transport.set_write_buffer_limits(high=self.gw.send_buffer_limit)
         self.gw.connections.add(self)
@@ -918,6 +1008,7 @@ cdef class Connection(WSListener):
         return self.transport.underlying_transport.get_extra_info("peername") if self.transport else None
 
     cpdef on_ws_disconnected(self, WSTransport transport):
+        self.gw.counts[CONNECTIONS_VERBOSE + self.form - VERBOSE] -= 1
         self.closed = True
         if self.close_timer is not None:
             self.close_timer.cancel()
@@ -983,7 +1074,7 @@ cdef class Connection(WSListener):
         if self.closed:
             return 0
         self.closed = True
-        self.gw.stats["slow_consumers_closed"] += 1
+        self.gw.counts[<int>SLOW_CONSUMERS_CLOSED] += 1
         client_log.info("closing %s (%s): %s", self.client_id, self.peer, why)
         # May be inside a write: drop the connection once that write has returned.
         self.gw.loop.call_soon(self.transport.underlying_transport.abort)
@@ -993,10 +1084,12 @@ cdef class Connection(WSListener):
         """Handle one whole message; ``data`` must be followed by SIMDJSON_PADDING readable bytes."""
         cdef WsaMsg* m = self.gw.parser.parse_padded(data, n)
         if m.status != OK:
+            self.gw.counts[<int>IN_INVALID] += 1
             # Only unparsable input can be bad UTF-8 (the parser validates it), so good messages pay nothing.
             if m.status == NOT_JSON and self.text and not valid_utf8(data, n):
                 return self.close(CLOSE_INVALID_TEXT, "invalid UTF-8")
             return self.gw.on_bad_message(self, m)
+        self.gw.counts[IN_REQUEST + m.type - REQUEST] += 1
         self.bad_in_row = 0
         return self.gw.on_message(self, m)
 
@@ -1017,6 +1110,7 @@ cdef class Connection(WSListener):
         self.client_id = client_id
         self.client_id_b = client_id.encode()
         self.stamp = time_ns()
+        self.gw.counts[<int>LOGINS_SUCCESS] += 1
         self.gw.clients.bind(self.client_id_b, self)
         if self.gw.cluster is not None:
             self.gw.cluster.joined(client_id, self.stamp)
