@@ -685,7 +685,8 @@ cdef class Gateway:
         self.peers.pop(peer.subject, None)
 
     def remote_client(self, str client_id):
-        return self.remote.get(str_of(client_id.encode()))
+        cdef bytes id_b = client_id.encode()     # bound: the view below must not outlive it
+        return self.remote.get(str_of(id_b))
 
     def add_remote(self, RemoteClient client):
         """Record where ``client`` is; an entry it replaces (the id moved) is gone."""
@@ -760,7 +761,8 @@ cdef class Gateway:
             self.app.client_left(conn.client_id)
 
     def client(self, str client_id):
-        return self.clients.get(str_of(client_id.encode()))
+        cdef bytes id_b = client_id.encode()     # bound: the view below must not outlive it
+        return self.clients.get(str_of(id_b))
 
     def client_ids(self):
         return self.clients.ids()
