@@ -13,6 +13,7 @@ from libc.math cimport isfinite
 from libc.string cimport memcpy, memmove
 
 import json
+import threading
 
 import orjson
 
@@ -129,8 +130,11 @@ cdef class Parser:
 
     def __cinit__(self):
         self._parser = new OdParser()
+        # Allocated now, so that even the first parse (of 0 bytes) copies into real memory.
+        self._buf = <char*>PyMem_Malloc(SIMDJSON_PADDING)
+        if self._buf == NULL:
+            raise MemoryError()
         self._capacity = 0
-        self._buf = NULL
 
     def __dealloc__(self):
         del self._parser
@@ -181,6 +185,8 @@ cdef class FrameBuffer:
         return 0
 
     cdef int append(self, const char* p, Py_ssize_t n) except -1:
+        if n == 0:
+            return 0                    # an empty fragment; data may still be NULL (memcpy's UB)
         self.reserve(n)
         memcpy(self.data + self.size, p, n)
         self.size += n
@@ -367,7 +373,27 @@ cdef str _text(Str s):
 
 _TYPE_NAMES = {REQUEST: "request", RESPONSE: "response", EVENT: "event"}
 
-cdef Parser _parser = Parser()
+
+cdef class _Scratch:
+    """One thread's parser and encode buffer: another thread's decode must not overwrite them
+    while this one turns views into Python objects (which may let that thread run)."""
+    cdef Parser parser
+    cdef FrameBuffer frames
+
+    def __cinit__(self):
+        self.parser = Parser()
+        self.frames = FrameBuffer()
+
+
+_per_thread = threading.local()
+
+
+cdef _Scratch scratch():
+    try:
+        return <_Scratch>_per_thread.scratch
+    except AttributeError:
+        _per_thread.scratch = _Scratch()
+        return <_Scratch>_per_thread.scratch
 
 
 def decode(data) -> Message:
@@ -377,7 +403,7 @@ def decode(data) -> Message:
         raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     except UnicodeEncodeError:
         raise DecodeError("not UTF-8") from None
-    cdef WsaMsg* m = _parser.parse(<const char*>raw, len(raw))
+    cdef WsaMsg* m = scratch().parser.parse(<const char*>raw, len(raw))
     if m.status != OK:
         raise DecodeError(
             m.reason.decode(),
@@ -423,8 +449,6 @@ cdef object to_message(const WsaMsg* m):
     return msg
 
 
-cdef FrameBuffer _encode_buffer = FrameBuffer()
-
 _PEER_KINDS = {"server": PEER_SERVER, "client": PEER_BROADCAST}
 _TYPE_CODES = {"request": REQUEST, "response": RESPONSE, "event": EVENT}
 
@@ -464,9 +488,10 @@ def encode(msg: Message, int form=VERBOSE) -> bytes:
     m.receipt = str_of(receipt)
     m.code = str_of(code)
     m.data = str_of(data)
-    _encode_buffer.size = 0
-    _encode_buffer.write_json(&m, form)
-    return _encode_buffer.take()
+    cdef FrameBuffer out = scratch().frames
+    out.size = 0
+    out.write_json(&m, form)
+    return out.take()
 
 
 def frame_of(bytes message) -> bytes:
