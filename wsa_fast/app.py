@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any, Callable, Optional
 
 from .errors import WSAError
@@ -9,6 +10,8 @@ from .grammar import is_method
 from .message import Message
 
 __all__ = ["App", "Context", "Handler", "Policy"]
+
+log = logging.getLogger("wsa_fast.app")
 
 Handler = Callable[["Context", Any], Any]
 # (sender id, target id or "client", "request"|"event", method) -> allowed?
@@ -61,7 +64,8 @@ class App:
         return self._register(self.event_handlers, method)
 
     def on_join(self, fn: Callable[[str], Any]) -> Callable[[str], Any]:
-        """Decorator: called with the client id each time a client logs in."""
+        """Decorator: called with the client id each time a client logs in; if it raises, the
+        login fails with INTERNAL_ERROR and the id stays unbound."""
         self._joined.append(fn)
         return fn
 
@@ -94,8 +98,12 @@ class App:
             fn(client_id)
 
     def client_left(self, client_id: str) -> None:
+        # Nobody waits on a departure: a hook that raises is logged, and the others still run.
         for fn in self._left:
-            fn(client_id)
+            try:
+                fn(client_id)
+            except Exception:
+                log.exception("the on_leave hook failed for %s", client_id)
 
     # ---- the server speaking to clients ----
 

@@ -107,7 +107,7 @@ cdef class Gateway:
     cdef int mark_dirty(self, Connection conn) except -1
     cdef int spawn(self, object coro) except -1
     cdef int schedule_sweep(self) except -1
-    cdef bint authorized(self, Connection conn, WsaMsg* m) except -1
+    cdef bytes refusal(self, Connection conn, WsaMsg* m)
     cdef int observe(self, str method, double started) except -1
 
 
@@ -135,7 +135,7 @@ cdef class Connection(WSListener):
 
     cdef int handle(self, const char* data, Py_ssize_t n) except -1
     cdef int flush(self) except -1
-    cdef int bind(self, str client_id) except -1
+    cdef bint bind(self, str client_id) except -1
     cdef int close(self, int code, str reason) except -1
     cdef int hold(self, Connection sender) except -1
     cdef int release_held(self) except -1

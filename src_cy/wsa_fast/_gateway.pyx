@@ -38,6 +38,7 @@ cdef int CLOSE_POLICY = 1008
 cdef int CLOSE_TOO_BIG = 1009
 cdef int CLOSE_GOING_AWAY = 1001
 cdef int CLOSE_INVALID_TEXT = 1007
+cdef int CLOSE_INTERNAL_ERROR = 1011
 # How long a closing connection waits for the peer's CLOSE before dropping TCP.
 CLOSE_TIMEOUT = 5.0
 
@@ -250,9 +251,12 @@ cdef class Gateway:
 
     cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1:
         """The policy, and a request's pending entry with its deadline; False once refused (answered)."""
-        if self.authorize is not None and not self.authorized(conn, m):
-            self.fail(conn, m, PERMISSION_DENIED)
-            return False
+        cdef bytes refused
+        if self.authorize is not None:
+            refused = self.refusal(conn, m)
+            if refused is not None:
+                self.fail(conn, m, refused)
+                return False
         if m.type == REQUEST:
             if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
                 self.fail(conn, m, DUPLICATE_ID)
@@ -278,8 +282,11 @@ cdef class Gateway:
         return 0
 
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1:
-        if self.authorize is not None and not self.authorized(conn, m):
-            return self.fail(conn, m, PERMISSION_DENIED)
+        cdef bytes refused
+        if self.authorize is not None:
+            refused = self.refusal(conn, m)
+            if refused is not None:
+                return self.fail(conn, m, refused)
         self.counts[<int>BROADCASTS_CLIENT] += 1
         self.fan_out(m, conn, conn)
         if self.cluster is not None and self.nats_up:
@@ -344,10 +351,17 @@ cdef class Gateway:
             requester.hold(conn)
         return self.mark_dirty(requester)
 
-    cdef bint authorized(self, Connection conn, WsaMsg* m) except -1:
+    cdef bytes refusal(self, Connection conn, WsaMsg* m):
+        """None if the policy allows ``m``, else the code to fail it with (INTERNAL_ERROR if the policy raised)."""
         target = "client" if m.to_kind == PEER_BROADCAST else text(m.to)
         kind = "request" if m.type == REQUEST else "event"
-        return bool(self.authorize(conn.client_id, target, kind, text(m.method)))
+        try:
+            if self.authorize(conn.client_id, target, kind, text(m.method)):
+                return None
+        except Exception:
+            log.exception("the authorize policy failed on %s from %s to %s", kind, conn.client_id, target)
+            return INTERNAL_ERROR
+        return PERMISSION_DENIED
 
     # ---- Python code: login and handlers ----
 
@@ -387,24 +401,27 @@ cdef class Gateway:
         if not isinstance(outcome, str) or not py_is_client_id(outcome):
             self.counts[<int>LOGINS_FAIL] += 1
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, None)
-        if not self.claim(conn, outcome):
+        refused = self.claim(conn, outcome)
+        if refused is not None:
             self.counts[<int>LOGINS_FAIL] += 1
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, CONFLICT, None, None)
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, refused, None, None)
         return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, outcome, None)
 
     def claim(self, Connection conn, str client_id):
-        """Bind ``client_id`` to ``conn`` under the duplicate-login policy; False if refused."""
+        """Bind ``client_id`` to ``conn`` under the duplicate-login policy: None once bound, else
+        the code the login fails with (CONFLICT, or INTERNAL_ERROR if the app's on_join hook raised)."""
         cdef bytes id_b = client_id.encode()
         cdef Connection holder = self.clients.get(str_of(id_b))
         if self.reject_duplicates and self.remote.get(str_of(id_b)) is not None:
-            return False
+            return CONFLICT
         if holder is not None and holder is not conn and not holder.closed:
             if self.reject_duplicates:
-                return False
+                return CONFLICT
             log.info("client %s logged in again from %s; closing the older connection", client_id, conn.peer)
             holder.close(CLOSE_REPLACED, "replaced")
-        conn.bind(client_id)
-        return True
+        if not conn.bind(client_id):
+            return INTERNAL_ERROR
+        return None
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, str method, tuple entry) except -1:
         handler, is_async = entry
@@ -455,8 +472,10 @@ cdef class Gateway:
             return self.reply(conn, msg_id, to, SUCCESS, None, outcome, None)
         try:
             data = dumps(outcome)
-        except (TypeError, ValueError):
-            log.error("the handler for %s returned a value that is not JSON: %r", method, outcome)
+        except Exception:
+            # Not JSON, or nested too deep to encode (RecursionError); its repr may fail the same way.
+            log.exception("the handler for %s returned a value that cannot be encoded (%s)",
+                          method, type(outcome).__name__)
             return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, None)
         return self.reply(conn, msg_id, to, SUCCESS, None, None, data)
 
@@ -758,7 +777,7 @@ cdef class Gateway:
         if self.cluster is not None:
             self.inbound.drop_target(conn)      # the requesters' workers hear of it as a logout: GONE
         if self.app is not None and conn.client_id is not None:
-            self.app.client_left(conn.client_id)
+            self.app.client_left(conn.client_id)     # logs (and survives) a hook that raises
 
     def client(self, str client_id):
         cdef bytes id_b = client_id.encode()     # bound: the view below must not outlive it
@@ -953,7 +972,10 @@ cdef class Connection(WSListener):
         transport._write_buffer = MemoryBuffer(64)
         if self.client_id is not None:
             client_id, self.client_id = self.client_id, None
-            if not self.gw.claim(self, client_id):
+            refused = self.gw.claim(self, client_id)
+            if refused is INTERNAL_ERROR:
+                self.close(CLOSE_INTERNAL_ERROR, "internal error")
+            elif refused is not None:
                 self.close(CLOSE_POLICY, "client id already connected")
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
@@ -1108,17 +1130,26 @@ cdef class Connection(WSListener):
             self.cut_off(f"its unsent output passed send_buffer_cap ({self.gw.send_buffer_cap} bytes)")
         return 0
 
-    cdef int bind(self, str client_id) except -1:
+    cdef bint bind(self, str client_id) except -1:
+        """Bind ``client_id`` here; False (logged, nothing bound) if the app's on_join hook raised."""
         self.client_id = client_id
         self.client_id_b = client_id.encode()
         self.stamp = time_ns()
-        self.gw.counts[<int>LOGINS_SUCCESS] += 1
         self.gw.clients.bind(self.client_id_b, self)
+        if self.gw.app is not None:
+            try:
+                self.gw.app.client_joined(client_id)
+            except Exception:
+                log.exception("the on_join hook failed for %s", client_id)
+                self.gw.clients.unbind(self.client_id_b, self)
+                self.client_id = self.client_id_b = None
+                self.stamp = 0
+                return False
+        self.gw.counts[<int>LOGINS_SUCCESS] += 1
+        # Announced once the hook accepted it, so other workers never see a login that is undone.
         if self.gw.cluster is not None:
             self.gw.cluster.joined(client_id, self.stamp)
-        if self.gw.app is not None:
-            self.gw.app.client_joined(client_id)
-        return 0
+        return True
 
     cdef int close(self, int code, str reason) except -1:
         """Flush, send a CLOSE frame with ``code``; the FrameGate closes TCP once the peer answers.
