@@ -20,7 +20,10 @@ if march and platform.machine().lower() in ("x86_64", "amd64", "i686"):
     cxx_args.append(f"-march={march}")
 if sys.platform != "win32":
     cxx_args.append("-fvisibility=hidden")
-macros = [("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
+# simdjson's error-code API only: a throw through the noexcept parse would abort the worker.
+macros = [("SIMDJSON_EXCEPTIONS", "0")]
+if DEBUG:
+    macros.append(("CYTHON_TRACE_NOGIL", "1"))
 
 
 def extension(name, *extra_sources):

@@ -12,6 +12,12 @@
 
 #include "simdjson.h"
 
+// Every simdjson result is checked through its error code; setup.py defines this to 0 so that a
+// forgotten check is a compile error (no implicit conversion exists), never a throw at run time.
+#if SIMDJSON_EXCEPTIONS
+#error "wsa_parse.hpp must be built with SIMDJSON_EXCEPTIONS=0"
+#endif
+
 namespace wsa {
 
 namespace od = simdjson::ondemand;
@@ -310,6 +316,9 @@ class SpanValidator {
 
 // ---- the decoder ----
 
+// A field's value as simdjson hands it over: checked by each reader through get(), never converted.
+using value_result = simdjson::simdjson_result<od::value>;
+
 enum Field { F_FROM, F_TO, F_TYPE, F_ID, F_PAYLOAD, F_UNKNOWN };
 enum PField { P_METHOD, P_PARAMS, P_RESULT, P_RECEIPT, P_CODE, P_C, P_DATA, P_UNKNOWN };
 
@@ -394,6 +403,12 @@ class Decoder {
     }
 
     // Consume any field value, checking its grammar; false if it is not JSON.
+    bool skip(value_result field_value, int depth) {
+        od::value v;
+        if (field_value.get(v)) return false;
+        return skip(v, depth);
+    }
+
     bool skip(od::value v, int depth) {
         od::json_type t;
         if (v.type().get(t)) return false;
@@ -404,8 +419,10 @@ class Decoder {
     }
 
     // Read a value that should be a string (or null where allowed) into a slot.
-    bool read_scalar(od::value v, int depth, Slot* slot) {
+    bool read_scalar(value_result field_value, int depth, Slot* slot) {
         slot->present = true;
+        od::value v;
+        if (field_value.get(v)) return false;
         od::json_type t;
         if (v.type().get(t)) return false;
         if (t == od::json_type::string) {
@@ -424,7 +441,9 @@ class Decoder {
         return skip(v, depth);
     }
 
-    bool read_raw(od::value v, int depth, Str* out, bool* is_container) {
+    bool read_raw(value_result field_value, int depth, Str* out, bool* is_container) {
+        od::value v;
+        if (field_value.get(v)) return false;
         od::json_type t;
         if (v.type().get(t)) return false;
         std::string_view raw;
@@ -439,7 +458,7 @@ class Decoder {
         return true;
     }
 
-    bool payload(od::value v);
+    bool payload(value_result field_value);
     void finish();
     void note_readable(Field f, const Slot& s);
 };
@@ -463,7 +482,9 @@ inline void Decoder::note_readable(Field f, const Slot& s) {
     }
 }
 
-inline bool Decoder::payload(od::value v) {
+inline bool Decoder::payload(value_result field_value) {
+    od::value v;
+    if (field_value.get(v)) return false;
     od::json_type t;
     if (v.type().get(t)) return false;
     if (t != od::json_type::object) {
