@@ -14,8 +14,10 @@ import time
 
 import pytest
 
+from websockets.asyncio.client import connect
+
 from raw_ws import RawWS, frame
-from wsa_ws import new_id, running_server, uid
+from wsa_ws import aio, close_code, new_id, running_server, uid
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -112,6 +114,16 @@ def test_a_raising_on_join_hook_fails_the_login_and_leaves_the_id_unbound(server
         # The connection may still log in, as another id.
         me = uid("after")
         assert login(ws, me)["payload"] == {"result": "success", "receipt": me}
+    logged(server, since, "the on_join hook failed", 1)
+
+
+@aio
+async def test_a_raising_on_join_hook_at_the_upgrade_closes_with_1011(server):
+    """A handshake token binds the id before any request exists: the connection is closed instead."""
+    since = len(server.log)
+    async with connect(server.url_for("/", token=uid("joincrash")), compression=None) as ws:
+        code, messages = await close_code(ws)
+    assert (code, messages) == (1011, [])
     logged(server, since, "the on_join hook failed", 1)
 
 
