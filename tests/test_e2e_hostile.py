@@ -796,3 +796,30 @@ async def test_a_client_that_stops_reading_is_disconnected(small_buffers):
                 break
             assert json.loads(reply)["p"] == {"r": "f", "c": "NOT_FOUND"}, reply
         await sender.ping()
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    with running_server("--app", "tests.apps.echo_app:app") as srv:
+        yield srv
+
+
+def log_lines_above_info(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(f" {level} " in line for level in ("WARNING", "ERROR", "CRITICAL"))]
+
+
+@pytest.mark.parametrize("method", ["auth@v1/login", "echo@v1/echo"])
+@aio
+async def test_params_with_an_integer_too_long_for_python_fail_invalid_message_quietly(echo_server, method):
+    """JSON allows a 5,000-digit integer; Python will not read one: a clear fail, no traceback, nothing above INFO."""
+    huge = Raw("9" * 5000)
+    async with Clients(echo_server) as cl:
+        peer = await cl.open("verbose")
+        if method != "auth@v1/login":
+            await peer.login(uid("big"))
+        logged_before = len(echo_server.log)
+        params = {"token": huge} if method == "auth@v1/login" else [huge]
+        reply = await peer.call("server", method, params)
+        expect_fail(reply, "INVALID_MESSAGE", id=reply["id"], to=peer.cid)
+        await peer.ping()
+        assert log_lines_above_info(echo_server.log[logged_before:]) == []

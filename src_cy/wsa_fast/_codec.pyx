@@ -17,6 +17,7 @@ import threading
 
 import orjson
 
+from wsa_fast.errors import WSAError
 from wsa_fast.message import DecodeError, Message
 
 DEF INITIAL_FRAME_BUFFER = 512
@@ -326,7 +327,13 @@ cdef object loads(Str s):
     # orjson turns an integer past 64 bits into a float, silently; json.loads keeps it exact,
     # as codec_py does. Only text with a long run of digits pays for the slow path.
     if has_long_digit_run(s):
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            # Valid JSON (simdjson read it) that Python will not hold: an integer past sys.int_info's digit limit.
+            raise WSAError("INVALID_MESSAGE", "an integer too long for Python") from None
     try:
         return orjson_loads(raw)
     except orjson.JSONDecodeError:
@@ -413,7 +420,7 @@ def decode(data) -> Message:
         )
     try:
         return to_message(m)
-    except ValueError:
+    except WSAError:
         # A valid message whose params or data hold an integer too long for Python
         # (sys.get_int_max_str_digits()): refused as codec_py refuses it.
         raise DecodeError(

@@ -333,7 +333,12 @@ cdef class Gateway:
             if waiting is None or waiting[0] is not conn or waiting[1].done():
                 self.counts[<int>DROPPED_RESPONSES] += 1
             else:
-                waiting[1].set_result(to_message(m))
+                try:
+                    answer = to_message(m)
+                except WSAError as error:
+                    waiting[1].set_exception(error)    # an answer Python cannot hold: send_request raises
+                else:
+                    waiting[1].set_result(answer)
             return 0
         cdef Connection requester = self.pending.pop(m.to, m.from_, m.id)
         if requester is None and self.cluster is not None:
