@@ -501,6 +501,8 @@ def test_the_embedded_nats_server_is_restarted_and_routing_resumes() -> None:
             nats_pid = int(server.log.split("embedded nats-server (pid ")[1].split(")")[0])
             os.kill(nats_pid, signal.SIGKILL)
             assert server.wait_for_log("embedded nats-server restarted", 10), server.log
+            # The supervisor's waitpid(-1) must not hide how it died (it once said "exited with 0").
+            assert "the embedded nats-server was killed by SIGKILL; restarting it" in server.log, server.log
             # Both workers reconnect on their own and route again within seconds.
             deadline = time.monotonic() + PRESENCE_WAIT
             while True:

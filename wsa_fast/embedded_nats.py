@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError
-from .process import die_with_parent
+from .process import describe_exit, die_with_parent
 
 __all__ = ["EmbeddedNats", "nats_server_binary"]
 
@@ -67,9 +68,19 @@ class EmbeddedNats:
         """Start it again on its port if it died; True if it had to."""
         if self.proc.poll() is None:
             return False
-        log.error("the embedded nats-server exited with %s; restarting it", self.proc.returncode)
+        log.error("the embedded nats-server %s; restarting it", describe_exit(self.proc.returncode))
         self._start(self.url.removeprefix("nats://"))
         log.info("embedded nats-server restarted (pid %d) on %s", self.proc.pid, self.url)
+        return True
+
+    def reaped(self, pid: int, status: int) -> bool:
+        """Someone's waitpid(-1) collected ``pid``: if it was the nats-server, keep its status for poll().
+
+        Otherwise Popen.poll() finds no child left and reports exit status 0, even after a SIGKILL.
+        """
+        if pid != self.proc.pid or self.proc.returncode is not None:
+            return False
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
         return True
 
     def _wait_for_port(self) -> str:

@@ -23,7 +23,7 @@ from .config import Settings
 from .embedded_nats import EmbeddedNats
 from .metrics import MetricsBlock
 from .nats_client import parse_servers
-from .process import die_with_parent
+from .process import describe_exit, die_with_parent
 
 __all__ = ["supervise"]
 
@@ -187,6 +187,8 @@ class Supervisor:
                 return True
             worker = next((w for w in self.workers if w.pid == pid), None)
             if worker is None:
+                if self.embedded is not None:
+                    self.embedded.reaped(pid, status)
                 continue
             worker.pid = 0
             if self.stopping:
@@ -243,6 +245,4 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+    return describe_exit(os.waitstatus_to_exitcode(status))
