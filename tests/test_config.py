@@ -63,12 +63,14 @@ def test_defaults_match_the_profile() -> None:
         ({"nats": "ws://10.0.0.1:4222"}, "only nats:// and tls://"),
         ({"nats_ca_file": "/etc/ssl/certs/ca-certificates.crt"}, "needs --nats"),
         ({"nats": "tls://h", "nats_ca_file": "/nonexistent/ca.pem"}, "cannot load the CA file"),
-        ({"nats": "h", "nats_creds_file": "/nonexistent/u.creds"}, "cannot read /nonexistent/u.creds"),
-        ({"nats": "h", "nats_nkey_seed_file": "/etc/hostname"}, "expected one user NKEY seed"),
-        ({"nats": "h", "nats_creds_file": "/etc/hostname"}, "expected a user JWT and an NKEY seed"),
+        ({"nats": "nats://h", "nats_creds_file": "/nonexistent/u.creds"}, "cannot read /nonexistent/u.creds"),
+        ({"nats": "nats://h", "nats_nkey_seed_file": "/etc/hostname"}, "expected one user NKEY seed"),
+        ({"nats": "nats://h", "nats_creds_file": "/etc/hostname"}, "expected a user JWT and an NKEY seed"),
         ({"nats": "nats://:4222"}, "no host"),
         ({"nats": "nats://h:port"}, "bad port"),
         ({"nats": " , "}, "no NATS server"),
+        ({"nats": "foo"}, "give nats://HOST"),                  # not silently nats://foo:4222
+        ({"nats": "nats://a:4222,foo"}, "'foo': give nats://HOST"),
         ({"cluster_name": "wsa.prod"}, "cluster_name"),
         ({"cluster_name": ""}, "cluster_name"),
     ],
@@ -184,6 +186,7 @@ def test_cluster_settings_from_flags_and_environment() -> None:
 
     servers = parse_servers(settings.nats)
     assert [(s.host, s.port, s.user, s.password) for s in servers] == [("a", 4222, None, None), ("b", 4222, "user", "pw")]
+    assert [(s.host, s.port) for s in parse_servers("n1:4223, tls://n2")] == [("n1", 4223), ("n2", 4222)]
     args = build_parser().parse_args(["serve", "--workers", "2", "--nats", "nats://n:1", "--cluster-name", "x"])
     assert (args.workers, args.nats, args.cluster_name) == (2, "nats://n:1", "x")
 
@@ -261,12 +264,14 @@ def test_config_error_exits_2_with_message(clean_environ: None, capsys: pytest.C
 
 
 def test_load_app_from_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(tmp_path / "wsa_test_app_module.py", "app = object()\n")
+    write(tmp_path / "wsa_test_app_module.py", "from wsa_fast import App\napp = App()\nnot_an_app = object()\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     app = load_app("wsa_test_app_module:app")
     assert app is sys.modules["wsa_test_app_module"].app
     with pytest.raises(ConfigError, match="has no attribute 'missing'"):
         load_app("wsa_test_app_module:missing")
+    with pytest.raises(ConfigError, match="is not a wsa_fast.App \\(it is a 'object'\\)"):
+        load_app("wsa_test_app_module:not_an_app")
     with pytest.raises(ConfigError, match="no module named 'wsa_no_such_module'"):
         load_app("wsa_no_such_module:app")

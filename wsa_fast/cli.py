@@ -8,6 +8,7 @@ import os
 import sys
 from importlib import metadata
 
+from .app import App
 from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_LEVELS, ConfigError, Settings, load_settings
 from .tls import server_context
 
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(settings, app)
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Once serving, SIGINT is a graceful stop (exit 0); this is Ctrl-C before that, e.g. waiting for NATS.
+        print(f"{PROG}: error: interrupted while starting", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -127,9 +132,12 @@ def load_app(spec: str) -> object:
         message = f"app {spec!r}: no module named {module_name!r} (searched {cwd} and sys.path)"
         raise ConfigError(message, "app") from None
     try:
-        return getattr(module, attr)
+        app = getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"app {spec!r}: module {module_name!r} has no attribute {attr!r}", "app") from None
+    if not isinstance(app, App):
+        raise ConfigError(f"app {spec!r} is not a wsa_fast.App (it is a {type(app).__name__!r})", "app")
+    return app
 
 
 def _check_auth(settings: Settings, app: object) -> None:

@@ -63,13 +63,23 @@ class Server:
         return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
 
+def _port_of(parts) -> Optional[int]:
+    try:
+        return parts.port
+    except ValueError:
+        return None
+
+
 def parse_servers(urls: str) -> list[Server]:
-    """``nats|tls://[user:pass@|token@]host[:port][,…]`` -> servers; ValueError names a bad one."""
+    """``nats|tls://[user:pass@|token@]host[:port][,…]`` or ``host:port`` -> servers; ValueError names a bad one."""
     servers = []
     for url in (u.strip() for u in urls.split(",")):
         if not url:
             continue
         parts = urlsplit(url if "://" in url else "nats://" + url)
+        # A bare word is more likely a typo than a NATS host on the default port: ask for host:port.
+        if "://" not in url and _port_of(parts) is None:
+            raise ValueError(f"{url!r}: give nats://HOST[:PORT], tls://HOST[:PORT] or HOST:PORT")
         if parts.scheme not in ("nats", "tls"):
             raise ValueError(f"{url!r}: only nats:// and tls:// URLs are supported")
         if not parts.hostname:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import signal
+import socket
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,13 +22,13 @@ from . import client_log
 from ._gateway import CLOSE_TIMEOUT, Connection, Gateway, Metric
 from .auth import make_authenticator
 from .cluster import Cluster
-from .config import Settings
+from .config import ConfigError, Settings
 from .grammar import is_client_id
 from .message import COMPACT, VERBOSE
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsBlock
 from .tls import reload_certificate, server_context
 
-__all__ = ["run", "serve", "PROTOCOLS"]
+__all__ = ["run", "serve", "listen_error", "PROTOCOLS"]
 
 log = logging.getLogger("wsa_fast.server")
 
@@ -77,6 +79,8 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     cluster = None
     if settings.nats is not None:
         cluster = Cluster(gateway, settings)
+        # Ctrl-C while this waits is a KeyboardInterrupt, which the CLI reports in one line.
+        log.info("connecting to NATS (up to %gs)", NATS_CONNECT_TIMEOUT)
         try:
             await cluster.start(NATS_CONNECT_TIMEOUT)
         except Exception as error:
@@ -84,15 +88,18 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
             return EXIT_NO_NATS
     tls = server_context(settings)
     # picows's protocol behind the FrameGate, which checks the frame rules and does the closing handshake.
-    server = await loop.create_server(
-        lambda: create_protocol(acceptor, picows_log, settings.max_message_size, READ_BUFFER_INIT,
-                                HANDSHAKE_TIMEOUT),
-        settings.host,
-        settings.port,
-        # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
-        reuse_port=settings.workers > 1,
-        ssl=tls,
-    )
+    try:
+        server = await loop.create_server(
+            lambda: create_protocol(acceptor, picows_log, settings.max_message_size, READ_BUFFER_INIT,
+                                    HANDSHAKE_TIMEOUT),
+            settings.host,
+            settings.port,
+            # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
+            reuse_port=settings.workers > 1,
+            ssl=tls,
+        )
+    except OSError as error:
+        raise listen_error(settings.host, settings.port, error) from None
     # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -133,6 +140,14 @@ async def _refresh_gauges(gateway: Gateway) -> None:
     while True:
         gateway.refresh_gauges()
         await asyncio.sleep(GAUGE_REFRESH)
+
+
+def listen_error(host: str, port: int, error: OSError) -> ConfigError:
+    """A start-up error (one line, exit 2) for an address the gateway cannot listen on."""
+    if isinstance(error, socket.gaierror):
+        return ConfigError(f"cannot listen on {host!r}: the host name does not resolve ({error.strerror})", "host")
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}", "port")
 
 
 def _acceptor(gateway: Gateway, authenticator: Any, metrics: MetricsBlock):

@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any, Optional
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .embedded_nats import EmbeddedNats
 from .metrics import MetricsBlock
 from .nats_client import parse_servers
@@ -37,27 +37,44 @@ STABLE_AFTER = 30.0
 # Beyond drain_timeout, how long stopping workers get before SIGKILL.
 STOP_GRACE = 10.0
 EXIT_FAILED = 1
+# A worker's start-up error (the CLI's exit status for bad usage): the supervisor stops with it too.
+EXIT_USAGE = 2
 
 
 def supervise(settings: Settings, app: Any = None) -> int:
     embedded = None
     reserved = None
     try:
+        # Bind before anything starts: a port in use or a host that does not resolve is one line, exit 2.
+        # Port 0 is picked here once for every worker; the socket holds it (bound, never listening) meanwhile.
+        reserved = _reserve(settings.host, settings.port)
+        settings = dataclasses.replace(settings, port=reserved.getsockname()[1])
         if settings.nats is None:
             embedded = EmbeddedNats(settings.max_message_size)
             settings = dataclasses.replace(settings, nats=embedded.url)
-        if settings.port == 0:
-            # Pick the port once for every worker, and hold it (bound, never listening) meanwhile.
-            reserved = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            reserved.bind((settings.host, 0))
-            settings = dataclasses.replace(settings, port=reserved.getsockname()[1])
         return Supervisor(settings, app, embedded).run()
     finally:
         if reserved is not None:
             reserved.close()
         if embedded is not None:
             embedded.stop()
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    try:
+        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(address[0], socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address[4])
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    except OSError as error:
+        from .server import listen_error
+
+        raise listen_error(host, port, error) from None
 
 
 class Worker:
@@ -82,6 +99,7 @@ class Supervisor:
         self.metrics = MetricsBlock(settings.workers, app)
         self.stopping = False
         self.announced = False
+        self.exit_code = EXIT_FAILED        # if a worker dies while starting
         self.ready_r, self.ready_w = os.pipe()
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.ready_r, self.wake_r, self.wake_w):
@@ -105,7 +123,7 @@ class Supervisor:
             self._read_ready()
             if not self._reap():
                 self.stopping = True
-                return self._stop(EXIT_FAILED)
+                return self._stop(self.exit_code)
             self._restart_due()
             if self.embedded is not None:
                 try:
@@ -115,6 +133,10 @@ class Supervisor:
             if not self.announced and time.monotonic() > deadline:
                 log.error("the workers did not all start within %gs", START_TIMEOUT)
                 return self._stop(EXIT_FAILED)
+        if not self.announced:
+            # Stopped before serving (Ctrl-C while the workers wait for NATS): as the CLI says it for one worker.
+            print("wsa-fast: error: interrupted while starting", file=sys.stderr)
+            return self._stop(EXIT_USAGE)
         return self._stop(0)
 
     def _on_stop(self, signum: int, frame: Any) -> None:
@@ -155,6 +177,11 @@ class Supervisor:
 
             code = run(self.settings, self.app, worker=index, metrics=self.metrics,
                        on_ready=lambda port: os.write(self.ready_w, b"%d\n" % index))
+        except ConfigError as error:
+            print(f"wsa-fast: error: worker {index}: {error}", file=sys.stderr)
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            code = EXIT_FAILED          # Ctrl-C reached the whole process group: the supervisor says it
         except BaseException:
             traceback.print_exc()
         finally:
@@ -195,7 +222,10 @@ class Supervisor:
                 continue
             why = _describe(status)
             if not self.announced:
-                log.error("worker %d %s while starting", worker.index, why)
+                if os.waitstatus_to_exitcode(status) == EXIT_USAGE:
+                    self.exit_code = EXIT_USAGE     # it said why in one line
+                else:
+                    log.error("worker %d %s while starting", worker.index, why)
                 return False
             lived = time.monotonic() - worker.started
             worker.failures = 0 if lived > STABLE_AFTER else worker.failures + 1
