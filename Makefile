@@ -7,7 +7,7 @@ SOURCES := pyproject.toml setup.py $(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_f
 GENERATED := $(patsubst %.pyx,%.cpp,$(wildcard src_cy/wsa_fast/*.pyx)) $(wildcard src_cy/wsa_fast/*.html)
 ARGS ?=
 
-.PHONY: install serve test testinstalled bench bench-cluster dist debug clean
+.PHONY: install serve test test-js js testinstalled bench bench-cluster dist debug clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ serve: $(VENV)/.installed-runtime
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests $(ARGS)
 
+# The JS client (clients/js): its locked npm dependencies, its build, and its tests against this tree's wsa-fast.
+JS := clients/js
+$(JS)/node_modules/.package-lock.json: $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+
+js: $(JS)/node_modules/.package-lock.json
+	cd $(JS) && npm run build
+
+test-js: install $(JS)/node_modules/.package-lock.json
+	cd $(JS) && WSA_FAST=$(CURDIR)/$(BIN)/wsa-fast npm test
+
 # The installed package, imported from outside the source tree, so a file missing from it shows.
 testinstalled: install
 	cd /tmp && $(CURDIR)/$(BIN)/python -c "import wsa_fast._gateway, wsa_fast.server; print('ok')"
@@ -45,4 +56,4 @@ debug: $(BIN)/python
 	rm -f $(VENV)/.installed-*
 
 clean:
-	rm -rf build dist *.egg-info wsa_fast/*.so $(GENERATED) bench/build bench/*.c bench/*.so $(VENV)/.installed-*
+	rm -rf build dist *.egg-info wsa_fast/*.so $(GENERATED) bench/build bench/*.c bench/*.so $(VENV)/.installed-* $(JS)/dist

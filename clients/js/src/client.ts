@@ -485,26 +485,27 @@ export class WsaClient extends Emitter<ClientEvents> {
   /** Answer `request` with a handler's outcome, on the connection it came from. */
   private reply(socket: WebSocketLike, request: RequestMessage, outcome: unknown, thrown = false): void {
     if (socket !== this.socket || socket.readyState !== OPEN) return; // that connection is gone: nobody to answer
-    const base = { type: "response" as const, from: this.clientId ?? "", to: request.from, id: request.id };
+    const from = this.clientId ?? "";
+    const { from: to, id } = request;
     let response: ResponseMessage;
     if (outcome instanceof WsaError) {
-      response = { ...base, result: "fail", code: outcome.code };
+      response = { type: "response", from, to, id, result: "fail", code: outcome.code };
     } else if (thrown) {
       this.handlerFailed(outcome, request);
-      response = { ...base, result: "fail", code: "INTERNAL_ERROR" };
+      response = { type: "response", from, to, id, result: "fail", code: "INTERNAL_ERROR" };
     } else if (outcome === undefined || outcome === null) {
-      response = { ...base, result: "success" };
+      response = { type: "response", from, to, id, result: "success" };
     } else if (typeof outcome === "string") {
-      response = { ...base, result: "success", receipt: outcome };
+      response = { type: "response", from, to, id, result: "success", receipt: outcome };
     } else {
-      response = { ...base, result: "success", data: outcome };
+      response = { type: "response", from, to, id, result: "success", data: outcome };
     }
     let text: string;
     try {
       text = encode(response, this.form);
     } catch (error) {
       this.handlerFailed(error, request);
-      text = encode({ ...base, result: "fail", code: "INTERNAL_ERROR" }, this.form);
+      text = encode({ type: "response", from, to, id, result: "fail", code: "INTERNAL_ERROR" }, this.form);
     }
     batchWrites(socket);
     socket.send(text);
