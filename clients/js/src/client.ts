@@ -27,17 +27,31 @@ const LOGIN = "auth@v1/login";
 export const CLOSE_REPLACED = 4001;
 const OPEN = 1; // WebSocket.OPEN
 
-/** The part of the WebSocket API this client uses: the browser's, Node 22's global, or `ws`'s. */
+/**
+ * The part of the WebSocket API this client uses: the browser's, Node 22's global, or `ws`'s.
+ * The handlers' events are `any` so that each implementation's own event types fit; the client
+ * reads `data` from a message event and `code`, `reason`, `wasClean` from a close event.
+ */
 export interface WebSocketLike {
   readonly readyState: number;
   readonly protocol: string;
   binaryType: string;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+}
+
+interface MessageEventLike {
+  data: unknown;
+}
+
+interface CloseEventLike {
+  code: number;
+  reason: string;
+  wasClean: boolean;
 }
 
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
@@ -309,9 +323,9 @@ export class WsaClient extends Emitter<ClientEvents> {
         this.form = subprotocol ? (FORM_OF_PROTOCOL[echoed] ?? "verbose") : form;
         resolve();
       };
-      socket.onmessage = (event) => this.receive(socket, event.data);
+      socket.onmessage = (event: MessageEventLike) => this.receive(socket, event.data);
       socket.onerror = () => {};
-      socket.onclose = (event) => {
+      socket.onclose = (event: CloseEventLike) => {
         clearTimeout(timer);
         if (!opened) reject(new Error(`could not connect to ${this.url} (close code ${event.code})`));
         this.socketClosed(socket, event.code, event.reason, event.wasClean);
