@@ -1,12 +1,14 @@
 """A real headless Chromium for the tests: Debian's ``chromium`` driven by Playwright.
 
-The ``browser`` fixture (one per test session) is a Playwright ``Browser``; a test opens pages
+The ``browser`` fixture (one per test module) is a Playwright ``Browser``; a test opens pages
 with ``browser.new_page()`` and closes them itself. Chromium is Debian's package, installed with
 apt-get when missing (as the nginx test installs nginx); Playwright only drives it through
 ``executable_path``, so no browser build is downloaded. When Chromium cannot be installed the
 tests fail rather than skip: what a browser sees would go untested.
 
-Playwright's sync API runs its own event loop: use it from plain (non-async) tests.
+Playwright's sync API runs its own event loop: use it from plain (non-async) tests. That loop
+is set as the main thread's running loop until Playwright stops, so the fixture stops it with
+each module: a session-wide one made every later ``asyncio.run`` test fail.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def install_chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """A headless Chromium (Playwright ``Browser``), closed when the session ends."""
     from playwright.sync_api import sync_playwright
