@@ -204,7 +204,10 @@ def bench_args(opts: dict) -> list[str]:
     if o.pop("echo", False):
         out.append("--echo")
     for key, value in o.items():
-        out += [f"--{key.replace('_', '-')}", str(value)]
+        if isinstance(value, bool):
+            out += [f"--{key.replace('_', '-')}"] if value else []
+        else:
+            out += [f"--{key.replace('_', '-')}", str(value)]
     return out
 
 
@@ -570,7 +573,8 @@ def main(argv=None) -> int:
                     rate = 2000.0 if args.smoke else f * min(LAT_MAX_RATE, peak or 0)
                     if rate <= 0:
                         continue
-                    opts = dict(mode="latency", conns=8, rate=round(rate),
+                    # The load generator has core 1 to itself: it may spin to pace within microseconds.
+                    opts = dict(mode="latency", conns=8, rate=round(rate), spin=True,
                                 duration=0.5 if args.smoke else args.lat_duration,
                                 warmup=0.0 if args.smoke else 0.5, drain=3.0)
                     res = loadgen(server, opts, timeout=budget(opts))

@@ -95,6 +95,7 @@ SCENARIOS = {
     "broadcast": (["--scenario", "broadcast", "--clients", "11", "--window", "8"], 2000, 10),
     "call": (["--scenario", "call", "echo@v1/echo", "--params", '{"n":1}', "--clients", "4"], 20000, 1),
     "open loop ping": (["--scenario", "ping", "--clients", "4", "--rate", "5000"], 5000, 1),
+    "open loop call, spinning": (["--scenario", "call", "echo@v1/echo", "--rate", "5000", "--spin"], 5000, 1),
     "padded relay": (["--scenario", "relay", "--clients", "2", "--payload-bytes", "1000"], 5000, 1),
 }
 
@@ -350,6 +351,7 @@ def test_slo_plot_and_table(echo_server, tmp_path):
     (["--scenario", "broadcast", "--procs", "2"], "one process"),
     (["--slo", "p99=fast"], "--slo"),
     (["--payload-bytes", "10"], "--payload-bytes"),
+    (["--spin"], "--rate"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(echo_server, tmp_path, args, message):
     server = echo_server("--clean")

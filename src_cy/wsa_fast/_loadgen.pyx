@@ -559,10 +559,12 @@ cdef class Conn(WSListener):
 cdef class Pacer:
     """Open loop: sends at a fixed total rate spread over senders, each message stamped with when it was due.
 
-    While messages are due within a millisecond it spins (call_soon), which paces within
-    microseconds rather than the event loop's millisecond timer grain; at lower rates it
-    sleeps until just before the next one. Latency is taken from each message's due time, so
-    a stall anywhere, the load generator's included, shows in the numbers (no coordinated omission).
+    By default it wakes every millisecond (the event loop's timer grain) and sends what fell
+    due, which costs little CPU; a message then waits up to a millisecond for its tick, and
+    that wait counts in its latency. With ``spin`` it polls the loop without sleeping while
+    messages are due within 2 ms, pacing within microseconds at the price of a busy core.
+    Latency is taken from each message's due time either way, so a stall anywhere, the load
+    generator's included, shows in the numbers (no coordinated omission).
     """
     cdef list senders
     cdef Py_ssize_t n_senders
@@ -571,16 +573,18 @@ cdef class Pacer:
     cdef double t0
     cdef int64_t issued
     cdef int64_t limit_outstanding
+    cdef bint spin
     cdef public bint running
     cdef object loop
     cdef Stats stats
 
-    def __cinit__(self, list senders, double rate, Stats stats, int64_t limit_outstanding):
+    def __cinit__(self, list senders, double rate, Stats stats, int64_t limit_outstanding, bint spin=False):
         self.senders = senders
         self.n_senders = len(senders)
         self.rate = rate
         self.stats = stats
         self.limit_outstanding = limit_outstanding
+        self.spin = spin
         self.running = False
 
     def start(self):
@@ -626,7 +630,9 @@ cdef class Pacer:
         for i in range(self.n_senders):
             (<Sender>self.senders[i]).flush()
         wait = self.t0 + (self.issued + 1) / self.rate - now_s()
-        if wait > 0.002:
+        if self.spin and wait <= 0.002:
+            self.loop.call_soon(self.tick)
+        elif self.spin:
             self.loop.call_later(wait - 0.001, self.tick)
         else:
-            self.loop.call_soon(self.tick)
+            self.loop.call_later(max(wait, 0.001), self.tick)

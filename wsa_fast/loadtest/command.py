@@ -38,6 +38,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     loop.add_argument("--rate", type=float, default=0.0, metavar="R",
                       help="open loop: messages (connect: connections) per second in total, paced; latency runs "
                            "from when each was due, so stalls are not hidden")
+    p.add_argument("--spin", action="store_true",
+                   help="open loop: pace within microseconds by keeping a core busy (default: 1 ms ticks, "
+                        "whose wait counts in the latency)")
     p.add_argument("--duration", type=float, default=10.0, metavar="S",
                    help="seconds of load (connect: seconds to hold the connections) (default 10)")
     p.add_argument("--warmup", type=float, default=0.0, metavar="S",
@@ -203,6 +206,8 @@ def validate(a) -> None:
         raise ValueError("--rx-form is for relay")
     if a.jwt_secret is None and not a.token_file and os.environ.get("WSA_JWT_SECRET"):
         a.jwt_secret = os.environ["WSA_JWT_SECRET"]
+    if a.spin and not a.rate:
+        raise ValueError("--spin paces the open loop: give --rate too")
     if a.echo and name != "ping":
         raise ValueError("--echo is for ping against an echo server")
 

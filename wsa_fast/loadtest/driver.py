@@ -284,7 +284,7 @@ class Driver:
             st.budget = share(a.max_messages, self.part, self.parts)[1]
         pacer = None
         if a.rate:
-            pacer = Pacer(self.senders, a.rate / self.parts, st, self.ring // 2)
+            pacer = Pacer(self.senders, a.rate / self.parts, st, self.ring // 2, a.spin)
             pacer.start()
         else:
             for s in self.senders:
@@ -371,7 +371,7 @@ class Driver:
 
 
 def settings_of(a) -> dict:
-    keys = ("scenario", "method", "clients", "window", "rate", "duration", "warmup", "form", "rx_form",
+    keys = ("scenario", "method", "clients", "window", "rate", "spin", "duration", "warmup", "form", "rx_form",
             "payload_bytes", "procs", "max_messages", "echo", "idle")
     out = {k: getattr(a, k, None) for k in keys}
     out["auth"] = "token-file" if a.token_file else "jwt" if a.jwt_secret else "dev"
