@@ -376,6 +376,8 @@ def settings_of(a) -> dict:
     out = {k: getattr(a, k, None) for k in keys}
     out["auth"] = "token-file" if a.token_file else "jwt" if a.jwt_secret else "dev"
     out["loop"] = "open" if a.rate else "closed"
+    if a.rate and a.scenario != "connect":
+        out["window"] = None  # the pacer, not a window, decides what is in flight
     return out
 
 
