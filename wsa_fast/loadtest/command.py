@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     from .results import ResultError
 
     args = build_parser().parse_args(["bench", *argv])
-    args.argv = [a for a in argv]  # --procs: each process gets the same command line and its part
+    args.argv = list(argv)  # --procs: each process gets the same command line and its part
     try:
         validate(args)
         slos = [results.parse_slo(s) for s in args.slo]

@@ -10,7 +10,7 @@ import asyncio
 import time
 
 from .._loadgen import monotonic
-from .driver import TICK_S, Driver, SetupError, share
+from .driver import TICK_S, Driver, SetupError, _call, share
 
 
 class ConnectScenario:
@@ -57,8 +57,6 @@ class ConnectScenario:
             await asyncio.gather(*(gated(k) for k in range(count)))
 
     async def run(self, on_tick, barrier) -> dict:
-        from .driver import _call
-
         d = self.d
         a = d.a
         first, count = share(a.clients, d.part, d.parts)

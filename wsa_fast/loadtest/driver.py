@@ -7,6 +7,7 @@ clients and of the rate (procs.py); alone, part 0 of 1 does everything.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import ssl
@@ -417,8 +418,6 @@ def _padded_params(params, pad: str):
 
 
 def _json(raw: bytes) -> dict:
-    import json
-
     try:
         value = json.loads(raw)
     except ValueError:

@@ -37,7 +37,7 @@ def run_all(args) -> dict:
 
 def run_children(args, tag: str, progress: Progress) -> dict:
     n = args.procs
-    argv = [a for a in args.argv]
+    argv = list(args.argv)
     children = [subprocess.Popen([sys.executable, "-m", "wsa_fast", "bench", *argv, "--part", f"{i}/{n}", "--tag", tag],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
                 for i in range(n)]
