@@ -223,24 +223,39 @@ def test_too_many_bad_messages_close_1008_and_the_server_waits_for_the_answer(ws
     close_and_finish(ws, 1008, "too many invalid messages")
 
 
-def test_a_frame_over_the_limit_closes_1009_while_the_client_is_still_sending_it(ws):
-    """The gateway judges the header, answers 1009 at once and skips the payload still arriving."""
+def test_a_frame_over_the_limit_is_skipped_to_its_end_then_closed_1009(ws):
+    """Judged on its header, skipped without being stored; the CLOSE waits for its last byte.
+
+    A browser still sending the message when the CLOSE arrives reports the close as not clean.
+    """
     ws.ping()
     big = b"x" * (4 * MAX)
     ws.send_frame(TEXT, big[:100], announce=len(big))
+    ws.silent()
+    ws.sock.sendall(big[100:])
     assert ws.recv_close() == (1009, "message too big")
-    ws.sock.sendall(big[100:])        # the rest of the frame, which nobody reads any more
+    ws.send_frame(PING, b"after the close")
     ws.silent()
     ws.send_close(1009)
     assert ws.server_closed_tcp()
 
 
-def test_a_message_over_the_limit_in_fragments_closes_1009_and_waits_for_the_answer(ws):
+def test_a_message_over_the_limit_in_fragments_is_skipped_to_its_last_then_closed_1009(ws):
     ws.send_frame(TEXT, b"[" + b"1," * (MAX // 4), fin=False)
     ws.send_frame(CONTINUATION, b"1," * (MAX // 2), fin=False)
-    assert ws.recv_close() == (1009, "message too big")
-    ws.send_frame(CONTINUATION, b"1]", fin=True)
+    ws.send_frame(PING, b"skipped too")
     ws.silent()
+    ws.send_frame(CONTINUATION, b"1]", fin=True)
+    assert ws.recv_close() == (1009, "message too big")
+    ws.send_close(1009)
+    assert ws.server_closed_tcp()
+
+
+def test_an_oversized_message_that_never_ends_is_closed_after_the_close_timeout(ws):
+    """The client stops half-way through: after 5 s the CLOSE goes out anyway."""
+    ws.send_frame(BINARY, b"x" * 100, announce=10 * MAX)
+    ws.sock.settimeout(30)
+    assert ws.recv_close() == (1009, "message too big")
     ws.send_close(1009)
     assert ws.server_closed_tcp()
 

@@ -91,7 +91,7 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     try:
         server = await loop.create_server(
             lambda: create_protocol(acceptor, picows_log, settings.max_message_size, READ_BUFFER_INIT,
-                                    HANDSHAKE_TIMEOUT),
+                                    HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT),
             settings.host,
             settings.port,
             # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.

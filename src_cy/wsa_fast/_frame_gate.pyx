@@ -9,6 +9,10 @@ picows's own wording and its disconnect 10 ms later. Once a CLOSE has been sent,
 gate or by the gateway, nothing more reaches picows: the gate skips frames by their length
 (without buffering them) until the peer's CLOSE arrives, then closes TCP first, as the
 server should (section 7.1.1). ``wsa_fast._gateway.Connection`` times out a silent peer.
+
+A message over ``max_message_size`` is skipped to its last fragment before the 1009 CLOSE
+goes out: a browser still sending it would otherwise hold unsent data when the CLOSE
+arrives, and report the close as not clean.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint64_t
@@ -17,12 +21,16 @@ from picows.picows cimport WSCloseCode, WSTransport
 
 from wsa_fast._codec cimport valid_utf8
 
+import asyncio
+
 from picows.picows import WSProtocol
 
-# What the gate is reading: the upgrade request, frames, frames after a CLOSE was sent, nothing.
+# What the gate is reading: the upgrade request, frames, the rest of an oversized message,
+# frames after a CLOSE was sent, nothing.
 cdef enum Mode:
     UPGRADE
     FRAMES
+    SKIP
     DISCARD
     DONE
 
@@ -46,7 +54,7 @@ cdef inline bint valid_close_code(int code) noexcept:
 
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
-                    double handshake_timeout):
+                    double handshake_timeout, double close_timeout):
     """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
 
     picows 2.3.1 internal: ``WSProtocol``'s positional arguments (api.py, ``ws_protocol_factory``);
@@ -61,7 +69,7 @@ def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ss
         max_message_size,           # picows's own frame limit: never reached, the gate checks first
         None,                       # extra headers
         read_buffer_init_size,
-    ), max_message_size)
+    ), max_message_size, close_timeout, asyncio.get_running_loop())
 
 
 cdef class FrameGate:
@@ -80,6 +88,11 @@ cdef class FrameGate:
     cdef uint64_t remaining             # payload bytes of the current frame still to come
     cdef int opcode                     # of the current frame
     cdef bint in_message                # a fragmented message is open (its continuation is expected)
+    cdef uint64_t message_size          # payload bytes of the open message, counted from the headers
+    cdef bint fin                       # the current frame ends its message
+    cdef double close_timeout           # how long an oversized message may take to end
+    cdef object skip_timer              # sends the 1009 if the oversized message never ends
+    cdef object loop
     cdef unsigned char mask[4]
     cdef bint in_payload                # the header is read, payload bytes follow
     cdef unsigned char close_payload[125]   # a CLOSE frame's payload, unmasked
@@ -89,8 +102,10 @@ cdef class FrameGate:
     cdef int error                      # the close code to send, or 0
     cdef bint peer_closed               # the peer's CLOSE is in: close TCP
 
-    def __cinit__(self, protocol, Py_ssize_t max_message_size):
+    def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, loop):
         self.protocol = protocol
+        self.loop = loop
+        self.close_timeout = close_timeout
         self.protocol_get_buffer = protocol.get_buffer
         self.protocol_buffer_updated = protocol.buffer_updated
         self.max_message_size = max_message_size
@@ -105,6 +120,9 @@ cdef class FrameGate:
 
     def connection_lost(self, exc):
         self.mode = DONE
+        if self.skip_timer is not None:
+            self.skip_timer.cancel()
+            self.skip_timer = None
         self.protocol.connection_lost(exc)
 
     def eof_received(self):
@@ -126,8 +144,8 @@ cdef class FrameGate:
 
     def buffer_updated(self, Py_ssize_t n):
         cdef bint forwarding
-        if self.mode == FRAMES and self.ws.is_close_frame_sent:
-            self.mode = DISCARD
+        if (self.mode == FRAMES or self.mode == SKIP) and self.ws.is_close_frame_sent:
+            self.enter_discard()            # the gateway closed (shutdown, replaced, ...)
         forwarding = self.mode == UPGRADE or self.mode == FRAMES
         self.handed = -1
         self.error = 0
@@ -139,14 +157,36 @@ cdef class FrameGate:
                 self.handed = n
             if self.handed > 0:
                 self.protocol_buffer_updated(self.handed)
-        if self.error and not self.ws.is_close_frame_sent:
-            listener = self.protocol.listener
-            if listener is not None:
-                listener.send_close(self.error, REASONS[self.error])
-            else:
-                self.ws.send_close(<WSCloseCode>self.error, REASONS[self.error])
+        if self.mode == SKIP and self.skip_timer is None:
+            self.skip_timer = self.loop.call_later(self.close_timeout, self.skipped_too_long)
+        if self.error:
+            self.send_close(self.error)
         if self.peer_closed:
             self.ws.disconnect()            # the peer has said its last word: close TCP first
+
+    def skipped_too_long(self):
+        self.skip_timer = None
+        if self.mode == SKIP:
+            self.enter_discard()
+            self.send_close(CLOSE_TOO_BIG)
+
+    cdef int send_close(self, int code) except -1:
+        """Close through the gateway's Connection (it flushes its output first and times the peer out)."""
+        if self.ws.is_close_frame_sent:
+            return 0
+        listener = self.protocol.listener
+        if listener is not None:
+            listener.send_close(code, REASONS[code])
+        else:
+            self.ws.send_close(<WSCloseCode>code, REASONS[code])
+        return 0
+
+    cdef int enter_discard(self) except -1:
+        self.mode = DISCARD
+        if self.skip_timer is not None:
+            self.skip_timer.cancel()
+            self.skip_timer = None
+        return 0
 
     # ---- the frame reader ----
 
@@ -187,6 +227,15 @@ cdef class FrameGate:
                     break
             # The frame is complete.
             self.in_payload = False
+            if self.mode == SKIP:
+                if self.opcode == CLOSE or (self.fin and self.opcode < CLOSE):
+                    # The oversized message is over (or the peer gave up): now the 1009.
+                    self.enter_discard()
+                    self.error = CLOSE_TOO_BIG
+                    if self.opcode == CLOSE:
+                        self.peer_closed = True
+                        self.mode = DONE
+                continue
             if self.opcode != CLOSE:
                 continue
             if self.mode == DISCARD:
@@ -202,11 +251,17 @@ cdef class FrameGate:
         return 0
 
     cdef int refuse(self, int code, Py_ssize_t frame_start) noexcept:
-        """A frame broke a rule: picows sees only what came before it; close with ``code``; skip the rest."""
+        """A frame broke a rule: picows sees only what came before it; close with ``code``; skip the rest.
+
+        An oversized message is skipped to its end first, and closed then (see the module docstring).
+        """
         if self.mode == FRAMES:
             self.handed = frame_start
-            self.error = code
-            self.mode = DISCARD
+            if code == CLOSE_TOO_BIG and self.opcode < CLOSE:
+                self.mode = SKIP
+            else:
+                self.error = code
+                self.mode = DISCARD
         return 0
 
     cdef Py_ssize_t find_request_end(self, unsigned char* p, Py_ssize_t pos, Py_ssize_t n) noexcept:
@@ -241,10 +296,11 @@ cdef class FrameGate:
         for i in range(4):
             self.mask[i] = self.head[at + i]
         self.opcode = opcode
+        self.fin = fin
         self.remaining = length
         self.close_len = 0
-        if self.mode == DISCARD:
-            return 0                        # closing: frames are only skipped
+        if self.mode != FRAMES:
+            return 0                        # skipping or closing: frames are only skipped
         if b0 & 0x70:
             return CLOSE_PROTOCOL_ERROR     # RSV bits without a negotiated extension
         if not (b1 & 0x80):
@@ -263,9 +319,10 @@ cdef class FrameGate:
                 return CLOSE_PROTOCOL_ERROR # a new message inside a fragmented one
         else:
             return CLOSE_PROTOCOL_ERROR     # reserved data opcode
-        if length > <uint64_t>self.max_message_size:
-            return CLOSE_TOO_BIG
         self.in_message = not fin
+        self.message_size = length if opcode != CONTINUATION else self.message_size + length
+        if self.message_size > <uint64_t>self.max_message_size:
+            return CLOSE_TOO_BIG            # a frame, or fragments so far, over the limit
         return 0
 
     cdef int check_close(self) noexcept:

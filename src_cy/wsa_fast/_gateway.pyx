@@ -35,7 +35,6 @@ from wsa_fast.ids import id_factory
 # picows keeps a Python enum for close codes; the application range (4000+) is passed as an int.
 cdef int CLOSE_REPLACED = 4001
 cdef int CLOSE_POLICY = 1008
-cdef int CLOSE_TOO_BIG = 1009
 cdef int CLOSE_GOING_AWAY = 1001
 cdef int CLOSE_INVALID_TEXT = 1007
 cdef int CLOSE_INTERNAL_ERROR = 1011
@@ -1004,9 +1003,7 @@ cdef class Connection(WSListener):
                 self.fragments.release()
                 self.fragments.append(frame.payload_ptr, frame.payload_size)
         elif kind == WSMsgType.CONTINUATION and self.in_fragments:
-            if self.fragments.size + frame.payload_size > self.gw.max_message_size:
-                self.close(CLOSE_TOO_BIG, "message too big")
-                return
+            # The FrameGate has counted the message's fragments against max_message_size already.
             self.fragments.append(frame.payload_ptr, frame.payload_size)
             if frame.fin:
                 self.in_fragments = False
