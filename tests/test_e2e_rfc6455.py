@@ -356,6 +356,13 @@ def test_an_unmasked_frame_closes_1002(ws):
     close_and_finish(ws, 1002, "protocol error")
 
 
+def test_an_oversized_close_frame_closes_1002_and_its_payload_is_skipped(ws):
+    """64 KiB announced for a CLOSE: refused on its header, its payload never stored."""
+    ws.send_frame(CLOSE, b"\x03\xe8" + b"x" * 65534)
+    assert ws.recv_close() == (1002, "protocol error")
+    assert ws.server_closed_tcp()
+
+
 def test_a_fragmented_control_frame_closes_1002(ws):
     ws.send_frame(PING, b"x", fin=False)
     close_and_finish(ws, 1002, "protocol error")

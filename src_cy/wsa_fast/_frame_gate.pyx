@@ -218,7 +218,8 @@ cdef class FrameGate:
             if self.remaining > 0:
                 take = <Py_ssize_t>min(<uint64_t>(n - pos), self.remaining)
                 if self.opcode == CLOSE:
-                    for i in range(take):
+                    # Only a CLOSE judged in FRAMES mode is known to fit; a refused or skipped one may not.
+                    for i in range(min(take, MAX_CONTROL_PAYLOAD - self.close_len)):
                         self.close_payload[self.close_len] = p[pos + i] ^ self.mask[self.close_len & 3]
                         self.close_len += 1
                 pos += take
