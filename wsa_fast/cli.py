@@ -10,6 +10,7 @@ from importlib import metadata
 
 from .app import App
 from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_LEVELS, ConfigError, Settings, load_settings
+from .picows_pin import PicowsMismatch, check_picows
 from .tls import server_context
 
 __all__ = ["main", "build_parser", "load_app"]
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {name: value for name, value in vars(args).items() if name != "command"}
     try:
+        check_picows()      # before anything imports the compiled modules, which cimport picows
         settings = load_settings(flags)
         logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
         app = load_app(settings.app) if settings.app is not None else None
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         from .server import run
 
         return run(settings, app)
-    except ConfigError as error:
+    except (ConfigError, PicowsMismatch) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -133,7 +133,7 @@ cdef class Connection(WSListener):
     cdef set held                       # senders not read from until this connection drains
     cdef int holds                      # backed-up receivers this connection waits on (reading paused while > 0)
 
-    cdef int handle(self, const char* data, Py_ssize_t n) except -1
+    cdef int handle(self, const char* data, Py_ssize_t n, bint padded) except -1
     cdef int flush(self) except -1
     cdef bint bind(self, str client_id) except -1
     cdef int close(self, int code, str reason) except -1
