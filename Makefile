@@ -7,7 +7,7 @@ SOURCES := pyproject.toml setup.py $(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_f
 GENERATED := $(patsubst %.pyx,%.cpp,$(wildcard src_cy/wsa_fast/*.pyx)) $(wildcard src_cy/wsa_fast/*.html)
 ARGS ?=
 
-.PHONY: install serve test test-js js testinstalled bench bench-cluster dist debug clean
+.PHONY: install serve test test-js js testinstalled bench bench-cluster dist debug sanitize fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,10 +50,36 @@ bench: $(VENV)/.installed-bench
 bench-cluster: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_cluster.py $(ARGS)
 
+# ASan+UBSan: the extensions rebuilt in a venv of their own; these tests run with every server they
+# start under the sanitizers, and any report fails the target (tests/sanitized.py; ~8 minutes here).
+SANITIZE_VENV ?= .venv-asan
+SANITIZE_TESTS ?= tests/test_codec_cases.py tests/test_codec_properties.py tests/test_e2e_protocol.py \
+	tests/test_e2e_hostile.py tests/test_e2e_session.py tests/test_e2e_rfc6455.py tests/test_e2e_user_code.py \
+	tests/test_memory_safety.py tests/test_cluster.py tests/test_fuzz_corpus.py
+SECONDS ?= 60
+
+$(SANITIZE_VENV)/.installed: $(SOURCES)
+	test -x $(SANITIZE_VENV)/bin/python || $(PYTHON) -m venv $(SANITIZE_VENV)
+	WSA_FAST_SANITIZE=1 $(SANITIZE_VENV)/bin/python -m pip install '.[test,fuzz]'
+	touch $@
+
+sanitize: $(SANITIZE_VENV)/.installed
+	$(SANITIZE_VENV)/bin/python tests/sanitized.py $(SANITIZE_VENV)/bin/python -P -m pytest $(SANITIZE_TESTS) $(ARGS)
+
+# SECONDS of the codec fuzzer (coverage of codec_py, on the normal build; its corpus then replayed
+# under the sanitizers), then SECONDS of the network fuzzer against a sanitized server.
+fuzz: $(VENV)/.installed-fuzz $(SANITIZE_VENV)/.installed
+	mkdir -p build/fuzz/codec
+	$(BIN)/python tests/fuzz/codec.py -max_total_time=$(SECONDS) -max_len=4096 build/fuzz/codec tests/fuzz/corpus/codec
+	$(SANITIZE_VENV)/bin/python tests/sanitized.py $(SANITIZE_VENV)/bin/python tests/fuzz/codec.py -runs=0 \
+		build/fuzz/codec tests/fuzz/corpus/codec
+	$(SANITIZE_VENV)/bin/python tests/sanitized.py $(SANITIZE_VENV)/bin/python tests/fuzz/network.py \
+		--seconds $(SECONDS) --findings build/fuzz/findings
+
 # Annotated HTML (src_cy/wsa_fast/*.html), line tracing and no optimisation, for profiling.
 debug: $(BIN)/python
 	WSA_FAST_DEBUG=1 $(BIN)/python -m pip install -e '.[test,bench]'
 	rm -f $(VENV)/.installed-*
 
 clean:
-	rm -rf build dist *.egg-info wsa_fast/*.so $(GENERATED) bench/build bench/*.c bench/*.so $(VENV)/.installed-* $(JS)/dist
+	rm -rf build dist $(SANITIZE_VENV)/.installed *.egg-info wsa_fast/*.so $(GENERATED) bench/build bench/*.c bench/*.so $(VENV)/.installed-* $(JS)/dist
