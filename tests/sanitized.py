@@ -6,7 +6,7 @@ The extensions must be an ASan+UBSan build (WSA_FAST_SANITIZE=1, installed in th
 venv). Python itself is not instrumented, so libasan is preloaded and PYTHONMALLOC=malloc
 sends every object through it; a use after free of a bytes object is then caught. The
 environment is inherited by every ``wsa-fast serve`` the tests start, whose stderr the tests
-swallow: reports go to files under build/sanitize/reports, and any file there fails the run.
+swallow: reports go to files under build/sanitize/reports-PID, and any file there fails the run.
 Leak detection is off: CPython does not free everything at exit, and those leaks are not ours.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORTS = ROOT / "build" / "sanitize" / "reports"
+# One folder per run, so that runs side by side (make sanitize beside make fuzz) keep theirs apart.
+REPORTS = ROOT / "build" / "sanitize" / f"reports-{os.getpid()}"
 
 
 def sanitizer_env() -> dict[str, str]:
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
     if reports:
         print(f"sanitized.py: {len(reports)} sanitizer report(s) in {REPORTS}", file=sys.stderr)
         return 1
+    REPORTS.rmdir()
     return status
 
 
