@@ -27,7 +27,10 @@ def frame(payload: bytes, opcode: int = TEXT, fin: bool = True, mask: Optional[b
         head += bytes([0x80 | 126]) + struct.pack("!H", n)
     else:
         head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    if not n:
+        return head + key
+    mask = (key * (n // 4 + 1))[:n]
+    return head + key + (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
 
 
 def fragments(payload: bytes, cuts: list[int], opcode: int = TEXT) -> bytes:

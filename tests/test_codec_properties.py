@@ -23,67 +23,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codec_oracle import FORMS, assert_agree, has_float, same_json, same_message, with_form
 from wsa_fast import _codec as compiled
 from wsa_fast import codec_py as pure
 from wsa_fast.grammar import MAX_NESTING, RESERVED_IDS
-from wsa_fast.message import COMPACT, VERBOSE, DecodeError, Message
-
-FORMS = (VERBOSE, COMPACT)
+from wsa_fast.message import COMPACT, Message
 # WSA_PROPERTY_SCALE=20 multiplies every example count, for a long hunt before a release.
 SCALE = float(os.environ.get("WSA_PROPERTY_SCALE", "1"))
 SETTINGS = settings(max_examples=int(300 * SCALE), deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 MANY = settings(SETTINGS, max_examples=int(800 * SCALE))
-
-# ---------------------------------------------------------------------------------------
-# Comparing outcomes
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """Equality of JSON values that tells 1, 1.0 and True apart, and -0.0 from 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return repr(a) == repr(b)
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def same_message(a: Message, b: Message) -> bool:
-    scalars = [n for n in Message.__slots__ if n not in ("params", "data")]
-    return (all(getattr(a, n) == getattr(b, n) for n in scalars)
-            and same_json(a.params, b.params) and same_json(a.data, b.data))
-
-
-def outcome(decode, raw: bytes):
-    """("ok", Message) or ("error", id, type, from_); any other exception fails the test."""
-    try:
-        return ("ok", decode(raw))
-    except DecodeError as exc:
-        return ("error", exc.id, exc.type, exc.from_)
-
-
-def assert_agree(raw: bytes):
-    """Both codecs give the same verdict on ``raw``; returns it."""
-    p = outcome(pure.decode, raw)
-    c = outcome(compiled.decode, raw)
-    if p[0] == "ok" and c[0] == "ok":
-        assert same_message(p[1], c[1]), f"{raw!r}\npure:     {p[1]!r}\ncompiled: {c[1]!r}"
-    else:
-        assert p == c, f"{raw!r}\npure:     {p!r}\ncompiled: {c!r}"
-    return p
-
-
-def with_form(msg: Message, form: int) -> Message:
-    copy = Message(msg.type, msg.from_, msg.to, msg.id)
-    for name in Message.__slots__:
-        setattr(copy, name, getattr(msg, name))
-    copy.form = form
-    return copy
-
 
 # ---------------------------------------------------------------------------------------
 # A JSON writer with a choice of spellings
@@ -600,16 +549,6 @@ def test_codecs_agree_on_every_prefix_region(case, cut):
 
 # ---------------------------------------------------------------------------------------
 # (b) round trips and (c) encoder agreement
-
-
-def has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_float(v) for v in value)
-    return False
 
 
 @MANY
