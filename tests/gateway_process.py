@@ -4,7 +4,7 @@
 (the console script installed beside this Python; ``make test`` installs it there), waits for
 its ``listening on ws://HOST:PORT`` (or ``wss://``) line and collects everything it writes. ``stop()`` (or the
 end of a ``with`` block) sends SIGTERM, then SIGKILL, and fails the test if the log holds a
-traceback, unless ``allow_tracebacks`` was given.
+traceback, unless ``allow_tracebacks`` was given, or a sanitizer report.
 
 Used by the fixtures in ``conftest.py`` and by ``wsa_ws.running_server``.
 """
@@ -30,6 +30,9 @@ LISTENING = re.compile(r"listening on (wss?)://([^\s:]+|\[[^\]]+\]):(\d+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 TRACEBACK = "Traceback (most recent call last)"
+# What AddressSanitizer and UndefinedBehaviorSanitizer print (make sanitize): GCC's UBSan writes to
+# stderr whatever its log_path says, so a report is looked for here as well.
+SANITIZER_REPORT = re.compile(r"runtime error: |ERROR: AddressSanitizer")
 
 
 class GatewayProcess:
@@ -127,6 +130,8 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._reader.join(5)
+        if check and SANITIZER_REPORT.search(self.log):
+            pytest.fail(f"the gateway wrote a sanitizer report:\n{self.log}", pytrace=False)
         if check and not self.allow_tracebacks and TRACEBACK in self.log:
             pytest.fail(f"the gateway wrote a traceback:\n{self.log}", pytrace=False)
 

@@ -6,8 +6,10 @@ The extensions must be an ASan+UBSan build (WSA_FAST_SANITIZE=1, installed in th
 venv). Python itself is not instrumented, so libasan is preloaded and PYTHONMALLOC=malloc
 sends every object through it; a use after free of a bytes object is then caught. The
 environment is inherited by every ``wsa-fast serve`` the tests start, whose stderr the tests
-swallow: reports go to files under build/sanitize/reports-PID, and any file there fails the run.
-Leak detection is off: CPython does not free everything at exit, and those leaks are not ours.
+swallow: ASan's reports go to files under build/sanitize/reports-PID, and any file there fails the
+run. GCC's UBSan prints to stderr whatever its log_path says, so it halts on its first report (the
+process fails) and tests/gateway_process.py fails a test whose server printed one. Leak detection is
+off: CPython does not free everything at exit, and those leaks are not ours.
 """
 from __future__ import annotations
 

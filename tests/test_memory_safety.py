@@ -56,12 +56,13 @@ async def test_app_send_event_reaches_a_connected_client_under_a_debug_allocator
         expect_fail(await a.recv(), "NOT_FOUND", id=id, to=a.cid)
 
 
-def test_first_decode_of_a_process_may_be_empty():
+def test_first_decode_of_a_process_may_be_empty(tmp_path):
     """The parser's buffer is not yet allocated at the first decode: an empty input must not copy into NULL."""
     code = ("from wsa_fast import _codec\n"
             "from wsa_fast.message import DecodeError\n"
             "try:\n    _codec.decode(b'')\nexcept DecodeError as e:\n    print('refused:', e.reason)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # Run outside the source tree, so that the installed build is the one imported (make sanitize's).
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "refused: not JSON\n"
 
