@@ -1,12 +1,15 @@
 """wsa-fast runs only on the picows release it is built against (wsa_fast/picows_pin.py).
 
 Another release is installed for real (pip, into a folder put first on PYTHONPATH) and
-`wsa-fast serve` must refuse it with one line and exit 2, before loading any compiled module.
+`wsa-fast serve` and `wsa-fast bench` must refuse it with one line and exit 2, before loading
+any compiled module.
 """
 from __future__ import annotations
 
 import subprocess
 import sys
+
+import pytest
 
 from gateway_process import ROOT, WSA_FAST
 
@@ -30,12 +33,20 @@ def test_build_and_runtime_pin_the_same_picows():
     assert build == runtime and build.startswith("picows==")
 
 
-def test_serve_refuses_another_picows_release_in_one_line(tmp_path):
+@pytest.fixture(scope="module")
+def other_picows(tmp_path_factory) -> str:
+    """A folder holding another picows release, really installed by pip."""
+    folder = tmp_path_factory.mktemp("picows")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder),
+                    f"picows=={OTHER_PICOWS}"], check=True, capture_output=True, timeout=300)
+    return str(folder)
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["bench", "ws://127.0.0.1:9/"]])
+def test_another_picows_release_is_refused_in_one_line(other_picows, command):
     pinned = pins()[1].split("==")[1]
     assert OTHER_PICOWS != pinned
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path),
-                    f"picows=={OTHER_PICOWS}"], check=True, capture_output=True, timeout=300)
-    done = subprocess.run([WSA_FAST, "serve", "--port", "0"], env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    done = subprocess.run([WSA_FAST, *command], env={"PYTHONPATH": other_picows, "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr

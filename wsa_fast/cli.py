@@ -26,6 +26,11 @@ log = logging.getLogger("wsa_fast.cli")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
+        try:
+            check_picows()      # its compiled module cimports picows too
+        except PicowsMismatch as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
         # Imported late: the load tester pulls in its compiled module and hdrhistogram.
         from .loadtest.command import main as bench
 
