@@ -1,13 +1,16 @@
 """The deployment of docs/deploy.md: three ``wsa-fast serve --nats`` nodes behind nginx.
 
-``deploy/nginx.conf`` is rendered into a temporary directory with the ports of three real
+The nginx configuration is rendered into a temporary directory with the ports of three real
 gateway nodes (joined by one real ``nats-server``) and run as it is with ``nginx -c``; every
-check then goes through nginx with the independent ``websockets`` library: the health check,
-the subprotocol handshake, and nine clients spread over the three nodes that reach each other
-(relay) and all hear each other's broadcasts, as if there were one gateway.
+check then goes through nginx with the independent ``websockets`` library over ``wss://``
+(a certificate from a CA the test makes): the health check, the subprotocol handshake, and nine
+clients spread over the three nodes that reach each other (relay) and all hear each other's
+broadcasts, as if there were one gateway. Each test runs twice: TLS terminated at nginx
+(``deploy/nginx.conf``, plain nodes) and TLS passed through to nodes serving ``wss://``
+themselves (``deploy/nginx-tls-passthrough.conf``, nginx's stream module).
 
-nginx is installed with apt-get when missing (Debian's ``nginx-light``, else ``nginx``); when
-it cannot be, the tests fail rather than skip, since the deployment guide would be untested.
+nginx is installed with apt-get when missing (Debian's ``nginx-light``, else ``nginx``, and
+``libnginx-mod-stream`` for the passthrough); when it cannot be, the tests fail rather than skip, since the deployment guide would be untested.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import asyncio
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -25,13 +29,18 @@ from urllib.parse import urlencode
 import pytest
 
 from apt import find_binary, install
+from tls_ca import TestCA
 from nats_server import NatsServer, free_port
 from wsa_ws import (
     FORMS, ROOT, SUBPROTOCOL, Clients, GatewayProcess, Peer, aio, encode, expect_fail, expect_response, http_get,
     new_id, uid,
 )
 
-CONF = ROOT / "deploy" / "nginx.conf"
+TERMINATED = "tls-terminated"
+PASSTHROUGH = "tls-passthrough"
+CONFS = {TERMINATED: ROOT / "deploy" / "nginx.conf", PASSTHROUGH: ROOT / "deploy" / "nginx-tls-passthrough.conf"}
+# Debian's dynamic stream module (libnginx-mod-stream).
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 NODES = 3
 CLIENTS = 9
 PLACEHOLDER = re.compile(r"@[A-Z0-9_]+@")
@@ -57,15 +66,19 @@ def nginx_binary() -> str:
     return find_nginx() or install("nginx", ("nginx-light", "nginx"), find_nginx)
 
 
-def render_conf(run_dir: Path, listen_port: int, node_ports: list[int]) -> Path:
-    """deploy/nginx.conf with its placeholders filled in, written into ``run_dir``."""
-    values = {"@RUN_DIR@": str(run_dir), "@LISTEN_ADDR@": "127.0.0.1", "@LISTEN_PORT@": str(listen_port)}
+def find_stream_module() -> Optional[str]:
+    return str(STREAM_MODULE) if STREAM_MODULE.exists() else None
+
+
+def render_conf(conf: Path, run_dir: Path, listen_port: int, node_ports: list[int], extra: dict[str, str]) -> Path:
+    """``conf`` with its placeholders filled in, written into ``run_dir``."""
+    values = {"@RUN_DIR@": str(run_dir), "@LISTEN_ADDR@": "127.0.0.1", "@LISTEN_PORT@": str(listen_port), **extra}
     values.update({f"@NODE{n}_PORT@": str(port) for n, port in enumerate(node_ports, 1)})
-    text = CONF.read_text()
+    text = conf.read_text()
     for placeholder, value in values.items():
-        assert placeholder in text, f"{CONF} has no {placeholder}"
+        assert placeholder in text, f"{conf} has no {placeholder}"
         text = text.replace(placeholder, value)
-    assert not PLACEHOLDER.findall(text), f"{CONF} has placeholders the test does not fill: {PLACEHOLDER.findall(text)}"
+    assert not PLACEHOLDER.findall(text), f"{conf} has placeholders the test does not fill: {PLACEHOLDER.findall(text)}"
     path = run_dir / "nginx.conf"
     path.write_text(text)
     return path
@@ -81,7 +94,7 @@ class Nginx:
         self.command = [binary, "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", str(conf)]
         checked = subprocess.run([*self.command, "-t"], capture_output=True, text=True, timeout=30)
         # With -e, nginx writes its verdict to that file rather than to stderr.
-        assert checked.returncode == 0, f"nginx -t refuses {CONF}:\n{checked.stderr}{self.log}"
+        assert checked.returncode == 0, f"nginx -t refuses {conf}:\n{checked.stderr}{self.log}"
         self.output = open(run_dir / "nginx.out", "wb")
         self.proc = subprocess.Popen([*self.command, "-g", "daemon off;"], stdin=subprocess.DEVNULL,
                                      stdout=self.output, stderr=subprocess.STDOUT)
@@ -128,14 +141,15 @@ class Deployment:
     """nginx in front of the nodes; ``host``, ``port`` and ``url_for`` as a GatewayProcess has them,
     so ``Clients``, ``open_ws`` and ``http_get`` of wsa_ws.py connect through nginx."""
 
-    def __init__(self, nginx: Nginx, nodes: list[GatewayProcess]) -> None:
+    def __init__(self, nginx: Nginx, nodes: list[GatewayProcess], ssl_context: ssl.SSLContext) -> None:
         self.nginx = nginx
         self.nodes = nodes
         self.host = "127.0.0.1"
         self.port = nginx.port
+        self.ssl_context = ssl_context      # how clients verify wss://, whoever terminates TLS
 
     def url_for(self, path: str = "/", **query: str) -> str:
-        url = f"ws://{self.host}:{self.port}{path}"
+        url = f"wss://{self.host}:{self.port}{path}"
         return f"{url}?{urlencode(query)}" if query else url
 
 
@@ -145,18 +159,30 @@ def nats() -> Iterator[NatsServer]:
         yield server
 
 
-@pytest.fixture
-def deployment(nats, start_gateway, nginx_binary) -> Iterator[Deployment]:
-    """Three nodes on one NATS server, behind deploy/nginx.conf; stopped nginx first, NATS last."""
-    nodes = [start_gateway("--nats", nats.url) for _ in range(NODES)]
+@pytest.fixture(params=[TERMINATED, PASSTHROUGH])
+def deployment(request, nats, start_gateway, nginx_binary) -> Iterator[Deployment]:
+    """Three nodes on one NATS server, behind nginx with TLS terminated there or passed through to
+    the nodes; stopped nginx first, NATS last."""
     # nginx's workers may drop root: the directory must be reachable by them, so not pytest's 0700 tmp_path.
     with tempfile.TemporaryDirectory(prefix="wsa-nginx-") as tmp:
         run_dir = Path(tmp)
         run_dir.chmod(0o755)
+        ca = TestCA(run_dir)
+        issued = ca.issue("gateway")
+        if request.param == TERMINATED:
+            nodes = [start_gateway("--nats", nats.url) for _ in range(NODES)]
+            extra = {"@TLS_CERT@": str(issued.cert), "@TLS_KEY@": str(issued.key)}
+        else:
+            tls = ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key)]
+            nodes = [start_gateway("--nats", nats.url, *tls) for _ in range(NODES)]
+            module = find_stream_module() or install("nginx's stream module", ("libnginx-mod-stream",),
+                                                     find_stream_module)
+            extra = {"@STREAM_MODULE@": module}
         listen_port = free_port()
-        nginx = Nginx(nginx_binary, render_conf(run_dir, listen_port, [n.port for n in nodes]), run_dir, listen_port)
+        conf = render_conf(CONFS[request.param], run_dir, listen_port, [n.port for n in nodes], extra)
+        nginx = Nginx(nginx_binary, conf, run_dir, listen_port)
         try:
-            yield Deployment(nginx, nodes)
+            yield Deployment(nginx, nodes, ca.client_context())
         finally:
             nginx.stop()
 
@@ -215,7 +241,7 @@ async def relay(a: Peer, b: Peer, n: int) -> None:
 # ---------------------------------------------------------------- the tests
 
 def test_healthz_through_nginx_answers_200_ok(deployment):
-    status, body = http_get(deployment, "/healthz")
+    status, body = http_get(deployment, "/healthz", context=deployment.ssl_context)
     assert status == 200, deployment.nginx.log
     assert body.strip() == b"ok"
 

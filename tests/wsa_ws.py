@@ -318,6 +318,9 @@ async def open_ws(server: GatewayProcess, form: str = "verbose", how: Optional[s
     if how == "query":
         query.setdefault("format", form)
     url = server.url_for(path, **query)
+    # A server reached over wss:// may say how to verify it (a test CA).
+    if getattr(server, "ssl_context", None) is not None:
+        kw.setdefault("ssl", server.ssl_context)
     return await connect(url, subprotocols=subprotocols, additional_headers=headers, compression=None,
                          open_timeout=REPLY_TIMEOUT, close_timeout=1, **kw)
 

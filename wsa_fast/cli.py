@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 
 from .app import App
-from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_LEVELS, ConfigError, Settings, load_settings
+from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_FORMATS, LOG_LEVELS, ConfigError, Settings, load_settings
 from .picows_pin import PicowsMismatch, check_picows
 from .tls import server_context
 
@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_picows()      # before anything imports the compiled modules, which cimport picows
         settings = load_settings(flags)
-        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+        _configure_logging(settings)
         app = load_app(settings.app) if settings.app is not None else None
         # Read once here so a bad certificate is a start-up error; each worker loads its own.
         server_context(settings)
         _check_auth(settings, app)
+        _check_origins(settings)
         # Imported late: the server pulls in the compiled modules, which --help and config errors never need.
         if settings.workers > 1:
             from .supervisor import supervise
@@ -114,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="PEM_FILE",
                        help="certificate chain: with --tls-key, serve wss:// (re-read on SIGHUP)")
     serve.add_argument("--tls-key", metavar="PEM_FILE", help="private key of --tls-cert")
+    serve.add_argument("--admin-host", metavar="HOST",
+                       help=f"address of --admin-port (default {defaults.admin_host})")
+    serve.add_argument("--admin-port", type=int, metavar="PORT",
+                       help="serve /metrics, /healthz and /readyz on this port instead of the public one")
+    serve.add_argument("--log-format", choices=LOG_FORMATS,
+                       help=f"text, or json: one object per line (default {defaults.log_format})")
+    serve.add_argument("--allowed-origins", metavar="ORIGIN[,...]",
+                       help="origins browsers may connect from, * for any (default: any; warned about off loopback)")
     serve.add_argument("--nats-ca-file", metavar="PEM_FILE",
                        help="CAs to verify the NATS servers' TLS certificates with (default: the system's)")
     serve.add_argument("--nats-creds-file", metavar="FILE", help="NATS credentials file (user JWT and NKEY seed)")
@@ -156,6 +165,24 @@ def _check_auth(settings: Settings, app: object) -> None:
         "no --auth given: using %s auth on loopback host %s; any client may claim any id without credentials",
         mode, settings.host,
     )
+
+
+def _configure_logging(settings: Settings) -> None:
+    if settings.log_format == "json":
+        from .log_json import JsonFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    else:
+        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+
+
+def _check_origins(settings: Settings) -> None:
+    """Browsers send their page's Origin: off loopback, not checking it lets any site use a visitor's login."""
+    if settings.allowed_origins is None and not settings.on_loopback:
+        log.warning("no allowed_origins set while serving %s: a web page from any site may open WebSockets "
+                    "here with its visitors' cookies; list your sites' origins (--allowed-origins)", settings.host)
 
 
 def _version() -> str:

@@ -19,7 +19,7 @@ else:
 __all__ = [
     "ConfigError", "Settings", "load_settings",
     "AUTH_DEV", "AUTH_JWT", "AUTH_TOKENS_PREFIX", "DEFAULT_JWT_ALGORITHMS",
-    "DUPLICATE_LOGIN_MODES", "ID_STYLES", "LOG_LEVELS",
+    "DUPLICATE_LOGIN_MODES", "ID_STYLES", "LOG_FORMATS", "LOG_LEVELS",
 ]
 
 AUTH_DEV = "dev"
@@ -29,6 +29,7 @@ DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256", "RS256", "ES256")
 DUPLICATE_LOGIN_MODES = ("replace", "reject")
 ID_STYLES = ("iso8601", "short")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 MAX_WORKERS = 256
 # cluster_name starts every NATS subject, so it must be one subject token.
 CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -85,6 +86,12 @@ class Settings:
     # PEM certificate chain and private key: both given, the gateway serves wss:// (re-read on SIGHUP).
     tls_cert: str | None = None
     tls_key: str | None = None
+    # A port of its own for /metrics, /healthz and /readyz (None: they answer on the public port).
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
+    log_format: str = "text"
+    # Origins a browser may open a WebSocket from ("*": any). None: any, warned about off loopback.
+    allowed_origins: tuple[str, ...] | None = None
     # PEM file of the CAs that sign the NATS servers' certificates (default: the system's CAs).
     nats_ca_file: str | None = None
     # NATS credentials file (user JWT + NKEY seed, as nsc writes it), or a file holding a user NKEY seed.
@@ -115,6 +122,13 @@ class Settings:
         _require_choice("duplicate_login", self.duplicate_login, DUPLICATE_LOGIN_MODES)
         _require_choice("id_style", self.id_style, ID_STYLES)
         _require_choice("log_level", self.log_level, LOG_LEVELS)
+        _require_choice("log_format", self.log_format, LOG_FORMATS)
+        _require(bool(self.admin_host), "admin_host", "admin_host must not be empty")
+        if self.admin_port is not None:
+            _require(0 <= self.admin_port <= 65535, "admin_port",
+                     f"admin_port must be between 0 and 65535, got {self.admin_port}")
+            _require(self.admin_port != self.port or self.admin_port == 0 or self.admin_host != self.host,
+                     "admin_port", f"admin_port must differ from port ({self.port})")
         for name in ("max_message_size", "max_bad_messages", "send_buffer_limit"):
             value = getattr(self, name)
             _require(value >= 1, name, f"{name} must be at least 1, got {value}")
@@ -172,6 +186,20 @@ class Settings:
     def scheme(self) -> str:
         """``wss`` when the gateway terminates TLS itself, else ``ws``."""
         return "wss" if self.tls_cert is not None else "ws"
+
+    @property
+    def on_loopback(self) -> bool:
+        return _is_loopback(self.host)
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a browser page from ``origin`` (its Origin header) may open a WebSocket here."""
+        if self.allowed_origins is None or "*" in self.allowed_origins:
+            return True
+        return origin.rstrip("/").lower() in self._allowed_origins
+
+    @functools.cached_property
+    def _allowed_origins(self) -> frozenset[str]:
+        return frozenset(o.rstrip("/").lower() for o in self.allowed_origins or ())
 
     def resolved_auth(self) -> str:
         """The auth mode to run: ``auth`` if chosen, else dev on a loopback host (the caller warns)."""

@@ -31,13 +31,17 @@ from .tls import reload_certificate, server_context
 __all__ = ["run", "serve", "listen_error", "PROTOCOLS"]
 
 log = logging.getLogger("wsa_fast.server")
+# What clients do wrong: INFO at most, rate-limited (wsa_fast.client_log).
+client_events = logging.getLogger(client_log.CLIENT_LOGGER)
 
 # Sec-WebSocket-Protocol names of the two forms (profile section 1).
 PROTOCOLS = {"wsa.v1": VERBOSE, "wsa.v1.compact": COMPACT}
 FORMATS = {"verbose": VERBOSE, "compact": COMPACT}
-HEALTH_PATH = "/healthz"
+# Plain-HTTP endpoints, on the public port or on --admin-port.
+HEALTH_PATH, READY_PATH, METRICS_PATH = b"/healthz", b"/readyz", b"/metrics"
+# An admin request is headers only.
+ADMIN_REQUEST_SIZE = 65536
 WS_VERSION = "13"
-METRICS_PATH = "/metrics"
 # How often a worker writes the gauges it does not keep current (pending requests) for scrapes.
 GAUGE_REFRESH = 1.0
 # A new connection starts with picows's smallest read buffer; it doubles for bigger messages.
@@ -73,7 +77,9 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     if metrics is None:
         metrics = MetricsBlock(1, app)
     gateway = Gateway(settings, app, authenticator, loop, metrics=metrics.worker((worker or 1) - 1))
-    acceptor = _acceptor(gateway, authenticator, metrics)
+    acceptor = _acceptor(gateway, authenticator)
+    if settings.admin_port is None:
+        acceptor = _with_admin(acceptor, gateway, metrics)
     if app is not None:
         app.attach(gateway)
     cluster = None
@@ -100,6 +106,17 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         )
     except OSError as error:
         raise listen_error(settings.host, settings.port, error) from None
+    admin = None
+    if settings.admin_port is not None:
+        # Plain HTTP on a private address; it outlives the public port during a drain, for /readyz.
+        admin_acceptor = _with_admin(lambda request: _refuse(404, b"not found\n"), gateway, metrics)
+        try:
+            admin = await loop.create_server(
+                lambda: create_protocol(admin_acceptor, picows_log, ADMIN_REQUEST_SIZE, READ_BUFFER_INIT,
+                                        HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT),
+                settings.admin_host, settings.admin_port, reuse_port=settings.workers > 1)
+        except OSError as error:
+            raise listen_error(settings.admin_host, settings.admin_port, error) from None
     # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -108,6 +125,8 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, settings)
     port = server.sockets[0].getsockname()[1]
     if worker is None:
+        if admin is not None:
+            log.info("admin endpoints on http://%s:%d", settings.admin_host, admin.sockets[0].getsockname()[1])
         log.info("listening on %s://%s:%d (auth: %s)", settings.scheme, settings.host, port,
                  type(authenticator).__name__)
     else:
@@ -132,6 +151,8 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     gauges.cancel()
     if cluster is not None:
         await cluster.close()
+    if admin is not None:
+        admin.close()
     log.info("stopped")
     return 0
 
@@ -150,7 +171,35 @@ def listen_error(host: str, port: int, error: OSError) -> ConfigError:
     return ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}", "port")
 
 
-def _acceptor(gateway: Gateway, authenticator: Any, metrics: MetricsBlock):
+def _with_admin(accept: Callable[[WSUpgradeRequest], WSUpgradeResponseWithListener], gateway: Gateway,
+                metrics: MetricsBlock) -> Callable[[WSUpgradeRequest], WSUpgradeResponseWithListener]:
+    """``accept``, answering /healthz, /readyz and /metrics first (plain HTTP, no upgrade)."""
+
+    def answer(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        path = request.path.partition(b"?")[0]
+        if path == HEALTH_PATH:
+            return _answer(WSUpgradeResponse.create_ok_response(b"ok\n"))
+        if path == READY_PATH:
+            # Serving (it answers), not draining, and with NATS, connected to it.
+            if gateway.draining:
+                return _refuse(503, b"draining\n")
+            if gateway.settings.nats is not None and not gateway.cluster_up:
+                return _refuse(503, b"not connected to NATS\n")
+            return _answer(WSUpgradeResponse.create_ok_response(b"ready\n"))
+        if path == METRICS_PATH:
+            gateway.refresh_gauges()
+            return _answer(WSUpgradeResponse.create_ok_response(metrics.render(),
+                                                                {"Content-Type": METRICS_CONTENT_TYPE}))
+        return accept(request)
+
+    return answer
+
+
+def _answer(response: WSUpgradeResponse) -> WSUpgradeResponseWithListener:
+    return WSUpgradeResponseWithListener(response, None)
+
+
+def _acceptor(gateway: Gateway, authenticator: Any):
     """The picows listener factory: pick the form, check a handshake token, make a Connection."""
 
     def accept(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
@@ -158,13 +207,11 @@ def _acceptor(gateway: Gateway, authenticator: Any, metrics: MetricsBlock):
             url = urlsplit(request.path.decode("latin-1"))
         except ValueError:
             return _refuse(400, b"invalid request target\n")
-        if url.path == HEALTH_PATH:
-            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_ok_response(b"ok\n"), None)
-        if url.path == METRICS_PATH:
-            gateway.refresh_gauges()
-            body = metrics.render()
-            return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_ok_response(body, {"Content-Type": METRICS_CONTENT_TYPE}), None)
+        origin = request.headers.get("Origin")
+        if origin is not None and not gateway.settings.origin_allowed(origin):
+            # A page from another site must not use its visitors' credentials here (cross-site WebSocket hijacking).
+            client_events.info("refused an upgrade from origin %r", origin)
+            return _refuse(403, b"origin not allowed\n")
         if request.headers.get("Sec-WebSocket-Version", WS_VERSION) != WS_VERSION:
             # RFC 6455 section 4.2.2: name the version this server speaks.
             return _refuse(426, b"only WebSocket version 13 is supported\n", {"Sec-WebSocket-Version": WS_VERSION})

@@ -43,19 +43,22 @@ EXIT_USAGE = 2
 
 def supervise(settings: Settings, app: Any = None) -> int:
     embedded = None
-    reserved = None
+    reserved: list[socket.socket] = []
     try:
         # Bind before anything starts: a port in use or a host that does not resolve is one line, exit 2.
         # Port 0 is picked here once for every worker; the socket holds it (bound, never listening) meanwhile.
-        reserved = _reserve(settings.host, settings.port)
-        settings = dataclasses.replace(settings, port=reserved.getsockname()[1])
+        reserved.append(_reserve(settings.host, settings.port))
+        settings = dataclasses.replace(settings, port=reserved[0].getsockname()[1])
         if settings.nats is None:
             embedded = EmbeddedNats(settings.max_message_size)
             settings = dataclasses.replace(settings, nats=embedded.url)
+        if settings.admin_port is not None:
+            reserved.append(_reserve(settings.admin_host, settings.admin_port))
+            settings = dataclasses.replace(settings, admin_port=reserved[-1].getsockname()[1])
         return Supervisor(settings, app, embedded).run()
     finally:
-        if reserved is not None:
-            reserved.close()
+        for sock in reserved:
+            sock.close()
         if embedded is not None:
             embedded.stop()
 
@@ -200,6 +203,8 @@ class Supervisor:
             self.announced = True
             # Server addresses only: a NATS URL may carry a password.
             nats = ", ".join(map(repr, parse_servers(self.settings.nats)))
+            if self.settings.admin_port is not None:
+                log.info("admin endpoints on http://%s:%d", self.settings.admin_host, self.settings.admin_port)
             log.info("listening on %s://%s:%d (%d workers, NATS %s)", self.settings.scheme, self.settings.host,
                      self.settings.port, len(self.workers), nats)
 
