@@ -199,6 +199,8 @@ def bench_args(opts: dict) -> list[str]:
             out += ["--rx-form", "compact"]
     elif mode == "broadcast":
         out += ["--scenario", "broadcast", "--clients", str(o.pop("receivers", 32) + 1)]
+    elif mode == "connect":
+        out += ["--scenario", "connect", "--clients", str(conns)]
     else:
         raise ValueError(f"unknown mode {mode}")
     if o.pop("echo", False):
