@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := pyproject.toml setup.py $(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp src_cy/wsa_fast/*.cpp)
-# What Cython generates from the .pyx files; simdjson_build.cpp beside them is a source.
+# What Cython generates from the .pyx files; the other .cpp files beside them are sources.
 GENERATED := $(patsubst %.pyx,%.cpp,$(wildcard src_cy/wsa_fast/*.pyx)) $(wildcard src_cy/wsa_fast/*.html)
+SOURCES := pyproject.toml setup.py $(filter-out $(GENERATED),$(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp src_cy/wsa_fast/*.cpp))
 ARGS ?=
 
 .PHONY: install serve test test-js js testinstalled bench bench-cluster dist debug sanitize fuzz clean
@@ -75,6 +75,12 @@ fuzz: $(VENV)/.installed-fuzz $(SANITIZE_VENV)/.installed
 		build/fuzz/codec tests/fuzz/corpus/codec
 	$(SANITIZE_VENV)/bin/python tests/sanitized.py $(SANITIZE_VENV)/bin/python tests/fuzz/network.py \
 		--seconds $(SECONDS) --findings build/fuzz/findings
+
+# The sdist, a manylinux wheel built from it, and the protocol tests against that wheel installed
+# in a fresh venv (tools/dist.py); leaves both in dist/.
+dist: $(BIN)/python
+	$(BIN)/python -m pip install -q --group dist
+	$(BIN)/python tools/dist.py
 
 # Annotated HTML (src_cy/wsa_fast/*.html), line tracing and no optimisation, for profiling.
 debug: $(BIN)/python

@@ -1,6 +1,5 @@
 """Build the Cython hot path. simdjson's amalgamated sources come from the pysimdjson wheel."""
 import os
-import platform
 import sys
 
 from Cython.Build import cythonize
@@ -15,10 +14,10 @@ DEBUG = os.environ.get("WSA_FAST_DEBUG") == "1"
 SANITIZE = os.environ.get("WSA_FAST_SANITIZE") == "1"
 
 cxx_args = ["-std=c++17", "-O0" if DEBUG else "-O3", "-g" if DEBUG else "-g0"]
-# simdjson On-Demand picks its SIMD kernel at compile time: build for the CPU it runs on
-# (wheels set WSA_FAST_MARCH to a portable baseline such as x86-64-v2).
-march = os.environ.get("WSA_FAST_MARCH", "native")
-if march and platform.machine().lower() in ("x86_64", "amd64", "i686"):
+# Portable by default: the build runs on any CPU of its platform. WSA_FAST_MARCH=native tunes a
+# from-source build to this CPU (its .so may then crash elsewhere with an illegal instruction).
+march = os.environ.get("WSA_FAST_MARCH", "")
+if march:
     cxx_args.append(f"-march={march}")
 if sys.platform != "win32":
     cxx_args.append("-fvisibility=hidden")
@@ -38,7 +37,7 @@ def extension(name, *extra_sources):
         f"wsa_fast.{name}",
         [os.path.join(CY_DIR, f"{name}.pyx"), *extra_sources],
         include_dirs=[CY_DIR, SIMDJSON_DIR],
-        depends=[os.path.join(CY_DIR, "wsa_parse.hpp")],
+        depends=[os.path.join(CY_DIR, f"{h}.hpp") for h in ("wsa_parse", "wsa_decoder", "wsa_kernel")],
         language="c++",
         extra_compile_args=cxx_args,
         extra_link_args=link_args,
@@ -47,7 +46,9 @@ def extension(name, *extra_sources):
 
 
 extensions = [
-    extension("_codec", os.path.join(CY_DIR, "simdjson_build.cpp")),
+    # The decoder on simdjson's builtin kernel and, for portable x86-64 builds, on each SIMD kernel.
+    extension("_codec", *(os.path.join(CY_DIR, f"{unit}.cpp") for unit in (
+        "simdjson_build", "wsa_kernels", "wsa_kernel_icelake", "wsa_kernel_haswell", "wsa_kernel_westmere"))),
     extension("_routing"),
     extension("_gateway"),
     extension("_frame_gate"),

@@ -34,12 +34,15 @@ SERVER_CORE, LOADGEN_CORE = 0, 1
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
 DEFAULT_GATEWAY_CMD = f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app"
 
+LARGE_TEXT = ("The quick brown fox jumps over the lazy dog; caf\u00e9 \"quoted\" and \\escaped\\. " * 64)[:4096]
 # Closed-loop scenarios. Floors only answer pings (they echo), so only ping scenarios run on them.
 SCENARIOS = {
     "ping": dict(mode="ping", conns=8, window=64),
     "ping-compact": dict(mode="ping", form="compact", conns=8, window=64),
     "relay": dict(mode="relay", conns=8, window=64),
     "relay-mixed": dict(mode="relay-mixed", conns=8, window=64),
+    # relay with 4 KiB of params text: the decoder's SIMD scan of the payload dominates.
+    "relay-large": dict(mode="relay", conns=8, window=64, text=LARGE_TEXT),
     "broadcast": dict(mode="broadcast", receivers=32, window=8),
     # A sync Python handler (bench_app.py) answering each request: what the gateway adds around user code.
     "handler": dict(mode="handler", conns=8, window=64),
@@ -302,7 +305,7 @@ def budget(opts: dict) -> float:
 def runs_on(scenario: str, server: str, is_floor: bool) -> bool:
     if is_floor:
         return scenario in FLOOR_SCENARIOS
-    return scenario not in GATEWAY_ONLY or server == "wsa-fast"
+    return scenario not in GATEWAY_ONLY or server.startswith("wsa-fast")
 
 
 def scenario_label(scenario: str) -> str:
@@ -334,6 +337,13 @@ def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
             specs.append((name, gateway_cmd, False))
         else:
             raise SystemExit(f"unknown server {name!r}; known: {', '.join(ALL_SERVERS)}")
+    for spec in args.gateway:
+        # Another build of the gateway, measured in the same run (e.g. a portable and a -march=native build).
+        name, _, cmd = spec.partition("=")
+        argv = shlex.split(cmd)
+        if not name.startswith("wsa-fast-") or not argv or shutil.which(argv[0]) is None:
+            raise SystemExit(f"--gateway {spec!r}: want wsa-fast-NAME=CMD with CMD an existing command")
+        specs.append((name, argv, False))
     return specs
 
 
@@ -496,6 +506,8 @@ def parse(argv=None):
                    help=f"comma list of {', '.join(SCENARIOS)}, latency")
     p.add_argument("--server-cmd", default=DEFAULT_GATEWAY_CMD,
                    help="command of the gateway under test ({port} is replaced)")
+    p.add_argument("--gateway", action="append", default=[], metavar="wsa-fast-NAME=CMD",
+                   help="one more gateway under test, run like wsa-fast ({port} is replaced); repeatable")
     p.add_argument("--lat-duration", type=float, default=2.0, help="measured seconds per latency point")
     p.add_argument("--lat-fractions", default=",".join(map(str, LAT_FRACTIONS)),
                    help="offered load as fractions of each server's measured ping peak")

@@ -5,9 +5,6 @@ from libcpp cimport bool as cbool
 cdef extern from "simdjson.h" namespace "simdjson":
     size_t SIMDJSON_PADDING
 
-    cdef cppclass OdParser "simdjson::ondemand::parser":
-        OdParser() except +
-
     cbool simdjson_validate_utf8 "simdjson::validate_utf8"(const char* p, size_t n) nogil
 
 
@@ -68,12 +65,17 @@ cdef extern from "wsa_parse.hpp" namespace "wsa":
         Str readable_from
         int readable_type
 
-    void wsa_parse "wsa::parse"(OdParser& parser, const char* buf, size_t n, size_t capacity, WsaMsg* m) nogil
+    # One On-Demand parser of the simdjson kernel this CPU runs best (wsa_kernels.cpp picks it).
+    cdef cppclass KernelParser "wsa::Parser":
+        void parse(const char* buf, size_t n, size_t capacity, WsaMsg* m) nogil
+    KernelParser* new_parser "wsa::new_parser"() except +
+    const char* wsa_kernel_name "wsa::kernel_name"()
+    const char* wsa_compiled_kernels "wsa::compiled_kernels"()
     cbool is_client_id(Str s) nogil
 
 
 cdef class Parser:
-    cdef OdParser* _parser          # one On-Demand parser reused for every message
+    cdef KernelParser* _parser      # one On-Demand parser reused for every message
     cdef char* _buf                 # padded copy of the payload being parsed
     cdef size_t _capacity           # usable bytes of _buf, padding excluded
     cdef WsaMsg msg                 # the last result; views die at the next parse

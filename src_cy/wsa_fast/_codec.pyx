@@ -130,7 +130,7 @@ cdef class Parser:
     """Decodes one message at a time; each result lives until the next parse."""
 
     def __cinit__(self):
-        self._parser = new OdParser()
+        self._parser = new_parser()
         # Allocated now, so that even the first parse (of 0 bytes) copies into real memory.
         self._buf = <char*>PyMem_Malloc(SIMDJSON_PADDING)
         if self._buf == NULL:
@@ -155,7 +155,7 @@ cdef class Parser:
 
     cdef WsaMsg* parse_padded(self, const char* data, size_t n) noexcept:
         """Parse in place: the caller guarantees SIMDJSON_PADDING readable bytes after ``data + n``."""
-        wsa_parse(self._parser[0], data, n, n + SIMDJSON_PADDING, &self.msg)
+        self._parser.parse(data, n, n + SIMDJSON_PADDING, &self.msg)
         return &self.msg
 
 
@@ -401,6 +401,16 @@ cdef _Scratch scratch():
     except AttributeError:
         _per_thread.scratch = _Scratch()
         return <_Scratch>_per_thread.scratch
+
+
+def kernel() -> str:
+    """The simdjson kernel the decoder runs on this CPU (``SIMDJSON_FORCE_IMPLEMENTATION`` overrides)."""
+    return wsa_kernel_name().decode()
+
+
+def compiled_kernels() -> tuple:
+    """The simdjson kernels this build holds, best first; the last one runs on any CPU of the platform."""
+    return tuple(wsa_compiled_kernels().decode().split(","))
 
 
 def decode(data) -> Message:
