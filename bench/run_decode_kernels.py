@@ -31,7 +31,7 @@ def build(name: str, flags: list[str], out: str, simdjson_dir: str) -> str:
 
     def compile_one(unit: str) -> str:
         obj = os.path.join(folder, os.path.basename(unit) + ".o")
-        subprocess.run(["g++", "-std=c++17", "-O3", *flags, "-I", SRC, "-I", simdjson_dir, "-c", unit, "-o", obj],
+        subprocess.run(["g++", "-std=c++17", "-O3", "-DSIMDJSON_EXCEPTIONS=0", *flags, "-I", SRC, "-I", simdjson_dir, "-c", unit, "-o", obj],
                        check=True)
         return obj
 
