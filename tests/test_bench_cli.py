@@ -345,6 +345,20 @@ def test_slo_plot_and_table(echo_server, tmp_path):
     assert rc == 1 and result["slo"]["missed"] and "p50 <= 1 ns missed" in out, out
 
 
+def test_plot_without_matplotlib_is_a_clear_usage_error(echo_server, tmp_path):
+    """matplotlib is an optional extra: without it, --plot says how to get it before any load runs."""
+    hidden = tmp_path / "no-matplotlib" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    server = echo_server("--clean")
+    done = subprocess.run([WSA_FAST, "bench", server.url, "--echo", "--plot", str(tmp_path / "x.png")],
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          env={**os.environ, "PYTHONPATH": str(hidden.parent)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "pip install 'wsa-fast[plot]'" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "x.png").exists() and "answered" not in done.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--scenario", "call"], "needs the method"),
     (["--scenario", "relay", "--clients", "3"], "even number"),
