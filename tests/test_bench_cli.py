@@ -16,6 +16,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -343,6 +344,31 @@ def test_slo_plot_and_table(echo_server, tmp_path):
     rc, result, out, err = bench(tmp_path, server.url, "--echo", "--max-messages", "5000", "--duration", "60",
                                  "--slo", "p50=1ns", name="missed")
     assert rc == 1 and result["slo"]["missed"] and "p50 <= 1 ns missed" in out, out
+
+
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_ctrl_c_ends_the_load_early_and_still_reports_it(echo_server, tmp_path, procs):
+    server = echo_server("--clean")
+    out = tmp_path / "result.json"
+    # Its own process group, as a terminal's foreground job: Ctrl-C signals every process in it.
+    proc = subprocess.Popen([WSA_FAST, "bench", server.url, "--echo", "--clients", "4", "--procs", procs,
+                             "--duration", "600", "--json", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stderr:
+            if "answered" in line:  # the first progress line: the load is running
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout + stderr
+    result = json.loads(out.read_text())
+    assert result["interrupted"] and "(interrupted)" in stdout
+    c = result["counts"]
+    assert c["sent"] == c["answered"] > 0 and c["lost"] == c["duplicated"] == 0, c
+    assert result["measured"]["seconds"] < 300
 
 
 def test_plot_without_matplotlib_is_a_clear_usage_error(echo_server, tmp_path):

@@ -78,7 +78,10 @@ class ConnectScenario:
             await self.ramp(count, creds)
             stop = d.snapshot()
             d.setup_s = stop["t"] - start["t"]
-            await asyncio.sleep(a.duration)  # hold: a connection closed meanwhile is a disconnect
+            try:  # hold: a connection closed meanwhile is a disconnect
+                await asyncio.wait_for(d.interrupted.wait(), a.duration)
+            except asyncio.TimeoutError:
+                pass
         finally:
             ticks.cancel()
         await _call(on_tick, d.tick(time.monotonic() - t0))

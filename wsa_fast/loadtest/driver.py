@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import ssl
 import time
 
@@ -303,8 +304,8 @@ class Driver:
             if now >= next_tick:
                 await _call(on_tick, self.tick(now - t0))
                 next_tick += TICK_S
-            if now >= end or (st.budget >= 0 and st.sent >= st.budget
-                              and all(s.outstanding == 0 for s in self.senders)):
+            if now >= end or self.interrupted.is_set() or (st.budget >= 0 and st.sent >= st.budget
+                                                           and all(s.outstanding == 0 for s in self.senders)):
                 break
             await asyncio.sleep(max(0.0, min(0.02, end - now, next_tick - now)))
         stop = self.snapshot()
@@ -333,6 +334,10 @@ class Driver:
                 c.transport.disconnect()
 
     async def run(self, on_tick=None, barrier=None) -> dict:
+        # Ctrl-C ends the load early; the run still drains, counts and reports what it did.
+        self.interrupted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.interrupted.set)
         try:
             if self.a.scenario == "connect":
                 from .connect import ConnectScenario
@@ -348,6 +353,7 @@ class Driver:
                       "skipped": st.skipped, "disconnects": st.disconnects}
             return self.result(counts, start, stop)
         finally:
+            loop.remove_signal_handler(signal.SIGINT)
             await self.close()
 
     def result(self, counts: dict, start: dict, stop: dict) -> dict:
@@ -364,6 +370,7 @@ class Driver:
                          "answered": stop["answered"] - start["answered"],
                          "generator_cpu_s": stop["cpu"] - start["cpu"]},
             "setup_s": self.setup_s, "bad_samples": st.bad_samples, "timeline": self.timeline,
+            "interrupted": self.interrupted.is_set(),
         }
         if a.server_pid:
             out["server"] = server_usage(a.server_pid, start, stop, out["measured"]["answered"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +51,8 @@ def run_children(args, tag: str, progress: Progress) -> dict:
 
     for i, child in enumerate(children):
         threading.Thread(target=read, args=(i, child), daemon=True).start()
+    # Ctrl-C reaches the children too (one process group): they stop early and report, and this merges.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
         ready, ticks, found, alive = set(), {}, {}, set(range(n))
         while alive:
@@ -76,6 +79,7 @@ def run_children(args, tag: str, progress: Progress) -> dict:
         merged["part_results"] = parts  # each process's own result, as its --json would be
         return merged
     finally:
+        signal.signal(signal.SIGINT, previous)
         for child in children:
             if child.poll() is None:
                 child.kill()

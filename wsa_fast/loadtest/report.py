@@ -58,7 +58,8 @@ def table(result: dict, missed_slos: list[str]) -> str:
         rows.append((f"  fail {code}", f"{n:,}"))
     m = result["measured"]
     unit = "logins/s" if result["scenario"] == "connect" else "msg/s"
-    rows.append(("throughput", f"{s['throughput']:,.0f} {unit} over {m['seconds']:.1f} s"))
+    rows.append(("throughput", f"{s['throughput']:,.0f} {unit} over {m['seconds']:.1f} s"
+                 + (" (interrupted)" if result.get("interrupted") else "")))
     lat = s["latency_ns"]
     for key in ("p50", "p90", "p99", "p99.9", "max"):
         rows.append((f"latency {key}", fmt_ns(lat.get(key))))

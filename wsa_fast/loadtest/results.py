@@ -86,6 +86,7 @@ def merge(results: list[dict]) -> dict:
     }
     out["setup_s"] = max(r.get("setup_s") or 0.0 for r in results)
     out["bad_samples"] = [s for r in results for s in r.get("bad_samples", [])][:3]
+    out["interrupted"] = any(r.get("interrupted") for r in results)
     out["timeline"] = merge_timelines([r["timeline"] for r in results])
     return out
 
