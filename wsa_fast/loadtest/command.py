@@ -103,6 +103,7 @@ def main(argv: list[str]) -> int:
     from ..cli import build_parser
     from . import results
     from .credentials import CredentialError
+    from .driver import SetupError
     from .results import ResultError
 
     args = build_parser().parse_args(["bench", *argv])
@@ -127,7 +128,7 @@ def main(argv: list[str]) -> int:
         result = run_all(args)
     except (CredentialError, ResultError, ValueError) as error:
         return usage_error(error)
-    except RuntimeError as error:
+    except SetupError as error:
         print(f"{PROG} bench: {error}", file=sys.stderr)
         return EXIT_FAILED
     return finish(result, args.json, args.plot, slos)

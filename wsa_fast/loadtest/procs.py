@@ -27,10 +27,7 @@ def run_all(args) -> dict:
     progress = Progress(args.clients, enabled=not args.quiet)
     try:
         if args.procs == 1:
-            try:
-                return uvloop.run(Driver(args, 0, 1, tag).run(progress.tick))
-            except SetupError as error:
-                raise RuntimeError(str(error)) from None
+            return uvloop.run(Driver(args, 0, 1, tag).run(progress.tick))
         return run_children(args, tag, progress)
     finally:
         progress.done()
@@ -73,7 +70,7 @@ def run_children(args, tag: str, progress: Progress) -> dict:
             elif event == "exit":
                 alive.discard(i)
                 if i not in found:
-                    raise RuntimeError(f"load process {i + 1} of {n} failed (exit {msg['code']}); see its message above")
+                    raise SetupError(f"load process {i + 1} of {n} failed (exit {msg['code']}); see its message above")
         parts = [found[i] for i in range(n)]
         merged = results.merge(parts)
         merged["part_results"] = parts  # each process's own result, as its --json would be
@@ -112,7 +109,7 @@ def run_part(args) -> int:
 
     try:
         result = uvloop.run(Driver(args, int(index), int(count), args.tag).run(on_tick, barrier))
-    except SetupError as error:
+    except (SetupError, ValueError) as error:  # ValueError: credentials or params this run cannot use
         print(f"wsa-fast bench: {error}", file=sys.stderr)
         return 1
     say({"event": "result", "result": result})
