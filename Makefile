@@ -40,7 +40,7 @@ test-js: install $(JS)/node_modules/.package-lock.json
 
 # The installed package, imported from outside the source tree, so a file missing from it shows.
 testinstalled: install
-	cd /tmp && $(CURDIR)/$(BIN)/python -c "import wsa_fast._gateway, wsa_fast.server; print('ok')"
+	cd /tmp && $(CURDIR)/$(BIN)/python -c "import wsa_fast._gateway, wsa_fast.server, wsa_fast.loadtest.driver; print('ok')"
 
 # This venv's wsa-fast against the floor and the peers (about 4 minutes); fails if wsa-fast is missing.
 bench: $(VENV)/.installed-bench
