@@ -213,26 +213,32 @@ class Driver:
             c.pump_sender = not a.rate
 
     async def reachable(self, tx: Conn, rx: Conn, src: str, dst: str) -> None:
-        """Relay: wait until tx's events reach rx (across nodes, presence takes a moment to spread)."""
+        """Relay: wait until tx's events reach rx (across nodes, presence takes a moment to spread).
+
+        A probe is sent again only after the gateway refused the previous one, so no probe can
+        arrive late, in the middle of the load.
+        """
         deadline = time.monotonic() + PRESENCE_TIMEOUT_S
         n = 0
         while True:
             n += 1
             # An ISO 8601 id: no load message ever carries one, so the probe cannot be mistaken for load.
-            probe_id = f"2000-01-01T00:00:00.{n:09d}Z"
-            msg = message(tx.compact, src, dst, "event", "bench@v1/probe", None, id=probe_id)
+            msg = message(tx.compact, src, dst, "event", "bench@v1/probe", None, id=f"2000-01-01T00:00:00.{n:09d}Z")
             tx.transport.send(WSMsgType.TEXT, messages.encode(msg))
-            try:
-                await rx.next_payload(PRESENCE_RETRY_S * 4)
-                rx.inbox.clear()
-                tx.inbox.clear()
+            arrived = asyncio.ensure_future(rx.next_payload(PRESENCE_TIMEOUT_S))
+            refused = asyncio.ensure_future(tx.next_payload(PRESENCE_TIMEOUT_S))
+            done, _ = await asyncio.wait({arrived, refused}, timeout=max(0.0, deadline - time.monotonic()),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for waiting in (arrived, refused):
+                waiting.cancel()
+            await asyncio.gather(arrived, refused, return_exceptions=True)
+            if arrived in done and not arrived.cancelled() and arrived.exception() is None:
                 return
-            except asyncio.TimeoutError:
-                if time.monotonic() > deadline:
-                    said = tx.inbox[-1][:200] if tx.inbox else b"nothing"
-                    raise SetupError(f"events from {src} never reached {dst} in {PRESENCE_TIMEOUT_S:g}s "
-                                     f"(the gateway answered {said!r})") from None
-                tx.inbox.clear()
+            answer = refused.result() if refused in done and refused.exception() is None else None
+            if answer is None or time.monotonic() > deadline:
+                raise SetupError(f"events from {src} never reached {dst} in {PRESENCE_TIMEOUT_S:g}s"
+                                 + (f" (the gateway answered {answer[:200]!r})" if answer else ""))
+            await asyncio.sleep(PRESENCE_RETRY_S)
 
     async def open_idle(self) -> dict:
         """--idle N: N more connections that log in and stay silent; with --server-pid, the server RSS they cost."""
