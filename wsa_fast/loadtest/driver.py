@@ -302,6 +302,7 @@ class Driver:
         st.recording = a.warmup <= 0
         start = self.snapshot()
         next_tick = t0 + TICK_S
+        all_sent_at = None  # --max-messages: when the last one went out; the drain starts then
         while True:
             now = time.monotonic()
             if not st.recording and now >= warm_end:
@@ -310,8 +311,10 @@ class Driver:
             if now >= next_tick:
                 await _call(on_tick, self.tick(now - t0))
                 next_tick += TICK_S
-            if now >= end or self.interrupted.is_set() or (st.budget >= 0 and st.sent >= st.budget
-                                                           and all(s.outstanding == 0 for s in self.senders)):
+            if all_sent_at is None and 0 <= st.budget <= st.sent:
+                all_sent_at = now
+            if now >= end or self.interrupted.is_set() or (all_sent_at is not None and (
+                    all(s.outstanding == 0 for s in self.senders) or now >= all_sent_at + a.drain)):
                 break
             await asyncio.sleep(max(0.0, min(0.02, end - now, next_tick - now)))
         stop = self.snapshot()
@@ -320,7 +323,7 @@ class Driver:
             pacer.stop()
         for s in self.senders:
             s.stop()
-        drain_until = time.monotonic() + a.drain
+        drain_until = (all_sent_at or time.monotonic()) + a.drain
         while time.monotonic() < drain_until and any(s.outstanding > 0 for s in self.senders):
             await asyncio.sleep(0.01)
         if not self.timeline or self.timeline[-1]["t"] < stop["t"] - t0 - TICK_S / 10:
