@@ -168,8 +168,11 @@ def test_a_refused_login_stops_the_run_with_one_line(start_gateway, tmp_path):
 
 
 def test_two_nodes_behind_nginx(deployment, tmp_path):  # noqa: F811 (the fixture imported above)
-    """The deployment of docs/deploy.md: relay pairs and broadcast receivers spread over the nodes."""
+    """The deployment of docs/deploy.md, over wss:// (TLS terminated at nginx or passed through to the
+    nodes): relay pairs and broadcast receivers spread over the nodes."""
     url = deployment.url_for("/")
+    ca = deployment.nginx.run_dir / "ca.pem"  # the test CA that issued the deployment's certificate
+    assert url.startswith("wss://") and ca.exists()
     for name, args, sent, fanout in [
         ("ping", ["--scenario", "ping", "--clients", "6"], 10000, 1),
         ("relay", ["--scenario", "relay", "--clients", "12"], 10000, 1),
@@ -177,10 +180,11 @@ def test_two_nodes_behind_nginx(deployment, tmp_path):  # noqa: F811 (the fixtur
         ("call", ["--scenario", "call", "wsa@v1/ping", "--clients", "6", "--form", "compact"], 10000, 1),
     ]:
         rc, result, out, err = bench(tmp_path, url, *args, "--max-messages", str(sent), "--duration", "60",
-                                     "--drain", "5", name=name)
+                                     "--drain", "5", "--ca-file", str(ca), name=name)
         assert rc == 0, f"{name}:\n{out}{err}"
         assert_exact(result, sent, sent * fanout)
-    rc, result, out, err = bench(tmp_path, url, "--scenario", "connect", "--clients", "60", "--duration", "0.5")
+    rc, result, out, err = bench(tmp_path, url, "--scenario", "connect", "--clients", "60", "--duration", "0.5",
+                                 "--ca-file", str(ca))
     assert rc == 0, out + err
     assert_exact(result, 60)
 
