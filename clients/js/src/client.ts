@@ -310,25 +310,35 @@ export class WsaClient extends Emitter<ClientEvents> {
       socket.binaryType = "arraybuffer";
       this.socket = socket;
       let opened = false;
-      const timer = setTimeout(() => socket.close(), this.options.connectTimeoutMs ?? 10_000);
-      socket.onopen = () => {
+      let failed = false;
+      // Not opened: give up on this socket and ignore whatever it reports later. Some
+      // WebSockets (Node 20's experimental one) report a refused connection by an error only.
+      const fail = (why: string) => {
+        if (opened || failed) return;
+        failed = true;
         clearTimeout(timer);
-        opened = true;
+        if (this.socket === socket) this.socket = undefined;
+        socket.close();
+        reject(new Error(`could not connect to ${this.url} (${why})`));
+      };
+      const timer = setTimeout(() => fail("timed out"), this.options.connectTimeoutMs ?? 10_000);
+      socket.onopen = () => {
+        if (failed) return;
         const echoed = socket.protocol;
         if (echoed && FORM_OF_PROTOCOL[echoed] === undefined) {
-          socket.close(1002, "unknown subprotocol");
-          reject(new Error(`the server chose an unknown subprotocol ${JSON.stringify(echoed)}`));
+          fail(`the server chose an unknown subprotocol ${JSON.stringify(echoed)}`);
           return;
         }
+        clearTimeout(timer);
+        opened = true;
         this.form = subprotocol ? (FORM_OF_PROTOCOL[echoed] ?? "verbose") : form;
         resolve();
       };
       socket.onmessage = (event: MessageEventLike) => this.receive(socket, event.data);
-      socket.onerror = () => {};
+      socket.onerror = () => fail("network error or refused upgrade");
       socket.onclose = (event: CloseEventLike) => {
-        clearTimeout(timer);
-        if (!opened) reject(new Error(`could not connect to ${this.url} (close code ${event.code})`));
-        this.socketClosed(socket, event.code, event.reason, event.wasClean);
+        if (opened) this.socketClosed(socket, event.code, event.reason, event.wasClean);
+        else fail(`close code ${event.code}`);
       };
     });
   }

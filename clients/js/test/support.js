@@ -79,9 +79,15 @@ export class Gateway {
   }
 }
 
-/** A WsaClient over Node 20's `ws`. */
+/**
+ * Which WebSocket the tests' clients use: `ws` (Node 20's only one), or with
+ * WSA_TEST_WEBSOCKET=global none at all, so the client takes Node's own global WebSocket
+ * (Node 22+, or Node 20 with --experimental-websocket), as it takes the browser's.
+ */
+export const WEBSOCKET = process.env.WSA_TEST_WEBSOCKET === "global" ? {} : { WebSocket };
+
 export function connect(url, options = {}) {
-  return WsaClient.connect(url, { WebSocket, ...options });
+  return WsaClient.connect(url, { ...WEBSOCKET, ...options });
 }
 
 /** A client that is logged in as `id`. */
