@@ -90,6 +90,10 @@ for (const [formA, formB] of [["verbose", "verbose"], ["compact", "compact"], ["
       await assert.rejects(a.request(b.clientId, "quiz@v1/broken"), { code: "INTERNAL_ERROR" });
       assert.equal((await reported).error.message, "a bug in the handler");
       assert.equal((await reported).message.method, "quiz@v1/broken");
+      b.onRequest("quiz@v1/not-json", () => ({ count: 1n }));
+      const notJson = nextEvent(b, "error");
+      await assert.rejects(a.request(b.clientId, "quiz@v1/not-json"), { code: "INTERNAL_ERROR" });
+      assert.ok((await notJson).error instanceof TypeError);
     });
 
     test("no handler for the method: METHOD_NOT_FOUND, from the peer and from the server", async () => {
