@@ -275,3 +275,39 @@ def test_load_app_from_current_directory(tmp_path: Path, monkeypatch: pytest.Mon
         load_app("wsa_test_app_module:not_an_app")
     with pytest.raises(ConfigError, match="no module named 'wsa_no_such_module'"):
         load_app("wsa_no_such_module:app")
+
+
+# The production surface: TLS, admin port, log format, allowed origins
+
+def test_production_settings_from_toml_and_environment(tmp_path: Path) -> None:
+    config = write(tmp_path / "wsa.toml", 'allowed_origins = ["https://app.example.com"]\nadmin_port = 9100\n'
+                                          'tls_cert = "/etc/wsa/cert.pem"\ntls_key = "/etc/wsa/key.pem"\n')
+    settings = load_settings({"config": config}, environ={"WSA_LOG_FORMAT": "json"})
+    assert settings.allowed_origins == ("https://app.example.com",)
+    assert (settings.admin_host, settings.admin_port, settings.log_format) == ("127.0.0.1", 9100, "json")
+    assert settings.scheme == "wss"
+    env = {"WSA_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+    assert load_settings({}, environ=env).allowed_origins == ("https://a.example", "https://b.example")
+
+
+def test_origin_check_is_exact_but_ignores_case_and_a_trailing_slash() -> None:
+    settings = Settings(allowed_origins=("https://App.example.com",))
+    assert settings.origin_allowed("https://app.example.com/")
+    assert not settings.origin_allowed("https://app.example.com.evil.net")
+    assert not settings.origin_allowed("http://app.example.com")
+    assert Settings(allowed_origins=("*",)).origin_allowed("https://anything.example")
+    assert Settings().origin_allowed("https://anything.example")
+
+
+@pytest.mark.parametrize("values, setting", [
+    ({"tls_key": "/k.pem"}, "tls_cert"),
+    ({"tls_cert": "/c.pem"}, "tls_key"),
+    ({"log_format": "xml"}, "log_format"),
+    ({"admin_port": 70000}, "admin_port"),
+    ({"admin_port": 8765}, "admin_port"),
+    ({"admin_host": ""}, "admin_host"),
+])
+def test_bad_production_settings_name_the_setting(values: dict, setting: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings(**values)
+    assert error.value.setting == setting
