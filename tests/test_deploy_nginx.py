@@ -18,7 +18,6 @@ import asyncio
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -141,12 +140,14 @@ class Deployment:
     """nginx in front of the nodes; ``host``, ``port`` and ``url_for`` as a GatewayProcess has them,
     so ``Clients``, ``open_ws`` and ``http_get`` of wsa_ws.py connect through nginx."""
 
-    def __init__(self, nginx: Nginx, nodes: list[GatewayProcess], ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, nginx: Nginx, nodes: list[GatewayProcess], ca: TestCA) -> None:
         self.nginx = nginx
         self.nodes = nodes
         self.host = "127.0.0.1"
         self.port = nginx.port
-        self.ssl_context = ssl_context      # how clients verify wss://, whoever terminates TLS
+        # How clients verify wss://, whoever terminates TLS: a context, and the CA's PEM file.
+        self.ssl_context = ca.client_context()
+        self.ca_file = ca.path
 
     def url_for(self, path: str = "/", **query: str) -> str:
         url = f"wss://{self.host}:{self.port}{path}"
@@ -182,7 +183,7 @@ def deployment(request, nats, start_gateway, nginx_binary) -> Iterator[Deploymen
         conf = render_conf(CONFS[request.param], run_dir, listen_port, [n.port for n in nodes], extra)
         nginx = Nginx(nginx_binary, conf, run_dir, listen_port)
         try:
-            yield Deployment(nginx, nodes, ca.client_context())
+            yield Deployment(nginx, nodes, ca)
         finally:
             nginx.stop()
 
