@@ -36,7 +36,7 @@ def test_every_codec_input_gets_the_same_verdict_from_both_codecs():
 
 @pytest.fixture(scope="module")
 def server():
-    with running_server(*SERVER_ARGS) as srv:
+    with running_server(*SERVER_ARGS, allow_tracebacks=True) as srv:
         yield srv
 
 
