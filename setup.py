@@ -50,6 +50,7 @@ extensions = [
     extension("_codec", *(os.path.join(CY_DIR, f"{unit}.cpp") for unit in (
         "simdjson_build", "wsa_kernels", "wsa_kernel_icelake", "wsa_kernel_haswell", "wsa_kernel_westmere"))),
     extension("_routing"),
+    extension("_policy"),
     extension("_gateway"),
     extension("_frame_gate"),
     # The load generator of `wsa-fast bench`.

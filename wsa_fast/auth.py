@@ -17,8 +17,22 @@ from .config import AUTH_DEV, AUTH_JWT, DEFAULT_JWT_ALGORITHMS, ConfigError, Set
 from .grammar import is_client_id
 
 __all__ = [
-    "Authenticator", "DevAuthenticator", "TokenFileAuthenticator", "JWTAuthenticator", "make_authenticator",
+    "Identity", "Authenticator", "DevAuthenticator", "TokenFileAuthenticator", "JWTAuthenticator", "make_authenticator",
 ]
+
+
+class Identity(str):
+    """A client id with the roles the access policy ([policy] in the config) knows it by.
+
+    Authenticators may return one wherever they return a client id.
+    """
+
+    roles: frozenset[str]
+
+    def __new__(cls, client_id: str, roles: object = ()) -> "Identity":
+        identity = super().__new__(cls, client_id)
+        identity.roles = frozenset(roles)
+        return identity
 
 
 class Authenticator:
@@ -68,11 +82,11 @@ class _CredentialAuthenticator(Authenticator):
 
 
 class TokenFileAuthenticator(_CredentialAuthenticator):
-    """Static tokens from a file of ``TOKEN CLIENT_ID`` lines (blank lines and ``#`` comments ignored)."""
+    """Static tokens from a file of ``TOKEN CLIENT_ID [ROLE,ROLE...]`` lines (blank lines and ``#`` comments ignored)."""
 
     def __init__(self, path: str | Path) -> None:
         # Keyed by the token's digest, so lookup time says nothing about the token's bytes.
-        self._entries: dict[bytes, tuple[bytes, str]] = {}
+        self._entries: dict[bytes, tuple[bytes, Identity]] = {}
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
@@ -82,14 +96,15 @@ class TokenFileAuthenticator(_CredentialAuthenticator):
             if not line or line.startswith("#"):
                 continue
             parts = line.split()
-            if len(parts) != 2 or not is_client_id(parts[1]):
-                raise ConfigError(f"token file {path}, line {number}: expected 'TOKEN CLIENT_ID'", "auth")
-            token, client_id = parts
+            if len(parts) not in (2, 3) or not is_client_id(parts[1]):
+                raise ConfigError(f"token file {path}, line {number}: expected 'TOKEN CLIENT_ID [ROLE,...]'", "auth")
+            token, client_id = parts[:2]
+            roles = [role for role in parts[2].split(",") if role] if len(parts) == 3 else []
             digest = _digest(token)
             if digest in self._entries:
                 message = f"token file {path}, line {number}: token already used on an earlier line"
                 raise ConfigError(message, "auth")
-            self._entries[digest] = (_encode(token), client_id)
+            self._entries[digest] = (_encode(token), Identity(client_id, roles))
 
     def token(self, token: str) -> str | None:
         entry = self._entries.get(_digest(token))
@@ -113,7 +128,9 @@ class JWTAuthenticator(_CredentialAuthenticator):
         audience: str | None = None,
         issuer: str | None = None,
         leeway: float = 0,
+        roles_claim: str = "roles",
     ) -> None:
+        self._roles_claim = roles_claim
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
@@ -162,7 +179,15 @@ class JWTAuthenticator(_CredentialAuthenticator):
         except jwt.PyJWTError:
             return None
         subject = claims.get("sub")
-        return subject if isinstance(subject, str) and is_client_id(subject) else None
+        if not isinstance(subject, str) or not is_client_id(subject):
+            return None
+        # The roles claim: a list of names, or one space-separated string (as OAuth's "scope").
+        roles = claims.get(self._roles_claim)
+        if isinstance(roles, str):
+            roles = roles.split()
+        elif not isinstance(roles, list):
+            roles = []
+        return Identity(subject, [role for role in roles if isinstance(role, str)])
 
 
 def make_authenticator(settings: Settings) -> Authenticator:
@@ -178,6 +203,7 @@ def make_authenticator(settings: Settings) -> Authenticator:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway,
+            roles_claim=settings.jwt_roles_claim,
         )
     if settings.tokens_path is None:
         raise ConfigError(f"unknown auth mode {mode!r}", "auth")

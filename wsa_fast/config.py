@@ -65,6 +65,8 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = 0.0
+    # The JWT claim listing a client's roles for the access policy (a list, or a space-separated string).
+    jwt_roles_claim: str = "roles"
     duplicate_login: str = "replace"
     max_message_size: int = 1048576
     max_bad_messages: int = 20
@@ -97,6 +99,8 @@ class Settings:
     # NATS credentials file (user JWT + NKEY seed, as nsc writes it), or a file holding a user NKEY seed.
     nats_creds_file: str | None = None
     nats_nkey_seed_file: str | None = None
+    # The [policy] table (config file only): who may call, message and broadcast what (wsa_fast.policy).
+    policy: dict | None = None
 
     def __post_init__(self) -> None:
         # Normalising in place (env strings -> numbers, int -> float, list -> tuple, INFO -> info)
@@ -149,6 +153,10 @@ class Settings:
             except ValueError as error:
                 raise ConfigError(f"nats: {error}", "nats") from None
         self._validate_nats_security()
+        if self.policy is not None:
+            from .policy import parse_policy
+
+            parse_policy(self.policy)
 
     def _validate_nats_security(self) -> None:
         from .nats_client import load_credentials, tls_context
@@ -288,7 +296,8 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
     return kinds
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", tuple: "a list of strings"}
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
+               dict: "a table in the config file"}
 
 
 def _convert(name: str, kind: type, optional: bool, value: object) -> object:
@@ -318,6 +327,8 @@ def _convert(name: str, kind: type, optional: bool, value: object) -> object:
         return tuple(item.strip() for item in value.split(",") if item.strip())
     elif kind is tuple and isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         return tuple(value)
+    elif kind is dict and isinstance(value, Mapping):
+        return dict(value)
     raise ConfigError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}", name)
 
 

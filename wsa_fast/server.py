@@ -247,7 +247,8 @@ def _acceptor(gateway: Gateway, authenticator: Any):
 
         headers = {"Sec-WebSocket-Protocol": protocol} if protocol else None
         return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(headers), Connection(gateway, form, client_id))
+            WSUpgradeResponse.create_101_response(headers),
+            Connection(gateway, form, str(client_id) if client_id is not None else None, getattr(client_id, "roles", ())))
 
     return accept
 

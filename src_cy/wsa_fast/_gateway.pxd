@@ -1,7 +1,10 @@
 # The protocol engine: one Gateway per worker, one Connection (a picows listener) per client.
 from picows.picows cimport WSFrame, WSListener, WSTransport
 
+from libc.stdint cimport uint64_t
+
 from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
+from wsa_fast._policy cimport Policy
 from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
 
 
@@ -51,6 +54,7 @@ cdef class Gateway:
     cdef dict event_handlers
     cdef object authenticator
     cdef object authorize               # None, or a policy callable looked up once
+    cdef readonly Policy policy         # the [policy] table compiled; allows everything when absent
     cdef set tasks                      # handler and login tasks still running
     cdef Connection reading             # whose read batch is being handled (flushed at its end)
     cdef list dirty                     # connections with output not yet written
@@ -132,6 +136,7 @@ cdef class Connection(WSListener):
     cdef object slow_timer              # cuts it off if it stays backed up for slow_consumer_timeout
     cdef set held                       # senders not read from until this connection drains
     cdef int holds                      # backed-up receivers this connection waits on (reading paused while > 0)
+    cdef uint64_t principals            # which of the policy's ids and roles this client is (bit 0: anyone)
 
     cdef int handle(self, const char* data, Py_ssize_t n, bint padded) except -1
     cdef int flush(self) except -1

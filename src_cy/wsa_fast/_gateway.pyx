@@ -26,12 +26,14 @@ from wsa_fast._codec cimport (
     dumps, loads, str_of, to_message, valid_utf8,
 )
 from wsa_fast._picows_internals cimport shrink_send_scratch, write_raw
+from wsa_fast._policy cimport KIND_BROADCAST, KIND_CALL, KIND_MESSAGE, Policy
 from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
 
 from wsa_fast.app import Context
 from wsa_fast.errors import WSAError
 from wsa_fast.grammar import is_client_id as py_is_client_id
 from wsa_fast.ids import id_factory
+from wsa_fast.policy import parse_policy
 
 # picows keeps a Python enum for close codes; the application range (4000+) is passed as an int.
 cdef int CLOSE_REPLACED = 4001
@@ -139,6 +141,7 @@ cdef class Gateway:
         self.event_handlers = dict(app.event_handlers) if app is not None else {}
         self.authenticator = authenticator
         self.authorize = app.authorize if app is not None else None
+        self.policy = Policy(parse_policy(settings.policy) if settings.policy is not None else None)
         self.tasks = set()
         self.dirty = []
         self.flush_scheduled = False
@@ -228,6 +231,9 @@ cdef class Gateway:
                 return self.reply(conn, m.id, conn_to(conn, m), SUCCESS, None, None, None)
             if same(m.method, LOGIN):
                 return self.login(conn, m)
+        if not conn.principals & self.policy.all_of[KIND_CALL] and \
+                not self.policy.allows(KIND_CALL, conn.principals, m.method, m.to):
+            return self.fail(conn, m, PERMISSION_DENIED)
         method = PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL)
         entry = (self.request_handlers if m.type == REQUEST else self.event_handlers).get(method)
         if entry is None:
@@ -235,6 +241,10 @@ cdef class Gateway:
         return self.call_handler(conn, m, method, <tuple>entry)
 
     cdef int relay(self, Connection conn, WsaMsg* m) except -1:
+        # Before the lookup: a client may not learn who is connected from whom it may not message.
+        if not conn.principals & self.policy.all_of[KIND_MESSAGE] and \
+                not self.policy.allows(KIND_MESSAGE, conn.principals, m.method, m.to):
+            return self.fail(conn, m, PERMISSION_DENIED)
         cdef Connection target = self.clients.get(m.to)
         if target is None or target.closed:
             if self.cluster is not None:
@@ -250,7 +260,7 @@ cdef class Gateway:
         return self.mark_dirty(target)
 
     cdef bint admit(self, Connection conn, WsaMsg* m, object target) except -1:
-        """The policy, and a request's pending entry with its deadline; False once refused (answered)."""
+        """The authorize callable, and a request's pending entry with its deadline; False once refused (answered)."""
         cdef bytes refused
         if self.authorize is not None:
             refused = self.refusal(conn, m)
@@ -282,6 +292,9 @@ cdef class Gateway:
         return 0
 
     cdef int broadcast_from(self, Connection conn, WsaMsg* m) except -1:
+        if not conn.principals & self.policy.all_of[KIND_BROADCAST] and \
+                not self.policy.allows(KIND_BROADCAST, conn.principals, m.method, m.to):
+            return self.fail(conn, m, PERMISSION_DENIED)
         cdef bytes refused
         if self.authorize is not None:
             refused = self.refusal(conn, m)
@@ -406,11 +419,13 @@ cdef class Gateway:
         if not isinstance(outcome, str) or not py_is_client_id(outcome):
             self.counts[<int>LOGINS_FAIL] += 1
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, None)
-        refused = self.claim(conn, outcome)
+        client_id = str(outcome)        # an auth.Identity carries roles; the tables keep a plain str
+        refused = self.claim(conn, client_id)
         if refused is not None:
             self.counts[<int>LOGINS_FAIL] += 1
             return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, refused, None, None)
-        return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, outcome, None)
+        conn.principals = self.policy.principals_of(client_id, getattr(outcome, "roles", ()))
+        return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, client_id, None)
 
     def claim(self, Connection conn, str client_id):
         """Bind ``client_id`` to ``conn`` under the duplicate-login policy: None once bound, else
@@ -941,8 +956,9 @@ cdef int write_request(Connection conn, str method, bytes params, str msg_id) ex
 cdef class Connection(WSListener):
     """One client's WebSocket: reassembles messages, hands them to the gateway, flushes output."""
 
-    def __init__(self, Gateway gateway, int form, str client_id=None):
+    def __init__(self, Gateway gateway, int form, str client_id=None, roles=()):
         self.gw = gateway
+        self.principals = gateway.policy.principals_of(client_id, roles) if client_id is not None else 1
         self.form = form
         self.client_id = None
         self.client_id_b = None
