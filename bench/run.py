@@ -4,6 +4,7 @@
     python bench/run.py --smoke         # CI: a few thousand messages per scenario, fails on any loss or error
     python bench/run.py --servers wsa-fast,websockets --scenarios ping,relay,latency
     python bench/run.py --servers wsa-fast --scenarios ping,handler,ping-idle-10k,broadcast-1k
+    python bench/run.py --servers wsa-fast,wsa-fast+policy --scenarios ping,relay,handler   # the policy's cost
 
 The gateway under test is the `wsa-fast` installed beside this Python (or --server-cmd); the run
 fails when it is missing. The published plot (bench/latency.png) changes only with --plot.
@@ -68,6 +69,8 @@ SMOKE = {
 IDLE_CPU_RATIO_TARGET = 1.3
 IDLE_BYTES_TARGET = 4096
 ALL_SERVERS = ("floor", "floor-single", "websockets", "node-ws", "wsa-fast")
+# Run only when named: wsa-fast with the access policy of bench/policy.toml, to price the check.
+EXTRA_SERVERS = {"wsa-fast+policy": os.path.join(HERE, "policy.toml")}
 LAT_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # The open-loop pacer spins on one core; above this rate it cannot pace evenly any more.
 LAT_MAX_RATE = 1_000_000
@@ -314,7 +317,7 @@ def scenario_label(scenario: str) -> str:
 def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     gateway_cmd = shlex.split(args.server_cmd)
-    if "wsa-fast" in wanted and (not gateway_cmd or shutil.which(gateway_cmd[0]) is None):
+    if any(name.startswith("wsa-fast") for name in wanted) and (not gateway_cmd or shutil.which(gateway_cmd[0]) is None):
         # The system under test: a run without it would report only the others, so it fails first.
         raise SystemExit(f"the gateway under test is missing: {gateway_cmd[0] if gateway_cmd else '(empty --server-cmd)'}"
                          " not found (make install, or pip install wsa-fast into this Python's environment)")
@@ -332,10 +335,11 @@ def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
             if ensure_node(notes):
                 specs.append((name, [shutil.which("node"), os.path.join(HERE, "peers", "node_ws_gateway.js"),
                                      "--port", "{port}"], False))
-        elif name == "wsa-fast":
-            specs.append((name, gateway_cmd, False))
+        elif name == "wsa-fast" or name in EXTRA_SERVERS:
+            extra = ["--config", EXTRA_SERVERS[name]] if name in EXTRA_SERVERS else []
+            specs.append((name, gateway_cmd + extra, False))
         else:
-            raise SystemExit(f"unknown server {name!r}; known: {', '.join(ALL_SERVERS)}")
+            raise SystemExit(f"unknown server {name!r}; known: {', '.join((*ALL_SERVERS, *EXTRA_SERVERS))}")
     for spec in args.gateway:
         # Another build of the gateway, measured in the same run (e.g. a portable and a -march=native build).
         name, _, cmd = spec.partition("=")

@@ -125,11 +125,20 @@ def test_token_file_upgrade_token(token_file: Path) -> None:
     assert tokens.token("nope") is None
 
 
+def test_token_file_roles(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("tok-a alice agent,ops\ntok-b bob\n", encoding="utf-8")
+    tokens = TokenFileAuthenticator(path)
+    alice, bob = tokens.login("", {"token": "tok-a"}), tokens.token("tok-b")
+    assert (alice, alice.roles) == ("alice", frozenset({"agent", "ops"}))
+    assert (bob, bob.roles) == ("bob", frozenset())
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("tok alice\njust-one-field\n", "line 2"),
-        ("tok alice extra\n", "line 1"),
+        ("tok alice agent extra\n", "line 1"),
         ("# ok\ntok server\n", "line 2"),
         ("tok alice\ntok bob\n", "line 2: token already used"),
     ],
@@ -155,6 +164,24 @@ def test_jwt_hs256() -> None:
     assert auth.login("alice", [token]) == "alice"
     assert auth.login("bob", {"token": token}) is None
     assert auth.token(token) == "alice"
+
+
+@pytest.mark.parametrize(("extra", "roles"), [
+    ({"roles": ["agent", "ops"]}, {"agent", "ops"}),
+    ({"roles": "agent ops"}, {"agent", "ops"}),
+    ({"roles": ["agent", 7, None]}, {"agent"}),
+    ({"roles": {"agent": True}}, set()),
+    ({}, set()),
+    ({"groups": ["admin"]}, set()),
+])
+def test_jwt_roles_claim(extra: dict, roles: set) -> None:
+    identity = JWTAuthenticator(secret=SECRET).token(jwt.encode(claims(**extra), SECRET, algorithm="HS256"))
+    assert (identity, identity.roles) == ("alice", frozenset(roles))
+
+
+def test_jwt_roles_claim_is_configurable() -> None:
+    token = jwt.encode(claims(groups=["admin"]), SECRET, algorithm="HS256")
+    assert JWTAuthenticator(secret=SECRET, roles_claim="groups").token(token).roles == {"admin"}
 
 
 def test_jwt_rs256(rsa_key: rsa.RSAPrivateKey) -> None:

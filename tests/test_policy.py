@@ -187,3 +187,27 @@ async def test_only_the_announcer_role_broadcasts(server: GatewayProcess) -> Non
             (announcer.cid, msg_id, {"method": "news@v1/today", "params": {"n": 1}}), got
         assert (await agent.recv())["id"] == msg_id
         await listener.silent()
+
+
+@aio
+async def test_roles_from_the_token_file_at_login(config: Path, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("tok-agent alice agent,reader\ntok-ann bob announcer\ntok-plain carol\n")
+    with GatewayProcess("--app", APP, "--config", config, "--auth", f"tokens:{tokens}") as gateway:
+        async with Clients(gateway) as clients:
+            peers = {}
+            for name, secret in (("alice", "tok-agent"), ("bob", "tok-ann"), ("carol", "tok-plain")):
+                peer = await clients.open("compact")
+                reply = await peer.login("", {"token": secret})
+                assert reply["payload"] == {"result": "success", "receipt": name}, reply
+                peers[name] = peer
+            alice, bob, carol = peers["alice"], peers["bob"], peers["carol"]
+            msg_id = await alice.request("server", "cluster@v1/tell", {"target": carol.cid, "method": "x@v1/y"})
+            assert (await carol.recv())["payload"] == {"method": "x@v1/y"}
+            expect_response(await alice.recv(), id=msg_id, to="alice")
+            await refused(carol, carol.request, "server", "cluster@v1/tell")
+            await refused(carol, carol.event, "client", "news@v1/today")
+            await refused(bob, bob.request, carol.cid, "admin@v1/x")
+            msg_id = await bob.event("client", "news@v1/today")
+            for peer in (alice, carol):
+                assert (await peer.recv())["id"] == msg_id

@@ -1,5 +1,5 @@
 import enum
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from picows import WSListener
 
@@ -85,5 +85,6 @@ class Connection(WSListener):
     peer: Any
     closed: bool
     stamp: int
-    def __init__(self, gateway: Gateway, form: int, client_id: Optional[str] = ...) -> None: ...
+    def __init__(self, gateway: Gateway, form: int, client_id: Optional[str] = ...,
+                 roles: Iterable[str] = ...) -> None: ...
     def send_close(self, code: int, reason: str) -> None: ...

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"ids the server generates (default {defaults.id_style})")
     serve.add_argument("--jwt-secret", metavar="SECRET", help="HS* key for --auth jwt (prefer $WSA_JWT_SECRET)")
     serve.add_argument("--jwt-public-key", metavar="PEM_FILE", help="RS*/ES* public key for --auth jwt")
+    serve.add_argument("--jwt-roles-claim", metavar="CLAIM",
+                       help=f"JWT claim listing a client's roles for [policy] (default {defaults.jwt_roles_claim})")
     serve.add_argument("--drain-timeout", type=float, metavar="SECONDS",
                        help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})")
     serve.add_argument("--send-buffer-limit", type=int, metavar="BYTES",

@@ -11,6 +11,8 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp
 
+from wsa_fast._codec cimport str_of
+
 from wsa_fast.policy import EVERYONE, KINDS, ROLE_PREFIX
 
 cdef uint64_t EVERY_BIT = ~(<uint64_t>0)
@@ -96,3 +98,8 @@ cdef class Policy:
             if rule.who & principals and matches(&rule.method, method) and matches(&rule.to, to):
                 return True
         return False
+
+    def permits(self, str kind, uint64_t principals, str method, str to=""):
+        """``allows`` from Python, for the tests that hold it to ``PolicyRules.allows``."""
+        cdef bytes method_b = method.encode(), to_b = to.encode()
+        return self.allows(KINDS.index(kind), principals, str_of(method_b), str_of(to_b))
