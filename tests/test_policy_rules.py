@@ -33,6 +33,7 @@ DEPLOY_MD = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"
         ({"allow": [{"who": ["*"], "call": ["a*b"]}]}, "may only end a pattern"),
         ({"allow": [{"who": ["ops-*"], "call": ["a"]}]}, "not id patterns"),
         ({"allow": [{"who": ["role:"], "call": ["a"]}]}, "needs a role name"),
+        ({"allow": [{"who": ["server"], "call": ["a"]}]}, "not a client id"),
         ({"allow": [{"who": ["*"], "call": ["a"], "to": ["x"]}]}, "'to' only applies with 'message'"),
         ({"allow": [{"who": [f"id{i}" for i in range(64)], "call": ["a"]}]}, "at most 63"),
     ],

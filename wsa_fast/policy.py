@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .config import ConfigError
+from .grammar import is_client_id
 
 __all__ = ["KINDS", "Rule", "PolicyRules", "parse_policy", "ROLE_PREFIX", "EVERYONE", "MAX_PRINCIPALS"]
 
@@ -94,6 +95,8 @@ def parse_policy(table: object) -> PolicyRules:
                 raise ConfigError(f"{where}: 'role:' needs a role name", "policy")
             if name.endswith("*") and name != EVERYONE:
                 raise ConfigError(f"{where}: who {name!r}: name ids, roles or '*', not id patterns", "policy")
+            if name != EVERYONE and not name.startswith(ROLE_PREFIX) and not is_client_id(name):
+                raise ConfigError(f"{where}: who {name!r} is not a client id, 'role:NAME' or '*'", "policy")
         to = _strings(entry, "to", where) or (EVERYONE,)
         if "to" in entry and "message" not in entry:
             raise ConfigError(f"{where}: 'to' only applies with 'message'", "policy")
