@@ -22,6 +22,7 @@ from picows.picows cimport WSCloseCode, WSTransport
 from wsa_fast._codec cimport valid_utf8
 
 import asyncio
+import logging
 
 from picows.picows import WSProtocol
 
@@ -41,6 +42,8 @@ cdef enum Opcode:
     CLOSE = 0x8
     PING = 0x9
     PONG = 0xA
+
+client_log = logging.getLogger("wsa_fast.client")
 
 cdef int CLOSE_PROTOCOL_ERROR = 1002
 cdef int CLOSE_INVALID_TEXT = 1007
@@ -100,6 +103,7 @@ cdef class FrameGate:
     # What one read decided, acted on once picows has had its bytes:
     cdef Py_ssize_t handed              # how many bytes picows may see (-1: all)
     cdef int error                      # the close code to send, or 0
+    cdef str why                        # the rule the peer broke, for the log line
     cdef bint peer_closed               # the peer's CLOSE is in: close TCP
 
     def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, loop):
@@ -159,6 +163,11 @@ cdef class FrameGate:
                 self.protocol_buffer_updated(self.handed)
         if self.mode == SKIP and self.skip_timer is None:
             self.skip_timer = self.loop.call_later(self.close_timeout, self.skipped_too_long)
+        if self.why is not None:
+            # What clients do wrong is INFO at most, and rate-limited (wsa_fast.client_log).
+            client_log.info("closing %s: it sent %s", self.ws.underlying_transport.get_extra_info("peername"),
+                            self.why)
+            self.why = None
         if self.error:
             self.send_close(self.error)
         if self.peer_closed:
@@ -251,6 +260,10 @@ cdef class FrameGate:
             self.mode = DONE
         return 0
 
+    cdef int broke(self, int code, str why) except -1:
+        self.why = why
+        return code
+
     cdef int refuse(self, int code, Py_ssize_t frame_start) noexcept:
         """A frame broke a rule: picows sees only what came before it; close with ``code``; skip the rest.
 
@@ -279,7 +292,7 @@ cdef class FrameGate:
                 break
         return pos
 
-    cdef int start_frame(self) noexcept:
+    cdef int start_frame(self) except -1:
         """Judge a complete header; returns the close code it earns, or 0."""
         cdef unsigned char b0 = self.head[0], b1 = self.head[1]
         cdef bint fin = b0 & 0x80
@@ -303,41 +316,43 @@ cdef class FrameGate:
         if self.mode != FRAMES:
             return 0                        # skipping or closing: frames are only skipped
         if b0 & 0x70:
-            return CLOSE_PROTOCOL_ERROR     # RSV bits without a negotiated extension
+            return self.broke(CLOSE_PROTOCOL_ERROR, "RSV bits set, but no extension was negotiated")
         if not (b1 & 0x80):
-            return CLOSE_PROTOCOL_ERROR     # a client must mask
+            return self.broke(CLOSE_PROTOCOL_ERROR, "an unmasked frame")
         if (b1 & 0x7F) == 126 and length < 126 or (b1 & 0x7F) == 127 and (length < 65536 or length >> 63):
-            return CLOSE_PROTOCOL_ERROR     # a length not in its shortest form
+            return self.broke(CLOSE_PROTOCOL_ERROR, "a frame length not in its shortest form")
         if opcode >= CLOSE:
-            if opcode > PONG or not fin or length > MAX_CONTROL_PAYLOAD:
-                return CLOSE_PROTOCOL_ERROR
+            if opcode > PONG:
+                return self.broke(CLOSE_PROTOCOL_ERROR, "a reserved control opcode")
+            if not fin or length > MAX_CONTROL_PAYLOAD:
+                return self.broke(CLOSE_PROTOCOL_ERROR, "a fragmented or over-125-byte control frame")
             return 0
         if opcode == CONTINUATION:
             if not self.in_message:
-                return CLOSE_PROTOCOL_ERROR
+                return self.broke(CLOSE_PROTOCOL_ERROR, "a continuation frame with no message open")
         elif opcode == TEXT or opcode == BINARY:
             if self.in_message:
-                return CLOSE_PROTOCOL_ERROR # a new message inside a fragmented one
+                return self.broke(CLOSE_PROTOCOL_ERROR, "a new message inside a fragmented one")
         else:
-            return CLOSE_PROTOCOL_ERROR     # reserved data opcode
+            return self.broke(CLOSE_PROTOCOL_ERROR, "a reserved data opcode")
         self.in_message = not fin
         self.message_size = length if opcode != CONTINUATION else self.message_size + length
         if self.message_size > <uint64_t>self.max_message_size:
-            return CLOSE_TOO_BIG            # a frame, or fragments so far, over the limit
+            return self.broke(CLOSE_TOO_BIG, "a message over max_message_size")
         return 0
 
-    cdef int check_close(self) noexcept:
+    cdef int check_close(self) except -1:
         """Judge the payload of the peer's CLOSE: a valid code, then a UTF-8 reason."""
         cdef int code
         if self.close_len == 0:
             return 0
         if self.close_len == 1:
-            return CLOSE_PROTOCOL_ERROR
+            return self.broke(CLOSE_PROTOCOL_ERROR, "a one-byte CLOSE payload")
         code = (self.close_payload[0] << 8) | self.close_payload[1]
         if not valid_close_code(code):
-            return CLOSE_PROTOCOL_ERROR
+            return self.broke(CLOSE_PROTOCOL_ERROR, f"a CLOSE with code {code}, which must not be sent")
         if not valid_utf8(<const char*>self.close_payload + 2, self.close_len - 2):
-            return CLOSE_INVALID_TEXT
+            return self.broke(CLOSE_INVALID_TEXT, "a close reason that is not UTF-8")
         return 0
 
 
