@@ -54,4 +54,3 @@ def gateway() -> Iterator[GatewayProcess]:
     _launcher(started)()
     yield started[0]
     _stop_all(started)
-
