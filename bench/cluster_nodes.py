@@ -16,7 +16,8 @@ import sys
 from wsa_fast.embedded_nats import EmbeddedNats
 
 WSA_FAST = os.path.join(os.path.dirname(sys.executable), "wsa-fast")
-APP = ["--app", "bench.bench_app:app", "--host", "127.0.0.1"]
+# Raw speed: the rate limits and max_pending would refuse the floods.
+APP = ["--app", "bench.bench_app:app", "--host", "127.0.0.1", "--limits", "off"]
 
 
 def main(ports: list[str]) -> int:

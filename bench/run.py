@@ -5,9 +5,12 @@
     python bench/run.py --servers wsa-fast,websockets --scenarios ping,relay,latency
     python bench/run.py --servers wsa-fast --scenarios ping,handler,ping-idle-10k,broadcast-1k
     python bench/run.py --servers wsa-fast,wsa-fast+policy --scenarios ping,relay,handler   # the policy's cost
+    python bench/run.py --servers wsa-fast --scenarios fairness     # one flooder, 100 calm clients, default limits
+    python bench/run.py --servers wsa-fast,wsa-fast-limits --scenarios ping,relay   # what the limits cost
 
-The gateway under test is the `wsa-fast` installed beside this Python (or --server-cmd); the run
-fails when it is missing. The published plot (bench/latency.png) changes only with --plot.
+The gateway under test is the `wsa-fast` installed beside this Python (or --server-cmd), run
+with `--limits off` for raw speed (fairness runs it with its default limits); the run fails
+when it is missing. The published plot (bench/latency.png) changes only with --plot.
 Numbers are only comparable within one run: the box is shared and absolute numbers drift.
 """
 from __future__ import annotations
@@ -33,7 +36,12 @@ SERVER_CORE, LOADGEN_CORE = 0, 1
 # The gateway under test and the load generator (`wsa-fast bench`): both installed with this Python
 # (a venv nobody activated included), as the tests start them.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
-DEFAULT_GATEWAY_CMD = f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app"
+# Raw speed: the rate limits and max_pending would refuse the load generator's floods.
+DEFAULT_GATEWAY_CMD = (f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app"
+                       " --limits off")
+# "wsa-fast-limits": the same gateway with every limit on, set too high to refuse: what checking them costs.
+LIMITS_ON_FLAGS = ["--limits", "on", "--rate-limit-messages", "1e12", "--rate-limit-bytes", "1e15",
+                   "--rate-limit-broadcasts", "1e12", "--max-pending", "1000000000"]
 
 # Closed-loop scenarios. Floors only answer pings (they echo), so only ping scenarios run on them.
 SCENARIOS = {
@@ -69,11 +77,15 @@ SMOKE = {
 IDLE_CPU_RATIO_TARGET = 1.3
 IDLE_BYTES_TARGET = 4096
 ALL_SERVERS = ("floor", "floor-single", "websockets", "node-ws", "wsa-fast")
-# Run only when named: wsa-fast with the access policy of bench/policy.toml, to price the check.
-EXTRA_SERVERS = {"wsa-fast+policy": os.path.join(HERE, "policy.toml")}
+# Run only when named: wsa-fast with the access policy of bench/policy.toml, to price the check, and
+# with every limit on but too high to refuse, to price the limits (the flags after --limits off win).
+EXTRA_SERVERS = {"wsa-fast+policy": ["--config", os.path.join(HERE, "policy.toml")],
+                 "wsa-fast-limits": LIMITS_ON_FLAGS}
 LAT_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # The open-loop pacer spins on one core; above this rate it cannot pace evenly any more.
 LAT_MAX_RATE = 1_000_000
+# Seconds of flood in the fairness scenario (half requests, half broadcasts), after half as long without.
+FAIRNESS_DURATION = 6.0
 # Other programs' share of a core above which a run is marked noisy.
 NOISY = 0.10
 # After this many seconds a full run stops waiting for a quiet box and retrying noisy scenarios.
@@ -178,6 +190,46 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
         self.logf.close()
+
+
+def fairness(gateway_cmd: list[str], logdir: str, duration: float) -> dict:
+    """bench/fairness.py against the gateway with its default limits (the flags after --limits off win)."""
+    server = Server("wsa-fast-fairness", gateway_cmd + ["--limits", "on"], False, logdir)
+    log(f"== fairness: {' '.join(server.cmd)}")
+    try:
+        server.start()
+        cmd = [PY, os.path.join(HERE, "fairness.py"), "--url", f"ws://127.0.0.1:{server.port}/",
+               "--server-pid", str(server.proc.pid), "--duration", str(duration)]
+        with open(os.path.join(logdir, "fairness-clients.log"), "w") as errors:
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
+                               timeout=duration * 3 + 60, preexec_fn=pin(LOADGEN_CORE))
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, IndexError, ValueError, RuntimeError) as e:
+        res = {"ok": False, "error": str(e)}
+    finally:
+        server.stop()
+    res.update(server="wsa-fast", scenario="fairness")
+    log(f"   fairness p99 {fmt(res.get('p99_us'))} µs, p99.9 {fmt(res.get('p999_us'))} µs, "
+        f"disconnected {res.get('disconnected')} {res.get('error', '')}")
+    return res
+
+
+def fairness_table(rows: list[dict]) -> str:
+    head = ("| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs |\n"
+            "|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        for phase, label in (("baseline_", "no flood"), ("requests_", "flood of requests"),
+                             ("broadcasts_", "flood of 100 KB broadcasts")):
+            lines.append(f"| {label} | {r.get(phase + 'pings')} | {fmt(r.get(phase + 'p50_us'))} "
+                         f"| {fmt(r.get(phase + 'p99_us'))} | {fmt(r.get(phase + 'p999_us'))} "
+                         f"| {fmt(r.get(phase + 'max_us'))} |")
+        flood = r.get("flooder") or {}
+        lines.append(f"\ncalm clients disconnected: {r.get('disconnected')} of 100; flooder: "
+                     f"{flood.get('sent')} sent, {flood.get('answered')} answered, {flood.get('refused')} RATE_LIMITED, "
+                     f"closed {flood.get('closed')} times; server RSS {fmt((r.get('server_rss_before_kib') or 0) / 1024)}"
+                     f" MiB before the flood, peak {fmt((r.get('server_peak_rss_kib') or 0) / 1024)} MiB")
+    return "\n".join(lines)
 
 
 def loadgen(server: Server, opts: dict, timeout: float) -> dict:
@@ -336,8 +388,7 @@ def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
                 specs.append((name, [shutil.which("node"), os.path.join(HERE, "peers", "node_ws_gateway.js"),
                                      "--port", "{port}"], False))
         elif name == "wsa-fast" or name in EXTRA_SERVERS:
-            extra = ["--config", EXTRA_SERVERS[name]] if name in EXTRA_SERVERS else []
-            specs.append((name, gateway_cmd + extra, False))
+            specs.append((name, gateway_cmd + EXTRA_SERVERS.get(name, []), False))
         else:
             raise SystemExit(f"unknown server {name!r}; known: {', '.join((*ALL_SERVERS, *EXTRA_SERVERS))}")
     for spec in args.gateway:
@@ -504,9 +555,9 @@ def parse(argv=None):
                    help="a few thousand messages per scenario, no timing judgments; non-zero exit on loss/error")
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per scenario")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
-    p.add_argument("--servers", default=",".join(ALL_SERVERS), help=f"comma list of {', '.join(ALL_SERVERS)}")
-    p.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["latency"]),
-                   help=f"comma list of {', '.join(SCENARIOS)}, latency")
+    p.add_argument("--servers", default=",".join(ALL_SERVERS), help=f"comma list of {', '.join((*ALL_SERVERS, *EXTRA_SERVERS))} (default: {', '.join(ALL_SERVERS)})")
+    p.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["latency", "fairness"]),
+                   help=f"comma list of {', '.join(SCENARIOS)}, latency, fairness")
     p.add_argument("--server-cmd", default=DEFAULT_GATEWAY_CMD,
                    help="command of the gateway under test ({port} is replaced)")
     p.add_argument("--gateway", action="append", default=[], metavar="wsa-fast-NAME=CMD",
@@ -538,7 +589,7 @@ def main(argv=None) -> int:
     ensure_built()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in scenarios:
-        if s not in SCENARIOS and s != "latency":
+        if s not in SCENARIOS and s not in ("latency", "fairness"):
             raise SystemExit(f"unknown scenario {s!r}")
     if args.smoke:
         base = dict(duration=2.0, warmup=0.0, max_messages=3000, drain=3.0)
@@ -560,7 +611,7 @@ def main(argv=None) -> int:
             server.start()
             peak = None
             for sc in scenarios:
-                if sc == "latency" or not runs_on(sc, name, is_floor):
+                if sc in ("latency", "fairness") or not runs_on(sc, name, is_floor):
                     continue
                 opts = {**base, **SCENARIOS[sc], **(SMOKE.get(sc, {}) if args.smoke else {})}
                 res = loadgen(server, opts, timeout=budget(opts))
@@ -606,6 +657,10 @@ def main(argv=None) -> int:
             log(f"   ERROR {e}")
         finally:
             server.stop()
+    fair_rows = []
+    if "fairness" in scenarios and any(name == "wsa-fast" for name, _, _ in specs):
+        fair_rows.append(fairness(shlex.split(args.server_cmd), os.path.join(args.out, "logs"),
+                                  2.0 if args.smoke else FAIRNESS_DURATION))
     elapsed = time.monotonic() - t_start
 
     print("\n## Throughput (closed loop)\n")
@@ -619,6 +674,9 @@ def main(argv=None) -> int:
     if lat_rows:
         print("\n## Latency (open loop ping, percentiles from intended send time)\n")
         print(latency_table(lat_rows))
+    if fair_rows:
+        print("\n## Fairness (one client floods, 100 calm clients ping every 20 ms; default limits)\n")
+        print(fairness_table(fair_rows))
     if lat_rows and not args.smoke:
         plot_latency(lat_rows, args.plot, notes)
         notes.append(f"latency plot: {os.path.relpath(args.plot)}")
@@ -629,7 +687,7 @@ def main(argv=None) -> int:
         notes.append("smoke run: a few thousand messages each, so the timing columns mean nothing")
     for n in notes:
         print(f"\nnote: {n}")
-    failed = [r for r in rows + lat_rows if not r.get("ok")]
+    failed = [r for r in rows + lat_rows + fair_rows if not r.get("ok")]
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "smoke": args.smoke,
         "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
@@ -638,8 +696,9 @@ def main(argv=None) -> int:
     }
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
-        json.dump({"meta": meta, "throughput": rows, "latency": lat_rows, "notes": notes}, f, indent=1)
-    print(f"\n{len(rows) + len(lat_rows)} runs in {elapsed:.0f}s, {len(failed)} failed; results: {os.path.relpath(path)}")
+        json.dump({"meta": meta, "throughput": rows, "latency": lat_rows, "fairness": fair_rows, "notes": notes},
+                  f, indent=1)
+    print(f"\n{len(rows) + len(lat_rows) + len(fair_rows)} runs in {elapsed:.0f}s, {len(failed)} failed; results: {os.path.relpath(path)}")
     return 1 if failed else 0
 
 

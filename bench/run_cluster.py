@@ -33,7 +33,8 @@ from run import PY, ROOT, drive, ensure_built, free_port, log  # noqa: E402
 
 # The console script beside this Python: the venv's, even when nobody activated it.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
-APP = ["--app", "bench.bench_app:app", "--host", "127.0.0.1"]
+# Raw speed: the rate limits and max_pending would refuse the floods.
+APP = ["--app", "bench.bench_app:app", "--host", "127.0.0.1", "--limits", "off"]
 PING = dict(mode="ping", conns=16, window=64)
 RELAY = dict(mode="relay", conns=8, window=64)
 

@@ -71,6 +71,14 @@ class Server:
             self.proc.wait(10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def limits_off():
+    """Every gateway this module starts (nodes behind nginx too) is loaded at full speed: no rate limits."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WSA_LIMITS", "off")
+        yield
+
+
 @pytest.fixture
 def echo_server():
     started = []

@@ -46,6 +46,9 @@ def test_bench_smoke_runs_every_scenario():
             f"no wsa-fast row for {scenario}\n{report}"
     assert re.search(r"^## Latency.*\n(?:.*\n)*?\| wsa-fast \| ", proc.stdout, re.M), \
         f"no wsa-fast latency row\n{report}"
+    # The fairness scenario's flooder is refused and closed; none of the calm clients is.
+    assert re.search(r"^calm clients disconnected: 0 of 100; flooder: \d+ sent", proc.stdout, re.M), \
+        f"fairness: calm clients disconnected, or no fairness result\n{report}"
 
 
 def test_cluster_bench_smoke_runs_every_configuration():

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
+
+from websockets.asyncio.client import connect
+
+from wsa_ws import aio, close_code
 
 BAD_CLIENTS = 100
 
@@ -42,4 +47,35 @@ def test_protocol_errors_are_info_lines_and_rate_limited(start_gateway):
     lines = [line for line in gateway.log.splitlines() if "it sent an unmasked frame" in line]
     assert lines and all(" INFO " in line for line in lines), lines[:3]
     assert len(lines) < BAD_CLIENTS / 2, f"{len(lines)} lines for {BAD_CLIENTS}+ bad clients"
+    assert "similar lines suppressed" in gateway.log
+
+
+async def flood_until_closed(url: str) -> int:
+    """Three pings at once against a limit of one a second: refused, then closed (1008)."""
+    async with connect(url) as ws:
+        for n in range(3):
+            await ws.send(json.dumps({"from": "flood", "to": "server", "type": "request", "id": f"fl{n:03d}",
+                                      "payload": {"method": "wsa@v1/ping"}}))
+        code, _ = await close_code(ws)
+        return code
+
+
+def test_rate_limit_closes_are_info_lines_and_rate_limited(start_gateway):
+    gateway = start_gateway("--rate-limit-messages", "1", "--max-refused-messages", "1")
+
+    @aio
+    async def run() -> None:
+        for _ in range(BAD_CLIENTS):
+            assert await flood_until_closed(gateway.url) == 1008
+        # More, one by one, until a line tells how many were suppressed meanwhile.
+        for _ in range(100):
+            assert await flood_until_closed(gateway.url) == 1008
+            if "similar lines suppressed" in gateway.log:
+                break
+
+    run()
+    lines = [line for line in gateway.log.splitlines() if "wsa_fast.clients" in line]
+    assert lines and all(" INFO " in line for line in lines), lines[:3]
+    closes = [line for line in lines if "rate-limited messages in a row" in line]
+    assert 0 < len(closes) < BAD_CLIENTS / 2, f"{len(closes)} lines for {BAD_CLIENTS}+ clients closed"
     assert "similar lines suppressed" in gateway.log

@@ -1,5 +1,8 @@
 """End to end, overload (docs/protocol.md "Overload"): bursts reach clients that read, and
 one sender cannot get other clients disconnected.
+
+The floods run with ``--limits off``: they check the flow control and the slow-consumer
+rule, not the rate limits (tests/test_limits.py), which would refuse them first.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ async def until_reachable(ws, client_id: str, target, target_id: str) -> None:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_burst_of_gone_answers_reaches_a_requester_that_reads(start_gateway, workers):
     """60,000 requests wait on a target that disconnects: every one gets its GONE."""
-    gateway = start_gateway("--workers", workers)
+    gateway = start_gateway("--limits", "off", "--workers", workers)
 
     @aio
     async def run() -> None:
@@ -91,7 +94,7 @@ def test_a_burst_of_gone_answers_reaches_a_requester_that_reads(start_gateway, w
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_large_broadcasts_do_not_cut_off_receivers_that_read(start_gateway, workers):
     """40 broadcasts of 500 KB back to back reach all 10 receivers, and none is closed."""
-    gateway = start_gateway("--workers", workers)
+    gateway = start_gateway("--limits", "off", "--workers", workers)
     text = "x" * BROADCAST_SIZE
 
     @aio

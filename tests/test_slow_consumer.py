@@ -73,7 +73,7 @@ def flood_then_ping(port: int) -> list[str]:
 
 def test_a_client_that_does_not_read_is_disconnected(start_gateway):
     """The sender is held back while the sleeper is backed up, then the sleeper is cut off."""
-    gateway = start_gateway("--send-buffer-limit", str(LIMIT), "--slow-consumer-timeout", "1")
+    gateway = start_gateway("--limits", "off", "--send-buffer-limit", str(LIMIT), "--slow-consumer-timeout", "1")
     silent = open_silent_client(gateway.port, "sleeper")
     baseline = rss_kib(gateway.proc.pid)
     codes = flood_then_ping(gateway.port)
@@ -87,7 +87,7 @@ def test_a_client_that_does_not_read_is_disconnected(start_gateway):
 
 def test_a_client_past_the_hard_cap_is_disconnected_at_once(start_gateway):
     """Past send_buffer_cap, no waiting for slow_consumer_timeout (an hour here)."""
-    gateway = start_gateway("--send-buffer-limit", str(LIMIT), "--send-buffer-cap", str(LIMIT),
+    gateway = start_gateway("--limits", "off", "--send-buffer-limit", str(LIMIT), "--send-buffer-cap", str(LIMIT),
                             "--slow-consumer-timeout", "3600")
     silent = open_silent_client(gateway.port, "sleeper")
     codes = flood_then_ping(gateway.port)

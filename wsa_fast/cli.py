@@ -9,7 +9,9 @@ import sys
 from importlib import metadata
 
 from .app import App
-from .config import DUPLICATE_LOGIN_MODES, ID_STYLES, LOG_FORMATS, LOG_LEVELS, ConfigError, Settings, load_settings
+from .config import (
+    DUPLICATE_LOGIN_MODES, ID_STYLES, LIMITS_MODES, LOG_FORMATS, LOG_LEVELS, ConfigError, Settings, load_settings,
+)
 from .picows_pin import PicowsMismatch, check_picows
 from .tls import server_context
 
@@ -107,6 +109,37 @@ def build_parser() -> argparse.ArgumentParser:
                             f"is closed (default {defaults.slow_consumer_timeout:g})")
     serve.add_argument("--send-buffer-cap", type=int, metavar="BYTES",
                        help=f"unsent bytes that close a connection at once (default {defaults.send_buffer_cap})")
+    serve.add_argument("--limits", choices=LIMITS_MODES,
+                       help="off lifts the rate limits and --max-pending: for benchmarks, never in production "
+                            f"(default {defaults.limits})")
+    serve.add_argument("--rate-limit-messages", type=float, metavar="PER_SECOND",
+                       help=f"requests and events a connection may send a second, 0 for no limit "
+                            f"(default {defaults.rate_limit_messages:g})")
+    serve.add_argument("--rate-limit-bytes", type=float, metavar="PER_SECOND",
+                       help=f"bytes of them a second, 0 for no limit (default {defaults.rate_limit_bytes:g})")
+    serve.add_argument("--rate-limit-broadcasts", type=float, metavar="PER_SECOND",
+                       help=f"broadcasts a connection may send a second, 0 for no limit "
+                            f"(default {defaults.rate_limit_broadcasts:g})")
+    serve.add_argument("--max-refused-messages", type=int, metavar="N",
+                       help=f"rate-limited messages in a row before closing with 1008 "
+                            f"(default {defaults.max_refused_messages})")
+    serve.add_argument("--max-pending", type=int, metavar="N",
+                       help=f"relayed requests a client may have unanswered, 0 for no limit "
+                            f"(default {defaults.max_pending})")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help=f"connections per worker, 0 for no limit (default {defaults.max_connections})")
+    serve.add_argument("--max-connections-per-ip", type=int, metavar="N",
+                       help=f"connections per client address per worker, 0 for no limit "
+                            f"(default {defaults.max_connections_per_ip})")
+    serve.add_argument("--message-timeout", type=float, metavar="SECONDS",
+                       help=f"how long a fragmented message may take to complete (default {defaults.message_timeout:g})")
+    serve.add_argument("--max-partial-memory", type=int, metavar="BYTES",
+                       help=f"bytes all unfinished fragmented messages of a worker may hold "
+                            f"(default {defaults.max_partial_memory})")
+    serve.add_argument("--ping-interval", type=float, metavar="SECONDS",
+                       help=f"ping a connection idle this long, 0 never (default {defaults.ping_interval:g})")
+    serve.add_argument("--ping-timeout", type=float, metavar="SECONDS",
+                       help=f"close a connection whose pong does not come this soon (default {defaults.ping_timeout:g})")
     serve.add_argument("--workers", type=int, metavar="N",
                        help=f"worker processes sharing the port (default {defaults.workers})")
     serve.add_argument("--nats", metavar="nats://HOST:PORT[,...]",

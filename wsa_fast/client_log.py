@@ -1,7 +1,7 @@
 """Log lines caused by clients: at most INFO, one line each, and at most a few a second per worker.
 
 A client must not be able to fill the log, so what it does wrong or too much (protocol
-errors, refusals, being cut off) is logged through the ``wsa_fast.client`` logger, and
+errors, refusals, being cut off) is logged through the ``wsa_fast.clients`` logger, and
 picows's own ERROR lines about a client's bad frames are turned into INFO lines of it.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from time import monotonic
 
-__all__ = ["CLIENT_LOGGER", "ClientLogFilter", "install"]
+__all__ = ["CLIENT_LOGGER", "ClientLogFilter", "install", "refused"]
 
-CLIENT_LOGGER = "wsa_fast.client"
+CLIENT_LOGGER = "wsa_fast.clients"
 PICOWS_LOGGER = "picows.wsa_fast.picows"
 # picows's lines that report a client's bad frames (it logs them at ERROR).
 PICOWS_CLIENT_ERRORS = ("WS parser error", "on_ws_frame raised WSProtocolError")
@@ -58,6 +58,14 @@ class ClientLogFilter(logging.Filter):
             record.msg = f"{record.msg} ({self.suppressed} similar lines suppressed)"
             self.suppressed = 0
         return True
+
+
+_log = logging.getLogger(CLIENT_LOGGER)
+
+
+def refused(message: str, *args: object) -> None:
+    """One INFO line about a client refused or closed for what it did."""
+    _log.info(message, *args)
 
 
 def install() -> ClientLogFilter:

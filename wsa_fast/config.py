@@ -19,7 +19,7 @@ else:
 __all__ = [
     "ConfigError", "Settings", "load_settings",
     "AUTH_DEV", "AUTH_JWT", "AUTH_TOKENS_PREFIX", "DEFAULT_JWT_ALGORITHMS",
-    "DUPLICATE_LOGIN_MODES", "ID_STYLES", "LOG_FORMATS", "LOG_LEVELS",
+    "DUPLICATE_LOGIN_MODES", "ID_STYLES", "LIMITS_MODES", "LOG_FORMATS", "LOG_LEVELS",
 ]
 
 AUTH_DEV = "dev"
@@ -28,6 +28,7 @@ AUTH_TOKENS_PREFIX = "tokens:"
 DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256", "RS256", "ES256")
 DUPLICATE_LOGIN_MODES = ("replace", "reject")
 ID_STYLES = ("iso8601", "short")
+LIMITS_MODES = ("on", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 MAX_WORKERS = 256
@@ -77,6 +78,26 @@ class Settings:
     slow_consumer_timeout: float = 15.0
     # Unsent bytes past which a connection is cut off at once, however recently it read.
     send_buffer_cap: int = 16777216
+    # "off" lifts the per-connection rate limits and max_pending: for benchmarks, not production.
+    limits: str = "on"
+    # Token buckets per connection, refilled each second, holding a second's worth (0: no such limit).
+    rate_limit_messages: float = 1000.0       # requests and events a second (responses are never refused)
+    rate_limit_bytes: float = 4194304.0       # their bytes a second; the bucket holds max_message_size at least
+    rate_limit_broadcasts: float = 10.0       # broadcasts a second: each costs the gateway one delivery per client
+    # Rate-limited messages in a row after which the connection is closed with 1008.
+    max_refused_messages: int = 100
+    # Relayed requests a client may have waiting for an answer (0: no limit).
+    max_pending: int = 1000
+    # Open connections per worker, and per client address per worker (0: no limit).
+    max_connections: int = 10000
+    max_connections_per_ip: int = 1000
+    # A fragmented message must be complete this long after its first fragment.
+    message_timeout: float = 30.0
+    # Bytes all unfinished fragmented messages of a worker may hold.
+    max_partial_memory: int = 67108864
+    # Ping a connection idle this long (0: never), and close it if no pong comes within ping_timeout.
+    ping_interval: float = 25.0
+    ping_timeout: float = 10.0
     drain_timeout: float = 10.0
     # Worker processes on this machine, all on one port (SO_REUSEPORT), under a supervisor.
     workers: int = 1
@@ -119,6 +140,17 @@ class Settings:
         _require_positive_time("request_timeout", self.request_timeout)
         _require_positive_time("slow_consumer_timeout", self.slow_consumer_timeout)
         _require_positive_time("drain_timeout", self.drain_timeout, allow_zero=True)
+        _require_positive_time("message_timeout", self.message_timeout)
+        _require_positive_time("ping_interval", self.ping_interval, allow_zero=True)
+        _require_positive_time("ping_timeout", self.ping_timeout)
+        _require_choice("limits", self.limits, LIMITS_MODES)
+        for name in ("rate_limit_messages", "rate_limit_bytes", "rate_limit_broadcasts"):
+            value = getattr(self, name)
+            _require(value >= 0 and math.isfinite(value), name,
+                     f"{name} must be a finite rate per second, 0 (no limit) or more, got {value}")
+        for name in ("max_pending", "max_connections", "max_connections_per_ip"):
+            value = getattr(self, name)
+            _require(value >= 0, name, f"{name} must be 0 (no limit) or more, got {value}")
         _require_positive_time("jwt_leeway", self.jwt_leeway, allow_zero=True)
         self._validate_auth()
         _require(bool(self.jwt_algorithms) and all(self.jwt_algorithms), "jwt_algorithms",
@@ -133,7 +165,8 @@ class Settings:
                      f"admin_port must be between 0 and 65535, got {self.admin_port}")
             _require(self.admin_port != self.port or self.admin_port == 0 or self.admin_host != self.host,
                      "admin_port", f"admin_port must differ from port ({self.port})")
-        for name in ("max_message_size", "max_bad_messages", "send_buffer_limit"):
+        for name in ("max_message_size", "max_bad_messages", "send_buffer_limit", "max_refused_messages",
+                     "max_partial_memory"):
             value = getattr(self, name)
             _require(value >= 1, name, f"{name} must be at least 1, got {value}")
         _require(self.send_buffer_cap >= self.send_buffer_limit, "send_buffer_cap",
@@ -174,6 +207,12 @@ class Settings:
         except ValueError as error:
             setting = "nats_creds_file" if self.nats_creds_file is not None else "nats_nkey_seed_file"
             raise ConfigError(f"{setting}: {error}", setting) from None
+
+    @property
+    def rate_limits_on(self) -> bool:
+        """Whether any per-connection rate limit applies."""
+        return self.limits == "on" and bool(self.rate_limit_messages or self.rate_limit_bytes
+                                            or self.rate_limit_broadcasts)
 
     def _validate_auth(self) -> None:
         known = self.auth in (None, AUTH_DEV, AUTH_JWT) or self.auth.startswith(AUTH_TOKENS_PREFIX)

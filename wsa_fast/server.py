@@ -9,6 +9,7 @@ import asyncio
 import inspect
 import logging
 import os
+import resource
 import signal
 import socket
 from typing import Any, Callable, Optional
@@ -48,6 +49,8 @@ GAUGE_REFRESH = 1.0
 READ_BUFFER_INIT = 2048
 # How long a new connection has to send its upgrade request.
 HANDSHAKE_TIMEOUT = 10.0
+# File descriptors kept out of max_connections (at least; an eighth of the limit if more).
+FD_HEADROOM = 64
 # How often a draining worker checks whether in-flight work has finished.
 DRAIN_POLL = 0.05
 # How long a starting worker tries to reach NATS before giving up (its supervisor retries).
@@ -77,7 +80,7 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     if metrics is None:
         metrics = MetricsBlock(1, app)
     gateway = Gateway(settings, app, authenticator, loop, metrics=metrics.worker((worker or 1) - 1))
-    acceptor = _acceptor(gateway, authenticator)
+    acceptor = _acceptor(gateway, authenticator, _connection_budget(settings))
     if settings.admin_port is None:
         acceptor = _with_admin(acceptor, gateway, metrics)
     if app is not None:
@@ -93,11 +96,17 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
             log.error("cannot join the cluster: %s", error)
             return EXIT_NO_NATS
     tls = server_context(settings)
-    # picows's protocol behind the FrameGate, which checks the frame rules and does the closing handshake.
+    def make_protocol():
+        # picows's protocol behind the FrameGate, which checks the frame rules and does the closing
+        # handshake; the acceptor also gets the gate, for the client's address.
+        gate = create_protocol(lambda request: acceptor(request, gate), picows_log, settings.max_message_size,
+                               READ_BUFFER_INIT, HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT,
+                               settings.ping_interval, settings.ping_timeout)
+        return gate
+
     try:
         server = await loop.create_server(
-            lambda: create_protocol(acceptor, picows_log, settings.max_message_size, READ_BUFFER_INIT,
-                                    HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT),
+            make_protocol,
             settings.host,
             settings.port,
             # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
@@ -109,7 +118,7 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     admin = None
     if settings.admin_port is not None:
         # Plain HTTP on a private address; it outlives the public port during a drain, for /readyz.
-        admin_acceptor = _with_admin(lambda request: _refuse(404, b"not found\n"), gateway, metrics)
+        admin_acceptor = _with_admin(lambda request, gate=None: _refuse(404, b"not found\n"), gateway, metrics)
         try:
             admin = await loop.create_server(
                 lambda: create_protocol(admin_acceptor, picows_log, ADMIN_REQUEST_SIZE, READ_BUFFER_INIT,
@@ -171,11 +180,11 @@ def listen_error(host: str, port: int, error: OSError) -> ConfigError:
     return ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}", "port")
 
 
-def _with_admin(accept: Callable[[WSUpgradeRequest], WSUpgradeResponseWithListener], gateway: Gateway,
-                metrics: MetricsBlock) -> Callable[[WSUpgradeRequest], WSUpgradeResponseWithListener]:
+def _with_admin(accept: Callable[..., WSUpgradeResponseWithListener], gateway: Gateway,
+                metrics: MetricsBlock) -> Callable[..., WSUpgradeResponseWithListener]:
     """``accept``, answering /healthz, /readyz and /metrics first (plain HTTP, no upgrade)."""
 
-    def answer(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+    def answer(request: WSUpgradeRequest, gate: Any = None) -> WSUpgradeResponseWithListener:
         path = request.path.partition(b"?")[0]
         if path == HEALTH_PATH:
             return _answer(WSUpgradeResponse.create_ok_response(b"ok\n"))
@@ -190,7 +199,7 @@ def _with_admin(accept: Callable[[WSUpgradeRequest], WSUpgradeResponseWithListen
             gateway.refresh_gauges()
             return _answer(WSUpgradeResponse.create_ok_response(metrics.render(),
                                                                 {"Content-Type": METRICS_CONTENT_TYPE}))
-        return accept(request)
+        return accept(request, gate)
 
     return answer
 
@@ -199,10 +208,34 @@ def _answer(response: WSUpgradeResponse) -> WSUpgradeResponseWithListener:
     return WSUpgradeResponseWithListener(response, None)
 
 
-def _acceptor(gateway: Gateway, authenticator: Any):
-    """The picows listener factory: pick the form, check a handshake token, make a Connection."""
+def _connection_budget(settings: Settings) -> int:
+    """max_connections, lowered to leave file descriptors for sockets still in their handshake and the rest.
 
-    def accept(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+    Out of descriptors, accept() fails and nobody even hears a 503: refuse early instead.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    budget = max(soft - max(FD_HEADROOM, soft // 8), 1)
+    if not settings.max_connections:
+        return budget
+    if settings.max_connections <= budget:
+        return settings.max_connections
+    log.warning("max_connections is %d per worker: this process may open only %d files (ulimit -n)",
+                budget, soft)
+    return budget
+
+
+def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
+    """The picows listener factory: pick the form, enforce the connection limits, check a handshake
+    token, make a Connection. ``gate`` is the connection's FrameGate (for the client's address)."""
+    per_ip = gateway.settings.max_connections_per_ip
+
+    def accept(request: WSUpgradeRequest, gate: Any) -> WSUpgradeResponseWithListener:
         try:
             url = urlsplit(request.path.decode("latin-1"))
         except ValueError:
@@ -215,6 +248,15 @@ def _acceptor(gateway: Gateway, authenticator: Any):
         if request.headers.get("Sec-WebSocket-Version", WS_VERSION) != WS_VERSION:
             # RFC 6455 section 4.2.2: name the version this server speaks.
             return _refuse(426, b"only WebSocket version 13 is supported\n", {"Sec-WebSocket-Version": WS_VERSION})
+        peer = gate.peer
+        ip = peer[0] if isinstance(peer, tuple) else None
+        total, from_ip = gateway.connection_counts(ip)
+        if total >= max_connections:
+            client_log.refused("refusing a connection from %s: max_connections (%d) reached", ip, max_connections)
+            return _refuse(503, b"too many connections\n")
+        if per_ip and from_ip >= per_ip:
+            client_log.refused("refusing a connection from %s: max_connections_per_ip (%d) reached", ip, per_ip)
+            return _refuse(429, b"too many connections from your address\n")
         query = parse_qs(url.query)
 
         form, protocol = VERBOSE, None
@@ -248,7 +290,7 @@ def _acceptor(gateway: Gateway, authenticator: Any):
         headers = {"Sec-WebSocket-Protocol": protocol} if protocol else None
         return WSUpgradeResponseWithListener(
             WSUpgradeResponse.create_101_response(headers),
-            Connection(gateway, form, str(client_id) if client_id is not None else None, getattr(client_id, "roles", ())))
+            Connection(gateway, form, str(client_id) if client_id is not None else None, getattr(client_id, "roles", ()), ip))
 
     return accept
 

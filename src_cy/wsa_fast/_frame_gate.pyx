@@ -43,7 +43,7 @@ cdef enum Opcode:
     PING = 0x9
     PONG = 0xA
 
-client_log = logging.getLogger("wsa_fast.client")
+client_log = logging.getLogger("wsa_fast.clients")   # wsa_fast.client_log.CLIENT_LOGGER
 
 cdef int CLOSE_PROTOCOL_ERROR = 1002
 cdef int CLOSE_INVALID_TEXT = 1007
@@ -57,7 +57,8 @@ cdef inline bint valid_close_code(int code) noexcept:
 
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
-                    double handshake_timeout, double close_timeout):
+                    double handshake_timeout, double close_timeout, double ping_interval=0,
+                    double ping_timeout=20):
     """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
 
     picows 2.3.1 internal: ``WSProtocol``'s positional arguments (api.py, ``ws_protocol_factory``);
@@ -67,7 +68,8 @@ def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ss
         None, None, False, listener_factory, logger,
         True,                       # disconnect_on_exception
         handshake_timeout,
-        False, 20, 20, 1,           # no auto-ping (idle timeout, reply timeout, strategy unused)
+        # Auto-ping a connection idle for ping_interval, closed (1001) without a PONG within ping_timeout.
+        ping_interval > 0, ping_interval if ping_interval > 0 else 20, ping_timeout, 1,   # 1: PING_WHEN_IDLE
         True,                       # answer PING with PONG
         max_message_size,           # picows's own frame limit: never reached, the gate checks first
         None,                       # extra headers
@@ -115,6 +117,11 @@ cdef class FrameGate:
         self.max_message_size = max_message_size
         self.mode = UPGRADE
         self.head_need = 2
+
+    @property
+    def peer(self):
+        """The client's address, for the connection limits checked at the upgrade."""
+        return self.ws.underlying_transport.get_extra_info("peername") if self.ws is not None else None
 
     # ---- asyncio.BufferedProtocol, forwarded to picows ----
 

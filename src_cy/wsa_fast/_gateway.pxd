@@ -66,6 +66,16 @@ cdef class Gateway:
     cdef Py_ssize_t send_buffer_limit
     cdef Py_ssize_t send_buffer_cap     # unsent bytes past which a connection is cut off at once
     cdef double slow_consumer_timeout   # how long a connection may stay backed up before it is cut off
+    # Limits (README table); the rate buckets are skipped entirely while rate_limited is False.
+    cdef bint rate_limited
+    cdef double message_rate, byte_rate, broadcast_rate        # tokens a second (inf: no limit)
+    cdef double message_burst, byte_burst, broadcast_burst     # bucket sizes
+    cdef int max_refused                # rate-limited messages in a row before closing with 1008
+    cdef Py_ssize_t max_pending         # relayed requests a client may have unanswered (0: no limit)
+    cdef double message_timeout         # how long a fragmented message may take
+    cdef Py_ssize_t max_partial_memory  # bytes all unfinished fragmented messages may hold
+    cdef Py_ssize_t partial_memory      # bytes they hold now
+    cdef dict per_ip                    # client address -> open connections, for max_connections_per_ip
     cdef bint reject_duplicates
     cdef object new_id                  # () -> str, in the configured id style
     cdef readonly bint draining         # new requests get UNAVAILABLE
@@ -107,6 +117,7 @@ cdef class Gateway:
     cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
                    object receipt, bytes data) except -1
     cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1
+    cdef int refuse(self, Connection conn, WsaMsg* m) except -1
     cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1
     cdef int mark_dirty(self, Connection conn) except -1
     cdef int spawn(self, object coro) except -1
@@ -137,6 +148,12 @@ cdef class Connection(WSListener):
     cdef set held                       # senders not read from until this connection drains
     cdef int holds                      # backed-up receivers this connection waits on (reading paused while > 0)
     cdef uint64_t principals            # which of the policy's ids and roles this client is (bit 0: anyone)
+    # Rate limits: token buckets refilled on use, and refusals in a row.
+    cdef double message_tokens, byte_tokens, broadcast_tokens
+    cdef double refilled_at
+    cdef int refused_in_row
+    cdef object fragments_timer         # closes it if a fragmented message is not complete in message_timeout
+    cdef readonly str ip                # the client's address, counted for max_connections_per_ip
 
     cdef int handle(self, const char* data, Py_ssize_t n, bint padded) except -1
     cdef int flush(self) except -1
@@ -146,3 +163,6 @@ cdef class Connection(WSListener):
     cdef int release_held(self) except -1
     cdef int cut_off(self, str why) except -1
     cdef int on_close(self, WSTransport transport, WSFrame frame) except -1
+    cdef bint within_rate(self, Py_ssize_t size) noexcept
+    cdef bint add_fragment(self, WSFrame frame) except -1
+    cdef int drop_fragments(self) except -1

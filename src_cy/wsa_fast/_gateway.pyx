@@ -15,6 +15,7 @@ from time import time_ns
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t
+from libc.math cimport INFINITY
 from libc.string cimport memcmp, memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -41,6 +42,7 @@ cdef int CLOSE_POLICY = 1008
 cdef int CLOSE_GOING_AWAY = 1001
 cdef int CLOSE_INVALID_TEXT = 1007
 cdef int CLOSE_INTERNAL_ERROR = 1011
+cdef int CLOSE_TRY_AGAIN_LATER = 1013
 # How long a closing connection waits for the peer's CLOSE before dropping TCP.
 CLOSE_TIMEOUT = 5.0
 
@@ -61,10 +63,11 @@ cdef bytes ALREADY_AUTHENTICATED = b"ALREADY_AUTHENTICATED"
 cdef bytes CONFLICT = b"CONFLICT"
 cdef bytes UNAVAILABLE = b"UNAVAILABLE"
 cdef bytes INTERNAL_ERROR = b"INTERNAL_ERROR"
+cdef bytes RATE_LIMITED_CODE = b"RATE_LIMITED"     # RATE_LIMITED is the metric
 
 # The profile's codes (section 6) in the order of their fails_total slots; any other code shares one more.
 FAIL_CODES = (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_MESSAGE, INVALID_TARGET, METHOD_NOT_FOUND, NOT_FOUND,
-              TIMEOUT, GONE, DUPLICATE_ID, b"RATE_LIMITED", ALREADY_AUTHENTICATED, CONFLICT, UNAVAILABLE,
+              TIMEOUT, GONE, DUPLICATE_ID, RATE_LIMITED_CODE, ALREADY_AUTHENTICATED, CONFLICT, UNAVAILABLE,
               INTERNAL_ERROR)
 cdef dict FAIL_SLOT = {code: FAILS + i for i, code in enumerate(FAIL_CODES)}
 cdef int FAIL_OTHER = FAILS + len(FAIL_CODES)
@@ -105,13 +108,29 @@ cdef Py_ssize_t BATCH_LIMIT = 65536
 
 log = logging.getLogger("wsa_fast.gateway")
 # What clients do wrong or too much: INFO at most, and rate-limited (wsa_fast.client_log).
-client_log = logging.getLogger("wsa_fast.client")
+client_log = logging.getLogger("wsa_fast.clients")
 
 
 cdef inline double monotonic() noexcept:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef extern from "<time.h>" nogil:
+    # Read from the vDSO without a syscall; a few ms of resolution is plenty for rate limits.
+    int CLOCK_MONOTONIC_COARSE
+
+
+cdef inline double coarse_monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline double bucket_rate(double per_second) noexcept:
+    """A rate setting as a bucket's refill rate: 0 means no limit."""
+    return per_second if per_second > 0 else INFINITY
 
 
 cdef inline bint same(Str s, bytes b) noexcept:
@@ -152,6 +171,17 @@ cdef class Gateway:
         self.send_buffer_limit = settings.send_buffer_limit
         self.send_buffer_cap = settings.send_buffer_cap
         self.slow_consumer_timeout = settings.slow_consumer_timeout
+        self.rate_limited = settings.rate_limits_on
+        self.message_rate = self.message_burst = bucket_rate(settings.rate_limit_messages)
+        self.byte_rate = bucket_rate(settings.rate_limit_bytes)
+        self.byte_burst = max(self.byte_rate, <double>settings.max_message_size)    # a largest message always fits
+        self.broadcast_rate = self.broadcast_burst = bucket_rate(settings.rate_limit_broadcasts)
+        self.max_refused = settings.max_refused_messages
+        self.max_pending = settings.max_pending if settings.limits == "on" else 0
+        self.message_timeout = settings.message_timeout
+        self.max_partial_memory = settings.max_partial_memory
+        self.partial_memory = 0
+        self.per_ip = {}
         self.reject_duplicates = settings.duplicate_login == "reject"
         self.new_id = id_factory(settings.id_style)
         self.draining = False
@@ -268,6 +298,10 @@ cdef class Gateway:
                 self.fail(conn, m, refused)
                 return False
         if m.type == REQUEST:
+            if self.max_pending and self.pending.pending_from(conn) >= self.max_pending:
+                self.counts[<int>RATE_LIMITED] += 1
+                self.fail(conn, m, RATE_LIMITED_CODE)
+                return False
             if not self.pending.add(m.from_, m.to, m.id, conn, target, monotonic() + self.request_timeout):
                 self.fail(conn, m, DUPLICATE_ID)
                 return False
@@ -300,6 +334,10 @@ cdef class Gateway:
             refused = self.refusal(conn, m)
             if refused is not None:
                 return self.fail(conn, m, refused)
+        if self.rate_limited:
+            if conn.broadcast_tokens < 1:
+                return self.refuse(conn, m)
+            conn.broadcast_tokens -= 1
         self.counts[<int>BROADCASTS_CLIENT] += 1
         self.fan_out(m, conn, conn)
         if self.cluster is not None and self.nats_up:
@@ -535,6 +573,19 @@ cdef class Gateway:
 
     cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1:
         return self.reply(conn, m.id, conn_to(conn, m), FAIL, code, None, None)
+
+    cdef int refuse(self, Connection conn, WsaMsg* m) except -1:
+        """Over a rate limit: fail RATE_LIMITED, not delivered; closed with 1008 after max_refused in a row."""
+        conn.refused_in_row += 1
+        if conn.refused_in_row == 1:
+            client_log.info("rate-limiting %s (%s)", conn.client_id, conn.peer)
+        self.counts[<int>RATE_LIMITED] += 1
+        self.fail(conn, m, RATE_LIMITED_CODE)
+        if conn.refused_in_row >= self.max_refused:
+            client_log.info("closing %s (%s): %d rate-limited messages in a row", conn.client_id, conn.peer,
+                            conn.refused_in_row)
+            conn.close(CLOSE_POLICY, "rate limit exceeded")
+        return 0
 
     cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1:
         """The server event wsa@v1/error, for what cannot be answered with a response."""
@@ -799,6 +850,10 @@ cdef class Gateway:
         if self.app is not None and conn.client_id is not None:
             self.app.client_left(conn.client_id)     # logs (and survives) a hook that raises
 
+    def connection_counts(self, str ip):
+        """Open connections here, and those of them from ``ip``: for the limits checked at the upgrade."""
+        return len(self.connections), self.per_ip.get(ip, 0)
+
     def client(self, str client_id):
         cdef bytes id_b = client_id.encode()     # bound: the view below must not outlive it
         return self.clients.get(str_of(id_b))
@@ -956,7 +1011,7 @@ cdef int write_request(Connection conn, str method, bytes params, str msg_id) ex
 cdef class Connection(WSListener):
     """One client's WebSocket: reassembles messages, hands them to the gateway, flushes output."""
 
-    def __init__(self, Gateway gateway, int form, str client_id=None, roles=()):
+    def __init__(self, Gateway gateway, int form, str client_id=None, roles=(), str ip=None):
         self.gw = gateway
         self.principals = gateway.policy.principals_of(client_id, roles) if client_id is not None else 1
         self.form = form
@@ -976,6 +1031,15 @@ cdef class Connection(WSListener):
         self.slow_timer = None
         self.held = None
         self.holds = 0
+        # A tenth of the broadcast bucket to start with (at least one): a client closed for flooding
+        # does not buy a second's worth of broadcasts, N deliveries each, by reconnecting.
+        self.message_tokens = gateway.message_burst
+        self.byte_tokens = gateway.byte_burst
+        self.broadcast_tokens = max(gateway.broadcast_burst / 10, 1)
+        self.refilled_at = coarse_monotonic()
+        self.refused_in_row = 0
+        self.fragments_timer = None
+        self.ip = ip
         if client_id is not None:
             self.client_id = client_id    # bound in on_ws_connected, once the upgrade is done
 
@@ -986,6 +1050,8 @@ cdef class Connection(WSListener):
         if self.gw.send_buffer_limit:
             transport.underlying_transport.set_write_buffer_limits(high=self.gw.send_buffer_limit)
         self.gw.connections.add(self)
+        if self.ip is not None:
+            self.gw.per_ip[self.ip] = self.gw.per_ip.get(self.ip, 0) + 1
         # Idle connections dominate memory: drop the upgrade's request and response (headers in
         # multidicts) and shrink picows's 1 KiB send scratch, used here only for CLOSE frames.
         transport.request = None
@@ -1015,19 +1081,20 @@ cdef class Connection(WSListener):
                 # payload there (the copy cost under 1% of relay CPU per message, bench/RESULTS.md).
                 self.handle(frame.payload_ptr, frame.payload_size, False)
             else:
-                self.in_fragments = True
                 if self.fragments is None:
                     self.fragments = FrameBuffer()
-                self.fragments.release()
-                self.fragments.append(frame.payload_ptr, frame.payload_size)
+                self.drop_fragments()
+                self.in_fragments = True
+                self.fragments_timer = self.gw.loop.call_later(self.gw.message_timeout, self.message_too_slow)
+                self.add_fragment(frame)
         elif kind == WSMsgType.CONTINUATION and self.in_fragments:
             # The FrameGate has counted the message's fragments against max_message_size already.
-            self.fragments.append(frame.payload_ptr, frame.payload_size)
+            if not self.add_fragment(frame):
+                return
             if frame.fin:
-                self.in_fragments = False
                 self.fragments.reserve(SIMDJSON_PADDING)
                 self.handle(self.fragments.data, self.fragments.size, True)
-                self.fragments.release()
+                self.drop_fragments()
         if frame.last_in_buffer and not self.closed:
             self.gw.reading = None
             self.flush()
@@ -1051,6 +1118,35 @@ cdef class Connection(WSListener):
         """The remote address, looked up only when a log line needs it."""
         return self.transport.underlying_transport.get_extra_info("peername") if self.transport else None
 
+    cdef bint add_fragment(self, WSFrame frame) except -1:
+        """Append a fragment, within the worker's max_partial_memory; False once the connection is closed."""
+        if self.gw.partial_memory + frame.payload_size > self.gw.max_partial_memory:
+            client_log.info("closing %s (%s): unfinished messages hold max_partial_memory (%d bytes)",
+                            self.client_id, self.peer, self.gw.max_partial_memory)
+            self.close(CLOSE_TRY_AGAIN_LATER, "server busy")
+            return False
+        self.fragments.append(frame.payload_ptr, frame.payload_size)
+        self.gw.partial_memory += frame.payload_size
+        return True
+
+    cdef int drop_fragments(self) except -1:
+        """Forget the message being reassembled (finished or abandoned) and the memory it held."""
+        self.in_fragments = False
+        if self.fragments_timer is not None:
+            self.fragments_timer.cancel()
+            self.fragments_timer = None
+        if self.fragments is not None:
+            self.gw.partial_memory -= self.fragments.size
+            self.fragments.release()
+        return 0
+
+    def message_too_slow(self):
+        self.fragments_timer = None
+        if self.in_fragments and not self.closed:
+            client_log.info("closing %s (%s): a fragmented message took longer than message_timeout (%gs)",
+                            self.client_id, self.peer, self.gw.message_timeout)
+            self.close(CLOSE_POLICY, "message incomplete")
+
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.gw.counts[CONNECTIONS_VERBOSE + self.form - VERBOSE] -= 1
         self.closed = True
@@ -1058,6 +1154,11 @@ cdef class Connection(WSListener):
             self.close_timer.cancel()
             self.close_timer = None
         self.out.release()
+        self.drop_fragments()
+        if self.ip is not None and self.transport is not None:
+            left = self.gw.per_ip.pop(self.ip) - 1
+            if left:
+                self.gw.per_ip[self.ip] = left
         self.backed_up = False
         if self.slow_timer is not None:
             self.slow_timer.cancel()
@@ -1136,7 +1237,32 @@ cdef class Connection(WSListener):
             return self.gw.on_bad_message(self, m)
         self.gw.counts[IN_REQUEST + m.type - REQUEST] += 1
         self.bad_in_row = 0
+        # Responses are never refused: each answers someone who waits for it.
+        if self.gw.rate_limited and m.type != RESPONSE:
+            if not self.within_rate(n):
+                return self.gw.refuse(self, m)
+            self.refused_in_row = 0
         return self.gw.on_message(self, m)
+
+    cdef bint within_rate(self, Py_ssize_t size) noexcept:
+        """Refill the buckets for the time since, take a message's tokens; False if one is short.
+
+        The broadcast bucket is only refilled here: broadcast_from takes its token once the
+        broadcast is allowed (an anonymous one is refused as such, not as rate-limited).
+        """
+        cdef Gateway gw = self.gw
+        cdef double now = coarse_monotonic()
+        cdef double elapsed = now - self.refilled_at
+        if elapsed > 0:
+            self.refilled_at = now
+            self.message_tokens = min(gw.message_burst, self.message_tokens + elapsed * gw.message_rate)
+            self.byte_tokens = min(gw.byte_burst, self.byte_tokens + elapsed * gw.byte_rate)
+            self.broadcast_tokens = min(gw.broadcast_burst, self.broadcast_tokens + elapsed * gw.broadcast_rate)
+        if self.message_tokens < 1 or self.byte_tokens < size:
+            return False
+        self.message_tokens -= 1
+        self.byte_tokens -= size
+        return True
 
     cdef int flush(self) except -1:
         if self.out.size == 0:

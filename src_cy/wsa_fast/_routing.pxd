@@ -41,6 +41,8 @@ cdef class PendingTable:
     cdef uint64_t _seq                  # last sequence number handed out
     cdef string _key                    # scratch key, reused to avoid an allocation per lookup
     cdef unordered_map[ObjectPtr, Py_ssize_t] _per_target  # entries per target, to skip scans
+    cdef unordered_map[ObjectPtr, Py_ssize_t] _per_requester  # entries per requester, for max_pending
+    cdef Py_ssize_t _stale              # deadlines whose request was answered: compacted once they dominate
 
     cdef bint add(self, Str requester, Str target, Str msg_id,
                   object requester_conn, object target_conn, double deadline) except -1
@@ -49,6 +51,8 @@ cdef class PendingTable:
     cdef list expire(self, double now)
     cdef list drop_target(self, object target_conn)
     cdef double next_deadline(self)
+    cdef Py_ssize_t pending_from(self, object requester_conn)
+    cdef void _compact(self)
 
 
 cdef class Peer:

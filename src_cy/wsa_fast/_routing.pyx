@@ -78,6 +78,10 @@ cdef inline bytes id_of_key(const string& key):
     return key.substr(second + 1)
 
 
+# Answered requests' deadlines are compacted away once there are this many and they are the majority.
+cdef Py_ssize_t STALE_MIN = 1024
+
+
 cdef class PendingTable:
     """(requester, target, id) -> the relayed request waiting for the target's answer."""
 
@@ -87,6 +91,7 @@ cdef class PendingTable:
             Py_DECREF(<object>item.second.target)
         self._entries.clear()
         self._per_target.clear()
+        self._per_requester.clear()
 
     def __len__(self):
         return self._entries.size()
@@ -106,6 +111,9 @@ cdef class PendingTable:
         Py_INCREF(target_conn)
         self._entries[self._key] = entry
         self._per_target[entry.target] += 1
+        self._per_requester[entry.requester] += 1
+        if self._stale > STALE_MIN and self._stale * 2 > <Py_ssize_t>self._deadlines.size():
+            self._compact()
         cdef Deadline d
         d.at = deadline
         d.seq = self._seq
@@ -123,14 +131,22 @@ cdef class PendingTable:
         self._entries.erase(it)
         requester_conn = <object>entry.requester
         self._release(&entry)
+        self._stale += 1
         return requester_conn
 
     cdef void _release(self, Pending* entry) noexcept:
         """Drop the table's references of an entry already erased."""
-        it = self._per_target.find(entry.target)
-        deref(it).second -= 1
-        if deref(it).second == 0:
-            self._per_target.erase(it)
+        # Cython compiles `deref(it).second -= 1` to a change of a copy: write through operator[].
+        cdef Py_ssize_t left = deref(self._per_target.find(entry.target)).second - 1
+        if left == 0:
+            self._per_target.erase(entry.target)
+        else:
+            self._per_target[entry.target] = left
+        left = deref(self._per_requester.find(entry.requester)).second - 1
+        if left == 0:
+            self._per_requester.erase(entry.requester)
+        else:
+            self._per_requester[entry.requester] = left
         Py_DECREF(<object>entry.requester)
         Py_DECREF(<object>entry.target)
 
@@ -145,6 +161,8 @@ cdef class PendingTable:
                 self._entries.erase(it)
                 out.append((<object>entry.requester, <object>entry.target, id_of_key(d.key)))
                 self._release(&entry)
+            else:
+                self._stale -= 1
             self._deadlines.pop_front()
         return out
 
@@ -160,9 +178,27 @@ cdef class PendingTable:
                 out.append((<object>entry.requester, id_of_key(deref(it).first)))
                 it = self._entries.erase(it)
                 self._release(&entry)
+                self._stale += 1
             else:
                 inc(it)
         return out
+
+    cdef Py_ssize_t pending_from(self, object requester_conn):
+        """How many requests from ``requester_conn`` wait for an answer."""
+        it = self._per_requester.find(<PyObject*>requester_conn)
+        if it == self._per_requester.end():
+            return 0
+        return deref(it).second
+
+    cdef void _compact(self):
+        """Drop the deadlines of answered requests, so they do not pile up for request_timeout."""
+        cdef deque[Deadline] live
+        for d in self._deadlines:
+            it = self._entries.find(d.key)
+            if it != self._entries.end() and deref(it).second.seq == d.seq:
+                live.push_back(d)
+        self._deadlines.swap(live)
+        self._stale = 0
 
     cdef double next_deadline(self):
         """The earliest deadline still queued, or -1 (stale entries are skipped lazily)."""
