@@ -1,11 +1,11 @@
 """Build the Cython hot path. simdjson's amalgamated sources come from the pysimdjson wheel."""
+
 import os
 import sys
 
+import simdjson
 from Cython.Build import cythonize
 from setuptools import Extension, setup
-
-import simdjson
 
 SIMDJSON_DIR = os.path.dirname(simdjson.__file__)
 CY_DIR = os.path.join("src_cy", "wsa_fast")
@@ -47,8 +47,19 @@ def extension(name, *extra_sources):
 
 extensions = [
     # The decoder on simdjson's builtin kernel and, for portable x86-64 builds, on each SIMD kernel.
-    extension("_codec", *(os.path.join(CY_DIR, f"{unit}.cpp") for unit in (
-        "simdjson_build", "wsa_kernels", "wsa_kernel_icelake", "wsa_kernel_haswell", "wsa_kernel_westmere"))),
+    extension(
+        "_codec",
+        *(
+            os.path.join(CY_DIR, f"{unit}.cpp")
+            for unit in (
+                "simdjson_build",
+                "wsa_kernels",
+                "wsa_kernel_icelake",
+                "wsa_kernel_haswell",
+                "wsa_kernel_westmere",
+            )
+        ),
+    ),
     extension("_routing"),
     extension("_policy"),
     extension("_gateway"),

@@ -3,6 +3,7 @@
 `bench@v1/echo` is the `handler` scenario: a request answered by a plain sync Python
 function, so the bench measures what the gateway adds around user code.
 """
+
 from wsa_fast import App
 
 app = App()

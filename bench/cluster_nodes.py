@@ -6,6 +6,7 @@ Starts the nats-server wsa-fast embeds, then ``wsa-fast serve --nats URL --port 
 for each port; SIGTERM stops them all. The bench samples this process's tree, so the
 CPU it reports per message includes every node and NATS.
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ clients' latency percentiles per phase, how many were disconnected, what the flo
 (answers, RATE_LIMITED, closes) and the server's peak RSS (VmHWM).
 bench/run.py runs it as scenario ``fairness`` against a gateway with its default limits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,15 @@ FLOOD_BURST = 200
 
 
 def ping_text(client_id: str, msg_id: str) -> bytes:
-    return (f'{{"from":"{client_id}","to":"server","type":"request","id":"{msg_id}",'
-            f'"payload":{{"method":"wsa@v1/ping"}}}}').encode()
+    return (
+        f'{{"from":"{client_id}","to":"server","type":"request","id":"{msg_id}","payload":{{"method":"wsa@v1/ping"}}}}'
+    ).encode()
 
 
 def login_text(client_id: str) -> bytes:
-    return (f'{{"from":"{client_id}","to":"server","type":"request","id":"login",'
-            f'"payload":{{"method":"auth@v1/login"}}}}').encode()
+    return (
+        f'{{"from":"{client_id}","to":"server","type":"request","id":"login","payload":{{"method":"auth@v1/login"}}}}'
+    ).encode()
 
 
 class Calm(WSListener):
@@ -94,8 +97,10 @@ class Flooder(WSListener):
 async def flood(url: str, duration: float) -> dict:
     counts = {"answered": 0, "refused": 0, "closed": 0, "sent": 0}
     blob = "f" * BROADCAST_SIZE
-    broadcast = (f'{{"from":"flood","to":"client","type":"event","id":"bcast",'
-                 f'"payload":{{"method":"app@v1/big","params":{{"blob":"{blob}"}}}}}}').encode()
+    broadcast = (
+        f'{{"from":"flood","to":"client","type":"event","id":"bcast",'
+        f'"payload":{{"method":"app@v1/big","params":{{"blob":"{blob}"}}}}}}'
+    ).encode()
     start = time.monotonic()
     while time.monotonic() - start < duration:
         transport, listener = await ws_connect(lambda: Flooder(counts), url)
@@ -107,8 +112,7 @@ async def flood(url: str, duration: float) -> dict:
                 continue
             requests_phase = time.monotonic() - start < duration / 2
             for _ in range(FLOOD_BURST if requests_phase else 1):
-                transport.send(WSMsgType.TEXT, ping_text("flood", f"{n % 100000:05d}") if requests_phase
-                               else broadcast)
+                transport.send(WSMsgType.TEXT, ping_text("flood", f"{n % 100000:05d}") if requests_phase else broadcast)
                 n += 1
             counts["sent"] += FLOOD_BURST if requests_phase else 1
             await asyncio.sleep(0)
@@ -153,7 +157,7 @@ async def calm_clients(url: str, server_pid: int, duration: float) -> dict:
     for c in clients:
         c.measuring = True
     started = time.perf_counter()
-    baseline = duration / 2     # the calm clients alone first, as long as each flood phase
+    baseline = duration / 2  # the calm clients alone first, as long as each flood phase
 
     async def start_flood() -> None:
         await asyncio.sleep(baseline)
@@ -175,16 +179,29 @@ async def calm_clients(url: str, server_pid: int, duration: float) -> dict:
     flood_at, half = started + baseline, started + baseline + duration / 2
     result = {"ok": True, "disconnected": sum(c.disconnected for c in clients)}
     flooded = [s for s in samples if s[0] >= flood_at]
-    for phase, chosen in (("", flooded), ("baseline_", [s for s in samples if s[0] < flood_at]),
-                          ("requests_", [s for s in flooded if s[0] < half]),
-                          ("broadcasts_", [s for s in flooded if s[0] >= half])):
+    for phase, chosen in (
+        ("", flooded),
+        ("baseline_", [s for s in samples if s[0] < flood_at]),
+        ("requests_", [s for s in flooded if s[0] < half]),
+        ("broadcasts_", [s for s in flooded if s[0] >= half]),
+    ):
         rtts = sorted(rtt for _, rtt in chosen)
-        result.update({f"{phase}pings": len(rtts), f"{phase}p50_us": percentile(rtts, 50),
-                       f"{phase}p99_us": percentile(rtts, 99), f"{phase}p999_us": percentile(rtts, 99.9),
-                       f"{phase}max_us": rtts[-1] * 1e6 if rtts else None})
-    result.update({
-        "flooder": counts, "server_peak_rss_kib": peak_rss_kib(server_pid), "server_rss_before_kib": rss_before,
-    })
+        result.update(
+            {
+                f"{phase}pings": len(rtts),
+                f"{phase}p50_us": percentile(rtts, 50),
+                f"{phase}p99_us": percentile(rtts, 99),
+                f"{phase}p999_us": percentile(rtts, 99.9),
+                f"{phase}max_us": rtts[-1] * 1e6 if rtts else None,
+            }
+        )
+    result.update(
+        {
+            "flooder": counts,
+            "server_peak_rss_kib": peak_rss_kib(server_pid),
+            "server_rss_before_kib": rss_before,
+        }
+    )
     for c in clients:
         if not c.disconnected:
             c.transport.disconnect()

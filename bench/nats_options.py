@@ -42,6 +42,7 @@ in clock ticks (10 ms), so a CPU figure under ~0.05 s per run is coarse; the not
 CPU seconds behind each row. For (d) and (e) the CPU columns are per round trip (requester
 or announcer in the publisher column, responder or receiver in the subscriber column).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,10 +64,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-WINDOW = 32768          # records the publisher may have sent that the subscriber has not acknowledged
-ACK_EVERY = 1024        # the subscriber acknowledges every this many records
-CHUNK = 256             # records published between event-loop turns
-REPLY = b"wsa.w.P"      # the gateway publishes each batch with its own subject as reply-to
+WINDOW = 32768  # records the publisher may have sent that the subscriber has not acknowledged
+ACK_EVERY = 1024  # the subscriber acknowledges every this many records
+CHUNK = 256  # records published between event-loop turns
+REPLY = b"wsa.w.P"  # the gateway publishes each batch with its own subject as reply-to
 ACK, END = b"bench.ack", b"bench.end"
 LOOKUP, INBOX = b"dir.lookup", b"_INBOX.bench.requester"
 PRESENCE, PRESENCE_ACK = b"wsa.presence", b"bench.presence.ack"
@@ -82,7 +83,10 @@ def client_ids(n: int) -> list[str]:
 def wsa_message(i: int, to: str) -> bytes:
     """A ~100-byte routed WSA message."""
     body = b'{"to":"%s","from":"user-%06d","method":"chat.say","id":%d,"params":{"text":"' % (
-        to.encode(), (i * 7919) % 1000000, 100000 + i)
+        to.encode(),
+        (i * 7919) % 1000000,
+        100000 + i,
+    )
     return body + b"x" * max(1, 98 - len(body)) + b'"}}'
 
 
@@ -92,6 +96,7 @@ def record(i: int, to: str) -> bytes:
 
 
 # ---------------------------------------------------------------- child processes
+
 
 def say(kind: str, **data) -> None:
     sys.stdout.write(json.dumps({"kind": kind, **data}) + "\n")
@@ -106,8 +111,10 @@ async def stdin_line() -> str:
 async def connected(cfg: dict, name: str):
     if cfg.get("client") == "nats-py":
         import nats
+
         return NatsPy(await nats.connect(cfg["url"], name=name))
     from wsa_fast.nats_client import NatsClient, parse_servers
+
     client = NatsClient(parse_servers(cfg["url"]), name)
     await client.connect(10.0)
     return client
@@ -173,8 +180,7 @@ async def role_sink(cfg: dict) -> None:
         nonlocal finished
         if not finished:
             finished = True
-            say("done", count=count, messages=messages, errors=errors, t_first=t_first,
-                t_done=time.monotonic())
+            say("done", count=count, messages=messages, errors=errors, t_first=t_first, t_done=time.monotonic())
 
     def on_message(payload: bytes, reply) -> None:
         nonlocal count, messages, next_ack, t_first
@@ -201,7 +207,7 @@ async def role_sink(cfg: dict) -> None:
         while offset < end:
             tag, size = unpack(payload, offset)
             offset += 5
-            body = view[offset:offset + size]   # the record, as the gateway would take it
+            body = view[offset : offset + size]  # the record, as the gateway would take it
             offset += size
             n += 1
         if offset != end or tag != TAG or not body:
@@ -241,7 +247,7 @@ async def role_sink(cfg: dict) -> None:
 
     guard = loop.create_task(watchdog())
     say("ready")
-    await stdin_line()      # "quit", or EOF
+    await stdin_line()  # "quit", or EOF
     guard.cancel()
     await client.close()
 
@@ -262,15 +268,15 @@ async def role_source(cfg: dict) -> None:
     batch = cfg["batch"]
     ids = client_ids(cfg["clients"])
     if batch:
-        records = [record(i, ids[i % len(ids)]) for i in range(1024)]     # 1024 % batch == 0
-        sends = [(b"wsa.w.X", None, records[o:o + batch]) for o in range(0, 1024, batch)]
+        records = [record(i, ids[i % len(ids)]) for i in range(1024)]  # 1024 % batch == 0
+        sends = [(b"wsa.w.X", None, records[o : o + batch]) for o in range(0, 1024, batch)]
         per_send = batch
     else:
         subject = (lambda cid: b"wsa.c." + cid.encode()) if cfg["mode"] == "client" else (lambda cid: b"wsa.w.X")
         sends = [(subject(cid), wsa_message(i, cid), None) for i, cid in enumerate(ids)]
         per_send = 1
     per_chunk = max(1, CHUNK // per_send)
-    chunks = [sends[o:o + per_chunk] for o in range(0, len(sends), per_chunk)]
+    chunks = [sends[o : o + per_chunk] for o in range(0, len(sends), per_chunk)]
     say("ready")
     if await stdin_line() != "go":
         return
@@ -308,8 +314,7 @@ async def role_source(cfg: dict) -> None:
     t_sent = time.monotonic()
     client.publish(END, b"%d" % sent)
     flushed = await client.flush(30.0)
-    say("done", sent=sent, failures=failures, t_start=t_start, t_sent=t_sent, window_waits=waits,
-        flushed=flushed)
+    say("done", sent=sent, failures=failures, t_start=t_start, t_sent=t_sent, window_waits=waits, flushed=flushed)
     await stdin_line()
     await client.close()
 
@@ -366,6 +371,7 @@ async def role_requester(cfg: dict) -> None:
 async def role_presence_recv(cfg: dict) -> None:
     """(e): another worker: reads each announcement, notes its one-way delay, acknowledges."""
     import orjson
+
     client = await connected(cfg, "bench-presence-recv")
     total = cfg["announcements"] + cfg["warmup"]
     delays = []
@@ -389,6 +395,7 @@ async def role_presence_recv(cfg: dict) -> None:
 async def role_presence_send(cfg: dict) -> None:
     """(e): a worker announcing one login per announcement, one at a time."""
     import orjson
+
     loop = asyncio.get_running_loop()
     client = await connected(cfg, "bench-presence-send")
     waiter = None
@@ -407,8 +414,14 @@ async def role_presence_send(cfg: dict) -> None:
     total = cfg["announcements"] + cfg["warmup"]
     for v in range(1, total + 1):
         waiter = loop.create_future()
-        message = {"k": "up", "v": v, "join": [[ids[v % 1000], time.time_ns() // 1000]], "leave": [],
-                   "w": "w1", "t": time.monotonic_ns()}
+        message = {
+            "k": "up",
+            "v": v,
+            "join": [[ids[v % 1000], time.time_ns() // 1000]],
+            "leave": [],
+            "w": "w1",
+            "t": time.monotonic_ns(),
+        }
         client.publish(PRESENCE, orjson.dumps(message))
         try:
             await asyncio.wait_for(waiter, 2.0)
@@ -419,16 +432,24 @@ async def role_presence_send(cfg: dict) -> None:
     await client.close()
 
 
-ROLES = {"sink": role_sink, "source": role_source, "responder": role_responder, "requester": role_requester,
-         "presence_recv": role_presence_recv, "presence_send": role_presence_send}
+ROLES = {
+    "sink": role_sink,
+    "source": role_source,
+    "responder": role_responder,
+    "requester": role_requester,
+    "presence_recv": role_presence_recv,
+    "presence_send": role_presence_send,
+}
 
 
 def child_main(role: str, cfg_json: str) -> None:
     import uvloop
+
     uvloop.run(ROLES[role](json.loads(cfg_json)))
 
 
 # ---------------------------------------------------------------- the runner
+
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
@@ -446,8 +467,12 @@ class Child:
 
     def __init__(self, role: str, cfg: dict) -> None:
         self.role = role
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", role, json.dumps(cfg)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--child", role, json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
         self.pid = self.proc.pid
         self.buffer = b""
 
@@ -546,9 +571,18 @@ def throughput(nats, args, label: str, mode: str, batch: int, client: str = "wsa
         notes.append(f"{slow} SLOW CONSUMER events")
     notes.append(f"total {us(sum(cpu), n):.2f} µs CPU/msg")
     notes.append("CPU s pub/sub/nats " + "/".join(f"{c:.2f}" for c in cpu))
-    return dict(option=label, rate=n / elapsed if ok else float("nan"), cpu=[us(c, n) for c in cpu],
-                notes="; ".join(notes), ok=ok, delivered=n, sent=sent["sent"], seconds=elapsed,
-                cpu_seconds=cpu, window_waits=sent["window_waits"])
+    return dict(
+        option=label,
+        rate=n / elapsed if ok else float("nan"),
+        cpu=[us(c, n) for c in cpu],
+        notes="; ".join(notes),
+        ok=ok,
+        delivered=n,
+        sent=sent["sent"],
+        seconds=elapsed,
+        cpu_seconds=cpu,
+        window_waits=sent["window_waits"],
+    )
 
 
 def percentile(values: list, q: float) -> float:
@@ -563,13 +597,18 @@ def lookups(nats, args) -> tuple[dict, dict]:
     rtts = [ns / 1000 for ns in done["rtts"]]
     median, p99 = statistics.median(rtts), percentile(rtts, 0.99)
     total = done["total"]
-    row = dict(option="(d) directory lookup per message (request/reply, as NATS KV get)",
-               rate=1e6 / median, cpu=[us(c, total) for c in cpu], ok=not done["timeouts"],
-               notes=f"round trip median {median:.0f} µs, p99 {p99:.0f} µs; a worker awaiting each lookup "
-                     f"tops out at {1e6 / median:,.0f} msg/s; {done['timeouts']} timeouts; "
-                     f"CPU per lookup; CPU s requester/responder/nats " + "/".join(f"{c:.2f}" for c in cpu))
-    stats = dict(what="(d) lookup round trip", n=len(rtts), median=median, p99=p99, max=max(rtts),
-                 mean=statistics.fmean(rtts))
+    row = dict(
+        option="(d) directory lookup per message (request/reply, as NATS KV get)",
+        rate=1e6 / median,
+        cpu=[us(c, total) for c in cpu],
+        ok=not done["timeouts"],
+        notes=f"round trip median {median:.0f} µs, p99 {p99:.0f} µs; a worker awaiting each lookup "
+        f"tops out at {1e6 / median:,.0f} msg/s; {done['timeouts']} timeouts; "
+        f"CPU per lookup; CPU s requester/responder/nats " + "/".join(f"{c:.2f}" for c in cpu),
+    )
+    stats = dict(
+        what="(d) lookup round trip", n=len(rtts), median=median, p99=p99, max=max(rtts), mean=statistics.fmean(rtts)
+    )
     return row, stats
 
 
@@ -579,13 +618,23 @@ def presence(nats, args) -> tuple[dict, dict]:
     done, got, cpu = pair(nats, ("presence_recv", cfg), ("presence_send", cfg), 120)
     delays = [ns / 1000 for ns in got["delays"]]
     median, p99 = statistics.median(delays), percentile(delays, 0.99)
-    row = dict(option="(e) presence announcement, one worker to another", rate=float("nan"),
-               cpu=[us(c, done["total"]) for c in cpu], ok=not done["timeouts"],
-               notes=f"one-way median {median:.0f} µs, p99 {p99:.0f} µs (publish to parsed); sequential, "
-                     f"each acknowledged; CPU per announcement incl. the ack; CPU s sender/receiver/nats "
-                     + "/".join(f"{c:.2f}" for c in cpu))
-    stats = dict(what="(e) presence one-way", n=len(delays), median=median, p99=p99, max=max(delays),
-                 mean=statistics.fmean(delays))
+    row = dict(
+        option="(e) presence announcement, one worker to another",
+        rate=float("nan"),
+        cpu=[us(c, done["total"]) for c in cpu],
+        ok=not done["timeouts"],
+        notes=f"one-way median {median:.0f} µs, p99 {p99:.0f} µs (publish to parsed); sequential, "
+        f"each acknowledged; CPU per announcement incl. the ack; CPU s sender/receiver/nats "
+        + "/".join(f"{c:.2f}" for c in cpu),
+    )
+    stats = dict(
+        what="(e) presence one-way",
+        n=len(delays),
+        median=median,
+        p99=p99,
+        max=max(delays),
+        mean=statistics.fmean(delays),
+    )
     return row, stats
 
 
@@ -599,8 +648,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000, help="client ids (subjects in (a))")
     parser.add_argument("--lookups", type=int, default=2000, help="timed lookups in (d)")
     parser.add_argument("--announcements", type=int, default=1000, help="timed announcements in (e)")
-    parser.add_argument("--only", metavar="PREFIX", action="append",
-                        help="only the throughput rows whose label starts so, e.g. '(c)' (repeatable)")
+    parser.add_argument(
+        "--only",
+        metavar="PREFIX",
+        action="append",
+        help="only the throughput rows whose label starts so, e.g. '(c)' (repeatable)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ROLE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -608,7 +661,9 @@ def main() -> int:
         return 0
 
     import uvloop
+
     from wsa_fast.embedded_nats import EmbeddedNats, nats_server_binary
+
     version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout.strip()
     command = "python bench/nats_options.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     started = time.monotonic()
@@ -637,13 +692,16 @@ def main() -> int:
                 rows.append(row)
                 stats.append(stat)
             except RuntimeError as error:
-                rows.append(dict(option=measure.__name__, rate=float("nan"), cpu=[float("nan")] * 3,
-                                 notes=str(error), ok=False))
+                rows.append(
+                    dict(option=measure.__name__, rate=float("nan"), cpu=[float("nan")] * 3, notes=str(error), ok=False)
+                )
     finally:
         nats.stop()
 
-    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs ({platform.machine()}, {platform.system()} "
-          f"{platform.release()}); Python {platform.python_version()}, uvloop {uvloop.__version__}, {version}")
+    print(
+        f"machine: {platform.node()}, {os.cpu_count()} CPUs ({platform.machine()}, {platform.system()} "
+        f"{platform.release()}); Python {platform.python_version()}, uvloop {uvloop.__version__}, {version}"
+    )
     print(f"command: {command}    ({time.monotonic() - started:.0f} s; nothing pinned, ~100-byte messages)")
     print()
     print("| option | messages/s | publisher µs CPU/msg | subscriber µs CPU/msg | nats-server µs CPU/msg | notes |")
@@ -657,8 +715,9 @@ def main() -> int:
         print("| latency | n | median µs | p99 µs | max µs | mean µs |")
         print("|---|---:|---:|---:|---:|---:|")
         for s in stats:
-            print(f"| {s['what']} | {s['n']:,} | {s['median']:.0f} | {s['p99']:.0f} | {s['max']:.0f} "
-                  f"| {s['mean']:.0f} |")
+            print(
+                f"| {s['what']} | {s['n']:,} | {s['median']:.0f} | {s['p99']:.0f} | {s['max']:.0f} | {s['mean']:.0f} |"
+            )
     return 0 if all(row["ok"] for row in rows) else 1
 
 

@@ -13,6 +13,7 @@ with `--limits off` for raw speed (fairness runs it with its default limits); th
 when it is missing. The published plot (bench/latency.png) changes only with --plot.
 Numbers are only comparable within one run: the box is shared and absolute numbers drift.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,22 @@ SERVER_CORE, LOADGEN_CORE = 0, 1
 # (a venv nobody activated included), as the tests start them.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
 # Raw speed: the rate limits and max_pending would refuse the load generator's floods.
-DEFAULT_GATEWAY_CMD = (f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app"
-                       " --limits off")
+DEFAULT_GATEWAY_CMD = (
+    f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app --limits off"
+)
 # "wsa-fast-limits": the same gateway with every limit on, set too high to refuse: what checking them costs.
-LIMITS_ON_FLAGS = ["--limits", "on", "--rate-limit-messages", "1e12", "--rate-limit-bytes", "1e15",
-                   "--rate-limit-broadcasts", "1e12", "--max-pending", "1000000000"]
+LIMITS_ON_FLAGS = [
+    "--limits",
+    "on",
+    "--rate-limit-messages",
+    "1e12",
+    "--rate-limit-bytes",
+    "1e15",
+    "--rate-limit-broadcasts",
+    "1e12",
+    "--max-pending",
+    "1000000000",
+]
 
 # Closed-loop scenarios. Floors only answer pings (they echo), so only ping scenarios run on them.
 SCENARIOS = {
@@ -79,8 +91,7 @@ IDLE_BYTES_TARGET = 4096
 ALL_SERVERS = ("floor", "floor-single", "websockets", "node-ws", "wsa-fast")
 # Run only when named: wsa-fast with the access policy of bench/policy.toml, to price the check, and
 # with every limit on but too high to refuse, to price the limits (the flags after --limits off win).
-EXTRA_SERVERS = {"wsa-fast+policy": ["--config", os.path.join(HERE, "policy.toml")],
-                 "wsa-fast-limits": LIMITS_ON_FLAGS}
+EXTRA_SERVERS = {"wsa-fast+policy": ["--config", os.path.join(HERE, "policy.toml")], "wsa-fast-limits": LIMITS_ON_FLAGS}
 LAT_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # The open-loop pacer spins on one core; above this rate it cannot pace evenly any more.
 LAT_MAX_RATE = 1_000_000
@@ -99,6 +110,7 @@ def log(*a):
 def pin(core):
     def set_affinity():
         os.sched_setaffinity(0, {core})
+
     return set_affinity
 
 
@@ -111,12 +123,13 @@ def free_port() -> int:
 def ensure_built():
     """The floor echo is compiled in place; the load generator is the installed `wsa-fast bench`."""
     if not os.path.exists(WSA_FAST):
-        raise SystemExit(f"wsa-fast is not installed beside {PY} (run `make install`): "
-                         "the bench drives every server with `wsa-fast bench`")
+        raise SystemExit(
+            f"wsa-fast is not installed beside {PY} (run `make install`): "
+            "the bench drives every server with `wsa-fast bench`"
+        )
     if _stale("floor_echo"):
         log("building floor_echo (bench/setup.py)")
-        subprocess.run([PY, os.path.join(HERE, "setup.py")], cwd=HERE, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([PY, os.path.join(HERE, "setup.py")], cwd=HERE, check=True, stdout=subprocess.DEVNULL)
 
 
 def _stale(mod: str) -> bool:
@@ -138,8 +151,14 @@ def ensure_node(notes: list[str]) -> bool:
         # The lock file pins ws; `npm ci` installs exactly that.
         verb = "ci" if os.path.exists(os.path.join(peers, "package-lock.json")) else "install"
         log(f"installing ws into bench/peers/node_modules (npm {verb})")
-        r = subprocess.run([npm, verb, "--no-audit", "--no-fund", "--loglevel=error"], cwd=peers,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+        r = subprocess.run(
+            [npm, verb, "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=peers,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
         if r.returncode != 0:
             notes.append(f"node-ws skipped: npm install failed: {r.stderr.strip()[-300:]}")
             return False
@@ -158,9 +177,15 @@ class Server:
 
     def start(self, timeout=20.0):
         self.logf = open(self.logpath, "w")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=pin(SERVER_CORE),
-                                     start_new_session=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=self.logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=pin(SERVER_CORE),
+            start_new_session=True,
+            cwd=ROOT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -198,44 +223,67 @@ def fairness(gateway_cmd: list[str], logdir: str, duration: float) -> dict:
     log(f"== fairness: {' '.join(server.cmd)}")
     try:
         server.start()
-        cmd = [PY, os.path.join(HERE, "fairness.py"), "--url", f"ws://127.0.0.1:{server.port}/",
-               "--server-pid", str(server.proc.pid), "--duration", str(duration)]
+        cmd = [
+            PY,
+            os.path.join(HERE, "fairness.py"),
+            "--url",
+            f"ws://127.0.0.1:{server.port}/",
+            "--server-pid",
+            str(server.proc.pid),
+            "--duration",
+            str(duration),
+        ]
         with open(os.path.join(logdir, "fairness-clients.log"), "w") as errors:
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
-                               timeout=duration * 3 + 60, preexec_fn=pin(LOADGEN_CORE))
+            r = subprocess.run(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                timeout=duration * 3 + 60,
+                preexec_fn=pin(LOADGEN_CORE),
+            )
         res = json.loads(r.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, IndexError, ValueError, RuntimeError) as e:
         res = {"ok": False, "error": str(e)}
     finally:
         server.stop()
     res.update(server="wsa-fast", scenario="fairness")
-    log(f"   fairness p99 {fmt(res.get('p99_us'))} µs, p99.9 {fmt(res.get('p999_us'))} µs, "
-        f"disconnected {res.get('disconnected')} {res.get('error', '')}")
+    log(
+        f"   fairness p99 {fmt(res.get('p99_us'))} µs, p99.9 {fmt(res.get('p999_us'))} µs, "
+        f"disconnected {res.get('disconnected')} {res.get('error', '')}"
+    )
     return res
 
 
 def fairness_table(rows: list[dict]) -> str:
-    head = ("| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs |\n"
-            "|---|---|---|---|---|---|")
+    head = "| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|---|"
     lines = [head]
     for r in rows:
-        for phase, label in (("baseline_", "no flood"), ("requests_", "flood of requests"),
-                             ("broadcasts_", "flood of 100 KB broadcasts")):
-            lines.append(f"| {label} | {r.get(phase + 'pings')} | {fmt(r.get(phase + 'p50_us'))} "
-                         f"| {fmt(r.get(phase + 'p99_us'))} | {fmt(r.get(phase + 'p999_us'))} "
-                         f"| {fmt(r.get(phase + 'max_us'))} |")
+        for phase, label in (
+            ("baseline_", "no flood"),
+            ("requests_", "flood of requests"),
+            ("broadcasts_", "flood of 100 KB broadcasts"),
+        ):
+            lines.append(
+                f"| {label} | {r.get(phase + 'pings')} | {fmt(r.get(phase + 'p50_us'))} "
+                f"| {fmt(r.get(phase + 'p99_us'))} | {fmt(r.get(phase + 'p999_us'))} "
+                f"| {fmt(r.get(phase + 'max_us'))} |"
+            )
         flood = r.get("flooder") or {}
-        lines.append(f"\ncalm clients disconnected: {r.get('disconnected')} of 100; flooder: "
-                     f"{flood.get('sent')} sent, {flood.get('answered')} answered, {flood.get('refused')} RATE_LIMITED, "
-                     f"closed {flood.get('closed')} times; server RSS {fmt((r.get('server_rss_before_kib') or 0) / 1024)}"
-                     f" MiB before the flood, peak {fmt((r.get('server_peak_rss_kib') or 0) / 1024)} MiB")
+        lines.append(
+            f"\ncalm clients disconnected: {r.get('disconnected')} of 100; flooder: "
+            f"{flood.get('sent')} sent, {flood.get('answered')} answered, {flood.get('refused')} RATE_LIMITED, "
+            f"closed {flood.get('closed')} times; server RSS {fmt((r.get('server_rss_before_kib') or 0) / 1024)}"
+            f" MiB before the flood, peak {fmt((r.get('server_peak_rss_kib') or 0) / 1024)} MiB"
+        )
     return "\n".join(lines)
 
 
 def loadgen(server: Server, opts: dict, timeout: float) -> dict:
     extra = ["--server-pid", str(server.proc.pid), "--server-core", str(SERVER_CORE)]
-    return drive(f"ws://127.0.0.1:{server.port}/", dict(opts, echo=server.floor), extra, timeout,
-                 preexec_fn=pin(LOADGEN_CORE))
+    return drive(
+        f"ws://127.0.0.1:{server.port}/", dict(opts, echo=server.floor), extra, timeout, preexec_fn=pin(LOADGEN_CORE)
+    )
 
 
 def bench_args(opts: dict) -> list[str]:
@@ -278,8 +326,7 @@ def drive(url: str, opts: dict, extra: list[str], timeout: float, **popen) -> di
         out = os.path.join(tmp, "result.json")
         cmd = [WSA_FAST, "bench", url, *bench_args(opts), *extra, "--quiet", "--json", out]
         try:
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
-                               **popen)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **popen)
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": f"wsa-fast bench timed out after {timeout:.0f}s"}
         try:
@@ -296,18 +343,34 @@ def suite_row(res: dict, opts: dict) -> dict:
     server = res.get("server") or {}
     lat = s["latency_ns"]
     row = {
-        "mode": opts["mode"], "form": opts.get("form", "verbose"), "conns": opts.get("conns"),
-        "window": opts.get("window"), "receivers": opts.get("receivers"),
-        "seconds": m["seconds"], "messages": m["answered"], "msg_per_s": s["throughput"],
-        "sent_total": c["sent"], "delivered_total": c["answered"],
-        "lost": c["lost"], "duplicated": c["duplicated"], "unknown": c["unknown"],
-        "bad": c["garbled"] + c["failed"], "fails": res["fails"], "disconnects": c["disconnects"],
-        "bad_samples": res.get("bad_samples", []), "setup_s": res.get("setup_s"),
-        "lg_cpu_us_per_msg": s["generator_us_per_msg"], "lg_util": s["generator_util"],
-        "server_cpu_s": server.get("cpu_s"), "server_util": server.get("util"),
-        "server_cpu_us_per_msg": server.get("cpu_us_per_msg"), "ksoftirqd_util": server.get("ksoftirqd_util"),
-        "others_util": server.get("others_util"), "others_top": server.get("others_top"),
-        "steal_util": server.get("steal_util"), "ok": res["ok"],
+        "mode": opts["mode"],
+        "form": opts.get("form", "verbose"),
+        "conns": opts.get("conns"),
+        "window": opts.get("window"),
+        "receivers": opts.get("receivers"),
+        "seconds": m["seconds"],
+        "messages": m["answered"],
+        "msg_per_s": s["throughput"],
+        "sent_total": c["sent"],
+        "delivered_total": c["answered"],
+        "lost": c["lost"],
+        "duplicated": c["duplicated"],
+        "unknown": c["unknown"],
+        "bad": c["garbled"] + c["failed"],
+        "fails": res["fails"],
+        "disconnects": c["disconnects"],
+        "bad_samples": res.get("bad_samples", []),
+        "setup_s": res.get("setup_s"),
+        "lg_cpu_us_per_msg": s["generator_us_per_msg"],
+        "lg_util": s["generator_util"],
+        "server_cpu_s": server.get("cpu_s"),
+        "server_util": server.get("util"),
+        "server_cpu_us_per_msg": server.get("cpu_us_per_msg"),
+        "ksoftirqd_util": server.get("ksoftirqd_util"),
+        "others_util": server.get("others_util"),
+        "others_top": server.get("others_top"),
+        "steal_util": server.get("steal_util"),
+        "ok": res["ok"],
     }
     for key in ("idle", "idle_setup_s", "idle_rss_before", "idle_rss_after", "idle_rss_bytes_per_conn"):
         if key in res:
@@ -322,6 +385,7 @@ def suite_row(res: dict, opts: dict) -> dict:
 def others_busy(seconds: float = 0.5) -> tuple[float, str]:
     """(share of a core used by other programs over a short sample, who they were)."""
     from wsa_fast.loadtest import proctree
+
     a, i0, t0 = proctree.scan(), proctree.idle_seconds(), time.monotonic()
     time.sleep(seconds)
     b, i1, t1 = proctree.scan(), proctree.idle_seconds(), time.monotonic()
@@ -369,24 +433,31 @@ def scenario_label(scenario: str) -> str:
 def server_specs(args, notes) -> list[tuple[str, list[str], bool]]:
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     gateway_cmd = shlex.split(args.server_cmd)
-    if any(name.startswith("wsa-fast") for name in wanted) and (not gateway_cmd or shutil.which(gateway_cmd[0]) is None):
+    if any(name.startswith("wsa-fast") for name in wanted) and (
+        not gateway_cmd or shutil.which(gateway_cmd[0]) is None
+    ):
         # The system under test: a run without it would report only the others, so it fails first.
-        raise SystemExit(f"the gateway under test is missing: {gateway_cmd[0] if gateway_cmd else '(empty --server-cmd)'}"
-                         " not found (make install, or pip install wsa-fast into this Python's environment)")
+        raise SystemExit(
+            f"the gateway under test is missing: {gateway_cmd[0] if gateway_cmd else '(empty --server-cmd)'}"
+            " not found (make install, or pip install wsa-fast into this Python's environment)"
+        )
     specs = []
     for name in wanted:
         if name == "floor":
             specs.append((name, [PY, os.path.join(HERE, "run_floor.py"), "--port", "{port}"], True))
         elif name == "floor-single":
-            specs.append((name, [PY, os.path.join(HERE, "run_floor.py"), "--port", "{port}",
-                                 "--single-write"], True))
+            specs.append((name, [PY, os.path.join(HERE, "run_floor.py"), "--port", "{port}", "--single-write"], True))
         elif name == "websockets":
-            specs.append((name, [PY, os.path.join(HERE, "peers", "websockets_gateway.py"),
-                                 "--port", "{port}"], False))
+            specs.append((name, [PY, os.path.join(HERE, "peers", "websockets_gateway.py"), "--port", "{port}"], False))
         elif name == "node-ws":
             if ensure_node(notes):
-                specs.append((name, [shutil.which("node"), os.path.join(HERE, "peers", "node_ws_gateway.js"),
-                                     "--port", "{port}"], False))
+                specs.append(
+                    (
+                        name,
+                        [shutil.which("node"), os.path.join(HERE, "peers", "node_ws_gateway.js"), "--port", "{port}"],
+                        False,
+                    )
+                )
         elif name == "wsa-fast" or name in EXTRA_SERVERS:
             specs.append((name, gateway_cmd + EXTRA_SERVERS.get(name, []), False))
         else:
@@ -430,46 +501,76 @@ def status(r: dict) -> str:
 
 def throughput_table(rows: list[dict]) -> str:
     floor = {r["scenario"]: r for r in rows if r["server"] == "floor" and r.get("ok")}
-    head = ("| server | scenario | msg/s | server µs CPU/msg | CPU/msg ÷ floor | msg/s ÷ floor "
-            "| server util | ksoftirqd | loadgen µs/msg | loadgen util | others | status |")
+    head = (
+        "| server | scenario | msg/s | server µs CPU/msg | CPU/msg ÷ floor | msg/s ÷ floor "
+        "| server util | ksoftirqd | loadgen µs/msg | loadgen util | others | status |"
+    )
     out = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         ref = floor.get(r["scenario"]) or floor.get("ping")
         cpu = r.get("server_cpu_us_per_msg")
         cpu_ratio = cpu / ref["server_cpu_us_per_msg"] if ref and cpu and ref.get("server_cpu_us_per_msg") else None
         rate_ratio = r["msg_per_s"] / ref["msg_per_s"] if ref and r.get("msg_per_s") else None
-        out.append("| " + " | ".join([
-            r["server"], scenario_label(r["scenario"]), fmt(r.get("msg_per_s")), fmt(cpu, 2), fmt(cpu_ratio, 1),
-            fmt(rate_ratio, 3), fmt(r.get("server_util"), 2), fmt(r.get("ksoftirqd_util"), 2),
-            fmt(r.get("lg_cpu_us_per_msg"), 2),
-            fmt(r.get("lg_util"), 2), fmt(r.get("others_util"), 2),
-            status(r),
-        ]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    r["server"],
+                    scenario_label(r["scenario"]),
+                    fmt(r.get("msg_per_s")),
+                    fmt(cpu, 2),
+                    fmt(cpu_ratio, 1),
+                    fmt(rate_ratio, 3),
+                    fmt(r.get("server_util"), 2),
+                    fmt(r.get("ksoftirqd_util"), 2),
+                    fmt(r.get("lg_cpu_us_per_msg"), 2),
+                    fmt(r.get("lg_util"), 2),
+                    fmt(r.get("others_util"), 2),
+                    status(r),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(out)
 
 
 def broadcast_table(rows: list[dict]) -> str:
     """broadcast-1k per server: every delivery is one message, so msg/s is deliveries/s."""
-    out = ["| server | receivers | deliveries/s | server µs CPU/delivery | server util | loadgen util "
-           "| connect + login s | status |",
-           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "| server | receivers | deliveries/s | server µs CPU/delivery | server util | loadgen util "
+        "| connect + login s | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         if r["scenario"] == "broadcast-1k":
-            out.append("| " + " | ".join([
-                r["server"], fmt(r.get("receivers")), fmt(r.get("msg_per_s")),
-                fmt(r.get("server_cpu_us_per_msg"), 2), fmt(r.get("server_util"), 2),
-                fmt(r.get("lg_util"), 2), fmt(r.get("setup_s"), 2), status(r),
-            ]) + " |")
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        r["server"],
+                        fmt(r.get("receivers")),
+                        fmt(r.get("msg_per_s")),
+                        fmt(r.get("server_cpu_us_per_msg"), 2),
+                        fmt(r.get("server_util"), 2),
+                        fmt(r.get("lg_util"), 2),
+                        fmt(r.get("setup_s"), 2),
+                        status(r),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(out)
 
 
 def idle_table(rows: list[dict], judge: bool) -> str:
     """ping-idle-10k against plain ping on the same server: CPU/msg ratio and RSS per idle connection."""
     ping = {r["server"]: r for r in rows if r["scenario"] == "ping" and r.get("ok")}
-    out = [f"| server | idle conns | ping µs CPU/msg | with idle µs CPU/msg | ratio (target <= {IDLE_CPU_RATIO_TARGET}) "
-           f"| server RSS bytes per idle conn (target <= {IDLE_BYTES_TARGET}) | RSS before → after, MiB "
-           f"| idle connect + login s | status |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        f"| server | idle conns | ping µs CPU/msg | with idle µs CPU/msg | ratio (target <= {IDLE_CPU_RATIO_TARGET}) "
+        f"| server RSS bytes per idle conn (target <= {IDLE_BYTES_TARGET}) | RSS before → after, MiB "
+        f"| idle connect + login s | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         if r["scenario"] != "ping-idle-10k":
             continue
@@ -482,33 +583,64 @@ def idle_table(rows: list[dict], judge: bool) -> str:
             missed.append("CPU ratio above target")
         if judge and per_conn is not None and per_conn > IDLE_BYTES_TARGET:
             missed.append("RSS above target")
-        rss = (f"{r['idle_rss_before'] / 2**20:.1f} → {r['idle_rss_after'] / 2**20:.1f}"
-               if r.get("idle_rss_before") is not None else "-")
-        out.append("| " + " | ".join([
-            r["server"], fmt(r.get("idle")), fmt(base, 2), fmt(cpu, 2), fmt(ratio, 2), fmt(per_conn, 0),
-            rss, fmt(r.get("idle_setup_s"), 2), ",".join([status(r)] + missed),
-        ]) + " |")
+        rss = (
+            f"{r['idle_rss_before'] / 2**20:.1f} → {r['idle_rss_after'] / 2**20:.1f}"
+            if r.get("idle_rss_before") is not None
+            else "-"
+        )
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    r["server"],
+                    fmt(r.get("idle")),
+                    fmt(base, 2),
+                    fmt(cpu, 2),
+                    fmt(ratio, 2),
+                    fmt(per_conn, 0),
+                    rss,
+                    fmt(r.get("idle_setup_s"), 2),
+                    ",".join([status(r)] + missed),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(out)
 
 
 def latency_table(rows: list[dict]) -> str:
-    out = ["| server | offered msg/s | achieved msg/s | p50 µs | p99 µs | p99.9 µs | server util "
-           "| ksoftirqd | others | status |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "| server | offered msg/s | achieved msg/s | p50 µs | p99 µs | p99.9 µs | server util "
+        "| ksoftirqd | others | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         lat = r.get("latency_us") or {}
-        out.append("| " + " | ".join([
-            r["server"], fmt(r.get("offered_rate")), fmt(r.get("msg_per_s")), fmt(lat.get("50")),
-            fmt(lat.get("99")), fmt(lat.get("99.9")), fmt(r.get("server_util"), 2),
-            fmt(r.get("ksoftirqd_util"), 2), fmt(r.get("others_util"), 2),
-            status(r),
-        ]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    r["server"],
+                    fmt(r.get("offered_rate")),
+                    fmt(r.get("msg_per_s")),
+                    fmt(lat.get("50")),
+                    fmt(lat.get("99")),
+                    fmt(lat.get("99.9")),
+                    fmt(r.get("server_util"), 2),
+                    fmt(r.get("ksoftirqd_util"), 2),
+                    fmt(r.get("others_util"), 2),
+                    status(r),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(out)
 
 
 def plot_latency(rows: list[dict], path: str, notes: list[str]):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -527,8 +659,9 @@ def plot_latency(rows: list[dict], path: str, notes: list[str]):
         ax.plot(x, [r["latency_us"]["99"] for r in pts], "--s", color=color, label=f"{name} p99", alpha=0.8)
         noisy = [r for r in pts if is_noisy(r)]
         for q in ("50", "99"):
-            ax.plot([r["msg_per_s"] for r in noisy], [r["latency_us"][q] for r in noisy], "x",
-                    color="black", markersize=9)
+            ax.plot(
+                [r["msg_per_s"] for r in noisy], [r["latency_us"][q] for r in noisy], "x", color="black", markersize=9
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("offered ping load, msg/s (open loop)")
@@ -551,25 +684,50 @@ def replot(results_json: str, path: str) -> None:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true",
-                   help="a few thousand messages per scenario, no timing judgments; non-zero exit on loss/error")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few thousand messages per scenario, no timing judgments; non-zero exit on loss/error",
+    )
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per scenario")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
-    p.add_argument("--servers", default=",".join(ALL_SERVERS), help=f"comma list of {', '.join((*ALL_SERVERS, *EXTRA_SERVERS))} (default: {', '.join(ALL_SERVERS)})")
-    p.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["latency", "fairness"]),
-                   help=f"comma list of {', '.join(SCENARIOS)}, latency, fairness")
-    p.add_argument("--server-cmd", default=DEFAULT_GATEWAY_CMD,
-                   help="command of the gateway under test ({port} is replaced)")
-    p.add_argument("--gateway", action="append", default=[], metavar="wsa-fast-NAME=CMD",
-                   help="one more gateway under test, run like wsa-fast ({port} is replaced); repeatable")
+    p.add_argument(
+        "--servers",
+        default=",".join(ALL_SERVERS),
+        help=f"comma list of {', '.join((*ALL_SERVERS, *EXTRA_SERVERS))} (default: {', '.join(ALL_SERVERS)})",
+    )
+    p.add_argument(
+        "--scenarios",
+        default=",".join(list(SCENARIOS) + ["latency", "fairness"]),
+        help=f"comma list of {', '.join(SCENARIOS)}, latency, fairness",
+    )
+    p.add_argument(
+        "--server-cmd", default=DEFAULT_GATEWAY_CMD, help="command of the gateway under test ({port} is replaced)"
+    )
+    p.add_argument(
+        "--gateway",
+        action="append",
+        default=[],
+        metavar="wsa-fast-NAME=CMD",
+        help="one more gateway under test, run like wsa-fast ({port} is replaced); repeatable",
+    )
     p.add_argument("--lat-duration", type=float, default=2.0, help="measured seconds per latency point")
-    p.add_argument("--lat-fractions", default=",".join(map(str, LAT_FRACTIONS)),
-                   help="offered load as fractions of each server's measured ping peak")
-    p.add_argument("--quiet-wait", type=float, default=10.0,
-                   help="full run: seconds to wait, before each server, for other programs to go quiet")
+    p.add_argument(
+        "--lat-fractions",
+        default=",".join(map(str, LAT_FRACTIONS)),
+        help="offered load as fractions of each server's measured ping peak",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="full run: seconds to wait, before each server, for other programs to go quiet",
+    )
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="results folder")
-    p.add_argument("--plot", help="latency plot path (default OUT/latency.png; bench/latency.png is the "
-                                  "published one, shown in RESULTS.md)")
+    p.add_argument(
+        "--plot",
+        help="latency plot path (default OUT/latency.png; bench/latency.png is the published one, shown in RESULTS.md)",
+    )
     p.add_argument("--replot", metavar="RESULTS_JSON", help="only redraw the latency plot from a results.json")
     return p.parse_args(argv)
 
@@ -615,8 +773,7 @@ def main(argv=None) -> int:
                     continue
                 opts = {**base, **SCENARIOS[sc], **(SMOKE.get(sc, {}) if args.smoke else {})}
                 res = loadgen(server, opts, timeout=budget(opts))
-                if is_noisy(res) and res.get("ok") and not args.smoke \
-                        and time.monotonic() - t_start < EXTRAS_BUDGET_S:
+                if is_noisy(res) and res.get("ok") and not args.smoke and time.monotonic() - t_start < EXTRAS_BUDGET_S:
                     # Someone else's build shared the box: once more, keep the quieter run.
                     wait_quiet(NOISY, 5.0)
                     again = loadgen(server, opts, timeout=budget(opts))
@@ -624,10 +781,16 @@ def main(argv=None) -> int:
                         res = again
                 res.update(server=name, scenario=sc)
                 rows.append(res)
-                log(f"   {sc:13s} {fmt(res.get('msg_per_s')):>12s} msg/s  "
+                log(
+                    f"   {sc:13s} {fmt(res.get('msg_per_s')):>12s} msg/s  "
                     f"{fmt(res.get('server_cpu_us_per_msg'), 2):>6s} µs/msg  {flags(res)} {res.get('error', '')}"
-                    + (f" lost={res.get('lost')} dup={res.get('duplicated')} unknown={res.get('unknown')}"
-                       f" bad={res.get('bad')} disconnects={res.get('disconnects')} {res.get('bad_samples')}" if not res.get("ok") else ""))
+                    + (
+                        f" lost={res.get('lost')} dup={res.get('duplicated')} unknown={res.get('unknown')}"
+                        f" bad={res.get('bad')} disconnects={res.get('disconnects')} {res.get('bad_samples')}"
+                        if not res.get("ok")
+                        else ""
+                    )
+                )
                 if sc == "ping" and res.get("ok"):
                     peak = res["msg_per_s"]
                 time.sleep(0.3)
@@ -642,15 +805,23 @@ def main(argv=None) -> int:
                     if rate <= 0:
                         continue
                     # The load generator has core 1 to itself: it may spin to pace within microseconds.
-                    opts = dict(mode="latency", conns=8, rate=round(rate), spin=True,
-                                duration=0.5 if args.smoke else args.lat_duration,
-                                warmup=0.0 if args.smoke else 0.5, drain=3.0)
+                    opts = dict(
+                        mode="latency",
+                        conns=8,
+                        rate=round(rate),
+                        spin=True,
+                        duration=0.5 if args.smoke else args.lat_duration,
+                        warmup=0.0 if args.smoke else 0.5,
+                        drain=3.0,
+                    )
                     res = loadgen(server, opts, timeout=budget(opts))
                     res.update(server=name, scenario="latency", fraction=f, peak=peak)
                     lat_rows.append(res)
                     lat = res.get("latency_us") or {}
-                    log(f"   latency {fmt(rate):>12s}/s  p50 {fmt(lat.get('50'))} p99 {fmt(lat.get('99'))} "
-                        f"p99.9 {fmt(lat.get('99.9'))} µs  {flags(res)} {res.get('error', '')}")
+                    log(
+                        f"   latency {fmt(rate):>12s}/s  p50 {fmt(lat.get('50'))} p99 {fmt(lat.get('99'))} "
+                        f"p99.9 {fmt(lat.get('99.9'))} µs  {flags(res)} {res.get('error', '')}"
+                    )
                     time.sleep(0.3)
         except Exception as e:  # one broken server must not hide the others' numbers
             rows.append({"server": name, "scenario": "(start)", "ok": False, "error": str(e)})
@@ -659,8 +830,11 @@ def main(argv=None) -> int:
             server.stop()
     fair_rows = []
     if "fairness" in scenarios and any(name == "wsa-fast" for name, _, _ in specs):
-        fair_rows.append(fairness(shlex.split(args.server_cmd), os.path.join(args.out, "logs"),
-                                  2.0 if args.smoke else FAIRNESS_DURATION))
+        fair_rows.append(
+            fairness(
+                shlex.split(args.server_cmd), os.path.join(args.out, "logs"), 2.0 if args.smoke else FAIRNESS_DURATION
+            )
+        )
     elapsed = time.monotonic() - t_start
 
     print("\n## Throughput (closed loop)\n")
@@ -689,16 +863,26 @@ def main(argv=None) -> int:
         print(f"\nnote: {n}")
     failed = [r for r in rows + lat_rows + fair_rows if not r.get("ok")]
     meta = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "smoke": args.smoke,
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "server_core": SERVER_CORE, "loadgen_core": LOADGEN_CORE, "server_cmd": args.server_cmd,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": elapsed,
+        "smoke": args.smoke,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "server_core": SERVER_CORE,
+        "loadgen_core": LOADGEN_CORE,
+        "server_cmd": args.server_cmd,
         "loadavg_after": open("/proc/loadavg").read().split()[:3],
     }
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
-        json.dump({"meta": meta, "throughput": rows, "latency": lat_rows, "fairness": fair_rows, "notes": notes},
-                  f, indent=1)
-    print(f"\n{len(rows) + len(lat_rows) + len(fair_rows)} runs in {elapsed:.0f}s, {len(failed)} failed; results: {os.path.relpath(path)}")
+        json.dump(
+            {"meta": meta, "throughput": rows, "latency": lat_rows, "fairness": fair_rows, "notes": notes}, f, indent=1
+        )
+    print(
+        f"\n{len(rows) + len(lat_rows) + len(fair_rows)} runs in {elapsed:.0f}s, {len(failed)} failed; "
+        f"results: {os.path.relpath(path)}"
+    )
     return 1 if failed else 0
 
 

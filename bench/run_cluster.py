@@ -15,6 +15,7 @@ the ratios compare runs made minutes apart at most.
   on one node and the receivers on another (two ``wsa-fast serve --nats`` on one
   nats-server): every message crosses NATS, batched per loop iteration.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ class Gateway:
         else:
             command = [PY, os.path.join(HERE, "cluster_nodes.py"), *map(str, self.ports)]
         self.log = open(os.path.join(HERE, "out", "cluster-server.log"), "a")
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
@@ -60,7 +62,7 @@ class Gateway:
         for port in self.ports:
             while True:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the gateway did not start (see bench/out/cluster-server.log)")
+                    raise RuntimeError("the gateway did not start (see bench/out/cluster-server.log)")
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                         break
@@ -121,28 +123,37 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 gateway.stop()
             runs[name].append(result)
-            log(f"round {round_no} {name}: {result.get('msg_per_s', 0):,.0f} msg/s "
-                f"{'ok' if result.get('ok') else 'FAILED ' + str(result.get('error', ''))[:300]}")
+            log(
+                f"round {round_no} {name}: {result.get('msg_per_s', 0):,.0f} msg/s "
+                f"{'ok' if result.get('ok') else 'FAILED ' + str(result.get('error', ''))[:300]}"
+            )
     rows = []
     for name, results in runs.items():
         good = [r for r in results if r.get("ok")]
-        rows.append({
-            "config": name, "ok": len(good) == len(results),
-            "msg_per_s": statistics.median(r["msg_per_s"] for r in good) if good else None,
-            "server_cpu_us_per_msg": statistics.median(r["server_cpu_us_per_msg"] for r in good) if good else None,
-            "loadgen_cpu_us_per_msg": statistics.median(r["lg_cpu_us_per_msg"] for r in good) if good else None,
-            "all_msg_per_s": [r.get("msg_per_s") for r in results],
-        })
+        rows.append(
+            {
+                "config": name,
+                "ok": len(good) == len(results),
+                "msg_per_s": statistics.median(r["msg_per_s"] for r in good) if good else None,
+                "server_cpu_us_per_msg": statistics.median(r["server_cpu_us_per_msg"] for r in good) if good else None,
+                "loadgen_cpu_us_per_msg": statistics.median(r["lg_cpu_us_per_msg"] for r in good) if good else None,
+                "all_msg_per_s": [r.get("msg_per_s") for r in results],
+            }
+        )
     by = {r["config"]: r for r in rows}
     one, two = by["ping, 1 worker"]["msg_per_s"], by["ping, --workers 2"]["msg_per_s"]
     ping_ratio = two / one if one and two else None
-    print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print("| configuration | msg/s (median) | server µs CPU/msg | loadgen µs CPU/msg | every round, msg/s |")
     print("|---|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['config']} | {r['msg_per_s'] or 0:,.0f} | {r['server_cpu_us_per_msg'] or 0:.2f} "
-              f"| {r['loadgen_cpu_us_per_msg'] or 0:.2f} | "
-              f"{', '.join(f'{v:,.0f}' if v else 'failed' for v in r['all_msg_per_s'])} |")
+        print(
+            f"| {r['config']} | {r['msg_per_s'] or 0:,.0f} | {r['server_cpu_us_per_msg'] or 0:.2f} "
+            f"| {r['loadgen_cpu_us_per_msg'] or 0:.2f} | "
+            f"{', '.join(f'{v:,.0f}' if v else 'failed' for v in r['all_msg_per_s'])} |"
+        )
     print(f"\n--workers 2 ÷ 1 worker (ping): {ping_ratio:.2f}x" if ping_ratio else "\nno ping ratio: a run failed")
     with open(args.out, "w") as f:
         json.dump({"rows": rows, "ping_ratio": ping_ratio, "args": vars(args)}, f, indent=1)

@@ -7,6 +7,7 @@ setup.py does: portable (the default, as in a wheel) and with -march=native. Run
 then the portable one on each kernel (SIMDJSON_FORCE_IMPLEMENTATION). `fallback` on x86-64 is what a
 portable build without run-time kernel choice would run. Needs g++ and pysimdjson (its sources).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src_cy", "wsa_fast")
-UNITS = [os.path.join(SRC, f"{u}.cpp") for u in
-         ("simdjson_build", "wsa_kernels", "wsa_kernel_icelake", "wsa_kernel_haswell", "wsa_kernel_westmere")]
+UNITS = [
+    os.path.join(SRC, f"{u}.cpp")
+    for u in ("simdjson_build", "wsa_kernels", "wsa_kernel_icelake", "wsa_kernel_haswell", "wsa_kernel_westmere")
+]
 UNITS.append(os.path.join(HERE, "decode_kernels.cpp"))
 KERNELS = ("icelake", "haswell", "westmere", "fallback")
 LABELS = ("relay event", "4 KiB text params", "5 KiB nested params")
@@ -31,8 +34,24 @@ def build(name: str, flags: list[str], out: str, simdjson_dir: str) -> str:
 
     def compile_one(unit: str) -> str:
         obj = os.path.join(folder, os.path.basename(unit) + ".o")
-        subprocess.run(["g++", "-std=c++17", "-O3", "-DSIMDJSON_EXCEPTIONS=0", *flags, "-I", SRC, "-I", simdjson_dir, "-c", unit, "-o", obj],
-                       check=True)
+        subprocess.run(
+            [
+                "g++",
+                "-std=c++17",
+                "-O3",
+                "-DSIMDJSON_EXCEPTIONS=0",
+                *flags,
+                "-I",
+                SRC,
+                "-I",
+                simdjson_dir,
+                "-c",
+                unit,
+                "-o",
+                obj,
+            ],
+            check=True,
+        )
         return obj
 
     with ThreadPoolExecutor(2) as pool:
@@ -66,8 +85,11 @@ def main() -> int:
     rows = [(label, res) for label, res in rows if res is not None]
     base = rows[0][1][1]
     sizes = [size for size, _ in base]
-    print("| build, kernel | " + " | ".join(f"{label} ({size} B), ns" for label, size in zip(LABELS, sizes))
-          + " | ÷ native |")
+    print(
+        "| build, kernel | "
+        + " | ".join(f"{label} ({size} B), ns" for label, size in zip(LABELS, sizes))
+        + " | ÷ native |"
+    )
     print("|---|" + "---:|" * (len(sizes) + 1))
     for label, (kernel, cells) in rows:
         ratios = "/".join(f"{ns / b:.2f}" for (_, ns), (_, b) in zip(cells, base))

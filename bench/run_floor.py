@@ -1,4 +1,5 @@
 """Command line of the floor echo server (compiled `floor_echo`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,9 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--single-write", action="store_true", help="one transport.send per message")
     a = p.parse_args(argv)
+    import floor_echo
     import uvloop
 
-    import floor_echo
     try:
         uvloop.run(floor_echo.serve(a.host, a.port, a.single_write))
     except KeyboardInterrupt:

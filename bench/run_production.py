@@ -11,6 +11,7 @@ CPU per connection or message. Metrics: the same gateway as built before metrics
 Variants alternate within each round, so drift on the shared machine hits both alike; the
 table shows the median of the rounds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ SCENARIOS = {
 }
 
 
-def measure(name: str, cmd: list[str], scenario: str, duration: float, url_scheme: str, ca: str | None,
-            logdir: str) -> dict:
+def measure(
+    name: str, cmd: list[str], scenario: str, duration: float, url_scheme: str, ca: str | None, logdir: str
+) -> dict:
     server = Server(name.replace("://", "").replace(" ", "-"), cmd, False, logdir)
     server.start()
     try:
@@ -44,14 +46,19 @@ def measure(name: str, cmd: list[str], scenario: str, duration: float, url_schem
         extra = ["--server-pid", str(server.proc.pid), "--server-core", str(SERVER_CORE)]
         if ca is not None:
             extra += ["--ca-file", ca]
-        return drive(f"{url_scheme}://127.0.0.1:{server.port}/", opts, extra, duration * 6 + 60,
-                     preexec_fn=pin(1))
+        return drive(f"{url_scheme}://127.0.0.1:{server.port}/", opts, extra, duration * 6 + 60, preexec_fn=pin(1))
     finally:
         server.stop()
 
 
-def compare(title: str, variants: dict[str, tuple[list[str], str, str | None]], scenarios: list[str],
-            rounds: int, duration: float, logdir: str) -> list[str]:
+def compare(
+    title: str,
+    variants: dict[str, tuple[list[str], str, str | None]],
+    scenarios: list[str],
+    rounds: int,
+    duration: float,
+    logdir: str,
+) -> list[str]:
     results: dict[tuple[str, str], list[dict]] = {}
     for r in range(rounds):
         for scenario in scenarios:
@@ -60,12 +67,19 @@ def compare(title: str, variants: dict[str, tuple[list[str], str, str | None]], 
                 if not row.get("ok"):
                     raise SystemExit(f"{name} {scenario} failed: {row.get('error') or row}")
                 results.setdefault((scenario, name), []).append(row)
-                print(f"round {r + 1} {scenario:8s} {name:18s} {row['msg_per_s']:10.0f}/s "
-                      f"server {row['server_cpu_us_per_msg']:7.2f} µs", file=sys.stderr, flush=True)
+                print(
+                    f"round {r + 1} {scenario:8s} {name:18s} {row['msg_per_s']:10.0f}/s "
+                    f"server {row['server_cpu_us_per_msg']:7.2f} µs",
+                    file=sys.stderr,
+                    flush=True,
+                )
     first = next(iter(variants))
-    lines = [f"### {title}", "",
-             "| scenario | variant | per second | server µs each | vs " + first + " (µs) | busy others |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| scenario | variant | per second | server µs each | vs " + first + " (µs) | busy others |",
+        "|---|---|---|---|---|---|",
+    ]
     for scenario in scenarios:
         base = statistics.median(r["server_cpu_us_per_msg"] for r in results[(scenario, first)])
         for name in variants:
@@ -90,14 +104,24 @@ def main() -> int:
         issued = ca.issue("gateway")
         plain = GATEWAY.format(wsa_fast=WSA_FAST).split()
         tls = plain + ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key)]
-        out = compare("wss:// against ws:// (this build)",
-                      {"ws://": (plain, "ws", None), "wss://": (tls, "wss", str(ca.path))},
-                      ["connect", "relay"], args.rounds, args.duration, tmp)
+        out = compare(
+            "wss:// against ws:// (this build)",
+            {"ws://": (plain, "ws", None), "wss://": (tls, "wss", str(ca.path))},
+            ["connect", "relay"],
+            args.rounds,
+            args.duration,
+            tmp,
+        )
         if args.baseline:
             before = GATEWAY.format(wsa_fast=args.baseline).split()
-            out += compare("metrics against none (ws://)",
-                           {"without metrics": (before, "ws", None), "with metrics": (plain, "ws", None)},
-                           ["ping", "relay"], args.rounds, args.duration, tmp)
+            out += compare(
+                "metrics against none (ws://)",
+                {"without metrics": (before, "ws", None), "with metrics": (plain, "ws", None)},
+                ["ping", "relay"],
+                args.rounds,
+                args.duration,
+                tmp,
+            )
     print("\n".join(out))
     return 0
 

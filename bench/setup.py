@@ -1,7 +1,9 @@
 """Build the bench suite's Cython floor echo server in place: `python bench/setup.py`.
 
-run.py calls this when the .so is missing or older than its .pyx (the load generator is `wsa-fast bench`, built by the package).
+run.py calls this when the .so is missing or older than its .pyx (the load generator is `wsa-fast bench`,
+built by the package).
 """
+
 import os
 
 from Cython.Build import cythonize

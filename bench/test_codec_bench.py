@@ -9,6 +9,7 @@ pytest-benchmark's table shows their ratio directly. These time the Python-level
 (``decode`` builds a ``Message``, params included); the gateway's own hot path stays in C
 and never builds one.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,19 @@ RELAY_PARAMS = {
 WIRE = {
     "ping": b'{"from":"","to":"server","type":"request","id":"a1b2c","payload":{"method":"wsa@v1/ping"}}',
     "ping-compact": b'{"f":"","t":"s","y":"q","i":"a1b2c","p":{"m":"wsa@v1/ping"}}',
-    "relay-event": json.dumps({
-        "from": "alice", "to": "bob", "type": "event", "id": "2025-05-14T11:27:31.536370717+08:00",
-        "payload": {"method": "chat@v1/send", "params": RELAY_PARAMS},
-    }, ensure_ascii=False, separators=(",", ":")).encode(),
+    "relay-event": json.dumps(
+        {
+            "from": "alice",
+            "to": "bob",
+            "type": "event",
+            "id": "2025-05-14T11:27:31.536370717+08:00",
+            "payload": {"method": "chat@v1/send", "params": RELAY_PARAMS},
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode(),
     "response": b'{"from":"server","to":"alice","type":"response","id":"a1b2c",'
-                b'"payload":{"result":"success","receipt":"alice","data":{"ok":true,"n":3}}}',
+    b'"payload":{"result":"success","receipt":"alice","data":{"ok":true,"n":3}}}',
 }
 FORMS = {"ping": VERBOSE, "ping-compact": COMPACT, "relay-event": VERBOSE, "response": VERBOSE}
 

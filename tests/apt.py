@@ -3,6 +3,7 @@
 A test that needs a tool fails, never skips, when it cannot be installed: what it checks would
 otherwise go untested. apt-get waits for a dpkg lock held by another installer.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pytest
 
@@ -19,7 +20,7 @@ INSTALL_TIMEOUT = 600.0
 APT_OPTIONS = ("-o", "DPkg::Lock::Timeout=600")
 
 
-def find_binary(name: str, *elsewhere: str) -> Optional[str]:
+def find_binary(name: str, *elsewhere: str) -> str | None:
     """``name`` on PATH, else the first executable of ``elsewhere``."""
     found = shutil.which(name)
     if found:
@@ -29,16 +30,24 @@ def find_binary(name: str, *elsewhere: str) -> Optional[str]:
 
 def _apt_get(*args: str, deadline: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *APT_OPTIONS, *args], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=max(1.0, deadline - time.monotonic()))
+    return subprocess.run(
+        ["apt-get", *APT_OPTIONS, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=max(1.0, deadline - time.monotonic()),
+    )
 
 
-def install(what: str, packages: tuple[str, ...], find: Callable[[], Optional[str]]) -> str:
+def install(what: str, packages: tuple[str, ...], find: Callable[[], str | None]) -> str:
     """Install the first of ``packages`` that gives ``find()`` a path; fails the test with apt-get's
     own words if none can be."""
     if shutil.which("apt-get") is None:
-        pytest.fail(f"{what} is not installed and there is no apt-get to install it: install "
-                    f"{' or '.join(packages)}", pytrace=False)
+        pytest.fail(
+            f"{what} is not installed and there is no apt-get to install it: install {' or '.join(packages)}",
+            pytrace=False,
+        )
     started = time.monotonic()
     deadline = started + INSTALL_TIMEOUT
     tried = []
@@ -59,5 +68,6 @@ def install(what: str, packages: tuple[str, ...], find: Callable[[], Optional[st
         tried.append((f"(gave up after {INSTALL_TIMEOUT:.0f}s)", None))
     report = "\n".join(
         f"$ {command}" + ("" if result is None else f" -> exit {result.returncode}\n{(result.stderr or '')[-800:]}")
-        for command, result in tried)
+        for command, result in tried
+    )
     pytest.fail(f"{what} is missing and could not be installed with apt-get:\n{report}", pytrace=False)

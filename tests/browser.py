@@ -10,12 +10,13 @@ Playwright's sync API runs its own event loop: use it from plain (non-async) tes
 is set as the main thread's running loop until Playwright stops, so the fixture stops it with
 each module: a session-wide one made every later ``asyncio.run`` test fail.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +25,7 @@ INSTALL_TIMEOUT = 900.0
 CANDIDATES = ("chromium", "chromium-browser")
 
 
-def find_chromium() -> Optional[str]:
+def find_chromium() -> str | None:
     for name in CANDIDATES:
         found = shutil.which(name)
         if found:

@@ -3,6 +3,7 @@
 Shared by the property tests (tests/test_codec_properties.py), the codec fuzzer
 (tests/fuzz/codec.py) and the replay of its corpus (tests/test_fuzz_corpus.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def same_json(a: Any, b: Any) -> bool:
 
 def same_message(a: Message, b: Message) -> bool:
     scalars = [n for n in Message.__slots__ if n not in ("params", "data")]
-    return (all(getattr(a, n) == getattr(b, n) for n in scalars)
-            and same_json(a.params, b.params) and same_json(a.data, b.data))
+    return (
+        all(getattr(a, n) == getattr(b, n) for n in scalars)
+        and same_json(a.params, b.params)
+        and same_json(a.data, b.data)
+    )
 
 
 def outcome(decode, raw: bytes):

@@ -4,12 +4,12 @@
 when the test ends; ``gateway`` is one default gateway shared by a test module. Either
 fails the test when the server wrote a traceback.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 import pytest
-
 from browser import browser  # noqa: F401  (the headless Chromium fixture, see browser.py)
 from gateway_process import GatewayProcess
 
@@ -17,7 +17,7 @@ StartGateway = Callable[..., GatewayProcess]
 
 
 def _launcher(started: list[GatewayProcess]) -> StartGateway:
-    def start(*args: str, app: Optional[str] = None, env: Optional[dict[str, str]] = None) -> GatewayProcess:
+    def start(*args: str, app: str | None = None, env: dict[str, str] | None = None) -> GatewayProcess:
         argv = list(args)
         if app is not None:
             argv += ["--app", app]

@@ -8,6 +8,7 @@ N-th message, as a GC pause or a stuck handler would. ``--tls-cert/--tls-key`` s
 
 Prints ``listening on ws://127.0.0.1:PORT`` once it accepts connections.
 """
+
 import argparse
 import re
 import ssl

@@ -8,6 +8,7 @@ traceback, unless ``allow_tracebacks`` was given, or a sanitizer report.
 
 Used by the fixtures in ``conftest.py`` and by ``wsa_ws.running_server``.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -43,8 +44,14 @@ class GatewayProcess:
     ``.signal(signum)``, ``.wait(timeout)``, ``.stop()``.
     """
 
-    def __init__(self, *args: str, env: Optional[dict[str, str]] = None, cwd: Path = ROOT,
-                 allow_tracebacks: bool = False, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        allow_tracebacks: bool = False,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         args = tuple(str(a) for a in args)
         has_port = any(a == "--port" or a.startswith("--port=") for a in args)
         self.args = list(args) if has_port else ["--port", "0", *args]
@@ -57,8 +64,12 @@ class GatewayProcess:
         self._lock = threading.Lock()
         self._started = threading.Event()
         self.proc = subprocess.Popen(
-            self.command, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -77,7 +88,7 @@ class GatewayProcess:
                 if match:
                     self.scheme, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
                     self._started.set()
-        self._started.set()        # exited: wake a waiting start
+        self._started.set()  # exited: wake a waiting start
 
     # -- where it listens
 
@@ -135,7 +146,7 @@ class GatewayProcess:
         if check and not self.allow_tracebacks and TRACEBACK in self.log:
             pytest.fail(f"the gateway wrote a traceback:\n{self.log}", pytrace=False)
 
-    def __enter__(self) -> "GatewayProcess":
+    def __enter__(self) -> GatewayProcess:
         return self
 
     def __exit__(self, *exc: Any) -> None:

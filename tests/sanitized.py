@@ -11,6 +11,7 @@ run. GCC's UBSan prints to stderr whatever its log_path says, so it halts on its
 process fails) and tests/gateway_process.py fails a test whose server printed one. Leak detection is
 off: CPython does not free everything at exit, and those leaks are not ours.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ REPORTS = ROOT / "build" / "sanitize" / f"reports-{os.getpid()}"
 
 
 def sanitizer_env() -> dict[str, str]:
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True,
-                             check=True).stdout.strip()
+    libasan = subprocess.run(
+        ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return dict(
         os.environ,
         LD_PRELOAD=libasan,
@@ -44,11 +46,18 @@ def main(argv: list[str]) -> int:
     REPORTS.mkdir(parents=True)
     env = sanitizer_env()
     # The source tree holds the normal build: the sanitized one must be what gets imported.
-    where = subprocess.run([sys.executable, "-P", "-c", "import wsa_fast._codec as c; print(c.__file__)"],
-                           env=env, cwd=ROOT, capture_output=True, text=True)
+    where = subprocess.run(
+        [sys.executable, "-P", "-c", "import wsa_fast._codec as c; print(c.__file__)"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if where.returncode != 0 or not where.stdout.startswith(sys.prefix):
-        print(f"sanitized.py: wsa_fast is not the sanitized build of {sys.prefix}: {where.stdout}{where.stderr}",
-              file=sys.stderr)
+        print(
+            f"sanitized.py: wsa_fast is not the sanitized build of {sys.prefix}: {where.stdout}{where.stderr}",
+            file=sys.stderr,
+        )
         return 2
     status = subprocess.call(argv, env=env, cwd=ROOT)
     reports = sorted(REPORTS.iterdir())

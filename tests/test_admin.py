@@ -3,6 +3,7 @@
 /readyz is watched flipping where a load balancer would see it: during a drain (held open
 by a relayed request nobody answers) and while the NATS server is down and back.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,10 +15,9 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from websockets.exceptions import InvalidStatus
-
 from gateway_process import WSA_FAST
 from nats_server import NatsServer
+from websockets.exceptions import InvalidStatus
 from wsa_ws import Clients, aio, http_get, open_ws, uid
 
 ADMIN = re.compile(r"admin endpoints on http://([^\s:]+):(\d+)")
@@ -80,13 +80,13 @@ def test_readyz_is_503_while_draining(start_gateway):
         async with Clients(server) as cl:
             a = await cl.open(login=uid("dra"))
             b = await cl.open(login=uid("drb"))
-            request_id = await a.request(b.cid, "slow@v1/answer")      # in flight: the drain waits for it
+            request_id = await a.request(b.cid, "slow@v1/answer")  # in flight: the drain waits for it
             assert (await b.recv())["id"] == request_id
             assert await asyncio.to_thread(status_of, admin, "/readyz") == 200
             server.signal(signal.SIGTERM)
             assert await asyncio.to_thread(server.wait_for_log, "stopping: draining"), server.log
             assert await asyncio.to_thread(http_get, admin, "/readyz") == (503, b"draining\n")
-            assert await asyncio.to_thread(status_of, admin, "/healthz") == 200     # alive, just not ready
+            assert await asyncio.to_thread(status_of, admin, "/healthz") == 200  # alive, just not ready
             await b.respond(a.cid, request_id)
             assert (await a.recv())["id"] == request_id
 
@@ -133,6 +133,7 @@ def test_json_log_format_writes_one_object_per_line_with_stable_keys(start_gatew
 
 # ---------------------------------------------------------------- Origin
 
+
 @aio
 async def test_an_origin_not_listed_gets_403_and_a_listed_one_connects(start_gateway):
     server = start_gateway("--allowed-origins", "https://app.example.com,https://admin.example.com")
@@ -165,7 +166,11 @@ async def test_without_a_list_loopback_allows_any_origin_quietly(start_gateway):
 def test_serving_off_loopback_without_a_list_warns_at_start_up():
     """The warning comes before the port is bound: a TEST-NET address (RFC 5737), which no interface
     here has, shows it without listening anywhere but loopback."""
-    result = subprocess.run([WSA_FAST, "serve", "--host", "192.0.2.1", "--port", "0", "--auth", "dev"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [WSA_FAST, "serve", "--host", "192.0.2.1", "--port", "0", "--auth", "dev"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0, result
     assert "no allowed_origins set while serving 192.0.2.1" in result.stderr, result.stderr

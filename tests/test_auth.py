@@ -1,4 +1,5 @@
 """Authenticators: dev rules, the token file and JWT (HS256, RS256, ES256) with real keys."""
+
 from __future__ import annotations
 
 import base64
@@ -14,7 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from wsa_fast.auth import (
-    Authenticator, DevAuthenticator, JWTAuthenticator, TokenFileAuthenticator, make_authenticator,
+    Authenticator,
+    DevAuthenticator,
+    JWTAuthenticator,
+    TokenFileAuthenticator,
+    make_authenticator,
 )
 from wsa_fast.config import ConfigError, Settings
 
@@ -49,6 +54,7 @@ def claims(sub: str = "alice", lifetime: float = 60, **extra: object) -> dict[st
 
 # The base class and dev mode
 
+
 def test_base_authenticator_denies_everything() -> None:
     base = Authenticator()
     assert base.login("alice", {"token": "x"}) is None
@@ -71,15 +77,12 @@ def test_dev_refuses_invalid_ids(client_id: str) -> None:
 
 # The token file
 
+
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "tokens"
     path.write_text(
-        "# token  client id\n"
-        "\n"
-        "tok-alice alice\n"
-        "   tok-bob\tbob   \n"
-        "tok-alice-2 alice\n",
+        "# token  client id\n\ntok-alice alice\n   tok-bob\tbob   \ntok-alice-2 alice\n",
         encoding="utf-8",
     )
     return path
@@ -157,6 +160,7 @@ def test_token_file_missing(tmp_path: Path) -> None:
 
 # JWT
 
+
 def test_jwt_hs256() -> None:
     auth = JWTAuthenticator(secret=SECRET)
     token = jwt.encode(claims(), SECRET, algorithm="HS256")
@@ -166,14 +170,17 @@ def test_jwt_hs256() -> None:
     assert auth.token(token) == "alice"
 
 
-@pytest.mark.parametrize(("extra", "roles"), [
-    ({"roles": ["agent", "ops"]}, {"agent", "ops"}),
-    ({"roles": "agent ops"}, {"agent", "ops"}),
-    ({"roles": ["agent", 7, None]}, {"agent"}),
-    ({"roles": {"agent": True}}, set()),
-    ({}, set()),
-    ({"groups": ["admin"]}, set()),
-])
+@pytest.mark.parametrize(
+    ("extra", "roles"),
+    [
+        ({"roles": ["agent", "ops"]}, {"agent", "ops"}),
+        ({"roles": "agent ops"}, {"agent", "ops"}),
+        ({"roles": ["agent", 7, None]}, {"agent"}),
+        ({"roles": {"agent": True}}, set()),
+        ({}, set()),
+        ({"groups": ["admin"]}, set()),
+    ],
+)
 def test_jwt_roles_claim(extra: dict, roles: set) -> None:
     identity = JWTAuthenticator(secret=SECRET).token(jwt.encode(claims(**extra), SECRET, algorithm="HS256"))
     assert (identity, identity.roles) == ("alice", frozenset(roles))
@@ -296,6 +303,7 @@ def test_jwt_configuration_errors(kwargs: dict[str, object], message: str) -> No
 
 
 # make_authenticator
+
 
 def test_make_authenticator_dev() -> None:
     assert isinstance(make_authenticator(Settings()), DevAuthenticator)

@@ -7,6 +7,7 @@ tests/faulty_echo.py the drops, duplicates and garbage it makes on schedule are 
 exactly and the exit status is 1. No timing is asserted except the open-loop stall, which
 must show at least the 100 ms the server stood still.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -24,10 +25,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hdrh.histogram import HdrHistogram
-
 from faulty_echo import BAD, DROP, DUP, UNKNOWN
 from gateway_process import ROOT, WSA_FAST
+from hdrh.histogram import HdrHistogram
 from nats_server import free_port
 from test_deploy_nginx import deployment, nats, nginx_binary  # noqa: F401 (fixtures: the deployment of docs/deploy.md)
 
@@ -39,8 +39,14 @@ STALL_MS = 100
 def bench(tmp_path: Path, url: str, *args: str, name: str = "result") -> tuple[int, dict | None, str, str]:
     """``wsa-fast bench URL ARGS --json FILE``: (exit status, the JSON result or None, stdout, stderr)."""
     out = tmp_path / f"{name}.json"
-    done = subprocess.run([WSA_FAST, "bench", url, *args, "--json", str(out)], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT, cwd=ROOT, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [WSA_FAST, "bench", url, *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
     result = json.loads(out.read_text()) if out.exists() else None
     return done.returncode, result, done.stdout, done.stderr
 
@@ -48,8 +54,17 @@ def bench(tmp_path: Path, url: str, *args: str, name: str = "result") -> tuple[i
 def assert_exact(result: dict, sent: int, answered: int | None = None) -> None:
     """Every message answered exactly once, nothing else."""
     c = result["counts"]
-    assert c == {"sent": sent, "answered": sent if answered is None else answered, "failed": 0, "lost": 0,
-                 "duplicated": 0, "unknown": 0, "garbled": 0, "skipped": 0, "disconnects": 0}, result["counts"]
+    assert c == {
+        "sent": sent,
+        "answered": sent if answered is None else answered,
+        "failed": 0,
+        "lost": 0,
+        "duplicated": 0,
+        "unknown": 0,
+        "garbled": 0,
+        "skipped": 0,
+        "disconnects": 0,
+    }, result["counts"]
     assert result["fails"] == {} and result["ok"]
 
 
@@ -57,8 +72,9 @@ class Server:
     """A test server script that prints ``listening on ws(s)://127.0.0.1:PORT`` when ready."""
 
     def __init__(self, *command: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.stop()
@@ -114,8 +130,9 @@ SCENARIOS = {
 def test_every_scenario_against_wsa_fast_serve_is_counted_exactly(start_gateway, tmp_path, scenario, workers):
     args, sent, fanout = SCENARIOS[scenario]
     gateway = start_gateway("--workers", str(workers), app=ECHO_APP)
-    rc, result, out, err = bench(tmp_path, gateway.url + "/", *args, "--max-messages", str(sent),
-                                 "--duration", "60", "--drain", "5")
+    rc, result, out, err = bench(
+        tmp_path, gateway.url + "/", *args, "--max-messages", str(sent), "--duration", "60", "--drain", "5"
+    )
     assert rc == 0, out + err
     assert_exact(result, sent, sent * fanout)
     # The table a person reads says the same.
@@ -129,8 +146,9 @@ def test_every_scenario_against_wsa_fast_serve_is_counted_exactly(start_gateway,
 @pytest.mark.parametrize("workers", [1, 2], ids=["one worker", "--workers 2"])
 def test_connect_opens_logs_in_and_holds_every_connection(start_gateway, tmp_path, workers):
     gateway = start_gateway("--workers", str(workers))
-    rc, result, out, err = bench(tmp_path, gateway.url + "/", "--scenario", "connect", "--clients", "300",
-                                 "--duration", "1")
+    rc, result, out, err = bench(
+        tmp_path, gateway.url + "/", "--scenario", "connect", "--clients", "300", "--duration", "1"
+    )
     assert rc == 0, out + err
     assert_exact(result, 300)
     assert HdrHistogram.decode(result["histogram"].encode()).get_total_count() == 300
@@ -141,8 +159,19 @@ def test_connect_opens_logs_in_and_holds_every_connection(start_gateway, tmp_pat
 
 def test_fail_responses_are_counted_by_code_and_fail_the_run(start_gateway, tmp_path):
     gateway = start_gateway(app=ECHO_APP)
-    rc, result, out, err = bench(tmp_path, gateway.url + "/", "--scenario", "call", "echo@v1/fail",
-                                 "--params", '{"code":"TEAPOT"}', "--max-messages", "3000", "--duration", "60")
+    rc, result, out, err = bench(
+        tmp_path,
+        gateway.url + "/",
+        "--scenario",
+        "call",
+        "echo@v1/fail",
+        "--params",
+        '{"code":"TEAPOT"}',
+        "--max-messages",
+        "3000",
+        "--duration",
+        "60",
+    )
     assert rc == 1, out + err
     c = result["counts"]
     assert (c["sent"], c["answered"], c["failed"], c["lost"]) == (3000, 0, 3000, 0), c
@@ -160,8 +189,19 @@ def test_clients_log_in_with_a_token_file_or_minted_jwts(start_gateway, tmp_path
     else:
         gateway = start_gateway("--auth", "jwt", env={"WSA_JWT_SECRET": "s3cret-for-the-bench-test-0123456789"})
         creds = ["--jwt-secret", "s3cret-for-the-bench-test-0123456789"]
-    rc, result, out, err = bench(tmp_path, gateway.url + "/", "--scenario", "relay", "--clients", "6",
-                                 "--max-messages", "6000", "--duration", "60", *creds)
+    rc, result, out, err = bench(
+        tmp_path,
+        gateway.url + "/",
+        "--scenario",
+        "relay",
+        "--clients",
+        "6",
+        "--max-messages",
+        "6000",
+        "--duration",
+        "60",
+        *creds,
+    )
     assert rc == 0, out + err
     assert_exact(result, 6000)
     assert result["settings"]["auth"] == "token-file" if auth == "tokens" else "jwt"
@@ -169,8 +209,16 @@ def test_clients_log_in_with_a_token_file_or_minted_jwts(start_gateway, tmp_path
 
 def test_a_refused_login_stops_the_run_with_one_line(start_gateway, tmp_path):
     gateway = start_gateway("--auth", "jwt", env={"WSA_JWT_SECRET": "the-right-secret-0123456789abcdef"})
-    rc, result, out, err = bench(tmp_path, gateway.url + "/", "--scenario", "relay", "--clients", "2",
-                                 "--jwt-secret", "a-wrong-secret-0123456789abcdefgh")
+    rc, result, out, err = bench(
+        tmp_path,
+        gateway.url + "/",
+        "--scenario",
+        "relay",
+        "--clients",
+        "2",
+        "--jwt-secret",
+        "a-wrong-secret-0123456789abcdefgh",
+    )
     assert rc == 1 and result is None
     assert err.strip().count("\n") == 0 and "PERMISSION_DENIED" in err and "Traceback" not in err, err
 
@@ -187,23 +235,38 @@ def test_two_nodes_behind_nginx(deployment, tmp_path):  # noqa: F811 (the fixtur
         ("broadcast", ["--scenario", "broadcast", "--clients", "7", "--window", "4"], 1000, 6),
         ("call", ["--scenario", "call", "wsa@v1/ping", "--clients", "6", "--form", "compact"], 10000, 1),
     ]:
-        rc, result, out, err = bench(tmp_path, url, *args, "--max-messages", str(sent), "--duration", "60",
-                                     "--drain", "5", "--ca-file", str(ca), name=name)
+        rc, result, out, err = bench(
+            tmp_path,
+            url,
+            *args,
+            "--max-messages",
+            str(sent),
+            "--duration",
+            "60",
+            "--drain",
+            "5",
+            "--ca-file",
+            str(ca),
+            name=name,
+        )
         assert rc == 0, f"{name}:\n{out}{err}"
         assert_exact(result, sent, sent * fanout)
-    rc, result, out, err = bench(tmp_path, url, "--scenario", "connect", "--clients", "60", "--duration", "0.5",
-                                 "--ca-file", str(ca))
+    rc, result, out, err = bench(
+        tmp_path, url, "--scenario", "connect", "--clients", "60", "--duration", "0.5", "--ca-file", str(ca)
+    )
     assert rc == 0, out + err
     assert_exact(result, 60)
 
 
 # ---------------------------------------------------------------- other servers
 
+
 def test_the_websockets_peer_gateway(tmp_path):
     """Not only wsa-fast: the hand-written websockets gateway of bench/peers speaks the protocol too."""
     port = free_port()
-    peer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "peers" / "websockets_gateway.py"),
-                             "--port", str(port)], cwd=ROOT)
+    peer = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "peers" / "websockets_gateway.py"), "--port", str(port)], cwd=ROOT
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -219,8 +282,9 @@ def test_the_websockets_peer_gateway(tmp_path):
             ("relay", ["--scenario", "relay", "--clients", "4", "--form", "compact"], 10000, 1),
             ("broadcast", ["--scenario", "broadcast", "--clients", "5", "--window", "4"], 1000, 4),
         ]:
-            rc, result, out, err = bench(tmp_path, url, *args, "--max-messages", str(sent), "--duration", "60",
-                                         name=name)
+            rc, result, out, err = bench(
+                tmp_path, url, *args, "--max-messages", str(sent), "--duration", "60", name=name
+            )
             assert rc == 0, f"{name}:\n{out}{err}"
             assert_exact(result, sent, sent * fanout)
     finally:
@@ -231,8 +295,9 @@ def test_the_websockets_peer_gateway(tmp_path):
 def test_faults_are_counted_exactly_and_fail_the_run(echo_server, tmp_path):
     m = 30000
     server = echo_server()
-    rc, result, out, err = bench(tmp_path, server.url, "--echo", "--max-messages", str(m), "--duration", "60",
-                                 "--drain", "1")
+    rc, result, out, err = bench(
+        tmp_path, server.url, "--echo", "--max-messages", str(m), "--duration", "60", "--drain", "1"
+    )
     assert rc == 1, out + err
     c = result["counts"]
     assert c["sent"] == m
@@ -248,8 +313,9 @@ def test_wss_with_a_ca_file(echo_server, tmp_path):
     cert, key = self_signed(tmp_path)
     server = echo_server("--clean", "--tls-cert", str(cert), "--tls-key", str(key))
     assert server.url.startswith("wss://")
-    rc, result, out, err = bench(tmp_path, server.url, "--echo", "--max-messages", "10000", "--duration", "60",
-                                 "--ca-file", str(cert))
+    rc, result, out, err = bench(
+        tmp_path, server.url, "--echo", "--max-messages", "10000", "--duration", "60", "--ca-file", str(cert)
+    )
     assert rc == 0, out + err
     assert_exact(result, 10000)
     # Without trusting the certificate, the run cannot start.
@@ -260,8 +326,9 @@ def test_wss_with_a_ca_file(echo_server, tmp_path):
 def test_open_loop_latency_shows_a_100ms_stall(echo_server, tmp_path):
     """The server stands still for 100 ms: messages due meanwhile waited, and open loop counts that wait."""
     server = echo_server("--clean", "--stall-after", "1000", "--stall-ms", str(STALL_MS))
-    rc, result, out, err = bench(tmp_path, server.url, "--echo", "--rate", "2000", "--max-messages", "4000",
-                                 "--duration", "60")
+    rc, result, out, err = bench(
+        tmp_path, server.url, "--echo", "--rate", "2000", "--max-messages", "4000", "--duration", "60"
+    )
     assert rc == 0, out + err
     assert_exact(result, 4000)
     lat = result["summary"]["latency_ns"]
@@ -272,10 +339,12 @@ def test_open_loop_latency_shows_a_100ms_stall(echo_server, tmp_path):
 
 # ---------------------------------------------------------------- several processes, merging
 
+
 def test_procs_and_merge_give_the_histogram_of_one_run_of_both_loads(echo_server, tmp_path):
     server = echo_server("--clean")
-    rc, whole, out, err = bench(tmp_path, server.url, "--echo", "--clients", "4", "--procs", "2",
-                                "--max-messages", "20000", "--duration", "60")
+    rc, whole, out, err = bench(
+        tmp_path, server.url, "--echo", "--clients", "4", "--procs", "2", "--max-messages", "20000", "--duration", "60"
+    )
     assert rc == 0, out + err
     assert_exact(whole, 20000)
     assert whole["parts"] == 2 and len(whole["part_results"]) == 2
@@ -286,8 +355,12 @@ def test_procs_and_merge_give_the_histogram_of_one_run_of_both_loads(echo_server
         files.append(tmp_path / f"part{i}.json")
         files[-1].write_text(json.dumps(part))
     merged_path = tmp_path / "merged.json"
-    done = subprocess.run([WSA_FAST, "bench", "merge", *map(str, files), "--json", str(merged_path)],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    done = subprocess.run(
+        [WSA_FAST, "bench", "merge", *map(str, files), "--json", str(merged_path)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     merged = json.loads(merged_path.read_text())
     assert merged["counts"] == whole["counts"]
@@ -305,7 +378,7 @@ def test_compiled_histogram_buckets_are_hdrhistogram_buckets():
     from wsa_fast.loadtest.results import new_hdr, to_hdr
 
     values = [0, 1, 2, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 99_999, 123_456_789, 10**10, 3_600_000_000_000]
-    values += [int(1.37 ** k) for k in range(90)]
+    values += [int(1.37**k) for k in range(90)]
     compiled, reference = Histogram(), new_hdr()
     for v in values:
         compiled.record_ns(v)
@@ -316,6 +389,7 @@ def test_compiled_histogram_buckets_are_hdrhistogram_buckets():
 
 
 # ---------------------------------------------------------------- what a person sees
+
 
 def test_progress_is_rewritten_in_place_on_a_terminal_and_plain_lines_otherwise(echo_server, tmp_path):
     server = echo_server("--clean")
@@ -346,15 +420,38 @@ def test_progress_is_rewritten_in_place_on_a_terminal_and_plain_lines_otherwise(
 def test_slo_plot_and_table(echo_server, tmp_path):
     server = echo_server("--clean")
     plot = tmp_path / "latency.png"
-    rc, result, out, err = bench(tmp_path, server.url, "--echo", "--max-messages", "5000", "--duration", "60",
-                                 "--slo", "p99=60s", "--plot", str(plot))
+    rc, result, out, err = bench(
+        tmp_path,
+        server.url,
+        "--echo",
+        "--max-messages",
+        "5000",
+        "--duration",
+        "60",
+        "--slo",
+        "p99=60s",
+        "--plot",
+        str(plot),
+    )
     assert rc == 0, out + err
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10000
-    for row in ("sent", "answered", "lost", "duplicated", "throughput", "latency p50", "latency p90",
-                "latency p99 ", "latency p99.9", "latency max", "generator CPU"):
+    for row in (
+        "sent",
+        "answered",
+        "lost",
+        "duplicated",
+        "throughput",
+        "latency p50",
+        "latency p90",
+        "latency p99 ",
+        "latency p99.9",
+        "latency max",
+        "generator CPU",
+    ):
         assert row in out, out
-    rc, result, out, err = bench(tmp_path, server.url, "--echo", "--max-messages", "5000", "--duration", "60",
-                                 "--slo", "p50=1ns", name="missed")
+    rc, result, out, err = bench(
+        tmp_path, server.url, "--echo", "--max-messages", "5000", "--duration", "60", "--slo", "p50=1ns", name="missed"
+    )
     assert rc == 1 and result["slo"]["missed"] and "p50 <= 1 ns missed" in out, out
 
 
@@ -363,9 +460,26 @@ def test_ctrl_c_ends_the_load_early_and_still_reports_it(echo_server, tmp_path, 
     server = echo_server("--clean")
     out = tmp_path / "result.json"
     # Its own process group, as a terminal's foreground job: Ctrl-C signals every process in it.
-    proc = subprocess.Popen([WSA_FAST, "bench", server.url, "--echo", "--clients", "4", "--procs", procs,
-                             "--duration", "600", "--json", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            WSA_FAST,
+            "bench",
+            server.url,
+            "--echo",
+            "--clients",
+            "4",
+            "--procs",
+            procs,
+            "--duration",
+            "600",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in proc.stderr:
             if "answered" in line:  # the first progress line: the load is running
@@ -389,22 +503,29 @@ def test_plot_without_matplotlib_is_a_clear_usage_error(echo_server, tmp_path):
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
     server = echo_server("--clean")
-    done = subprocess.run([WSA_FAST, "bench", server.url, "--echo", "--plot", str(tmp_path / "x.png")],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          env={**os.environ, "PYTHONPATH": str(hidden.parent)})
+    done = subprocess.run(
+        [WSA_FAST, "bench", server.url, "--echo", "--plot", str(tmp_path / "x.png")],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(hidden.parent)},
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "pip install 'wsa-fast[plot]'" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "x.png").exists() and "answered" not in done.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scenario", "call"], "needs the method"),
-    (["--scenario", "relay", "--clients", "3"], "even number"),
-    (["--scenario", "broadcast", "--procs", "2"], "one process"),
-    (["--slo", "p99=fast"], "--slo"),
-    (["--payload-bytes", "10"], "--payload-bytes"),
-    (["--spin"], "--rate"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scenario", "call"], "needs the method"),
+        (["--scenario", "relay", "--clients", "3"], "even number"),
+        (["--scenario", "broadcast", "--procs", "2"], "one process"),
+        (["--slo", "p99=fast"], "--slo"),
+        (["--payload-bytes", "10"], "--payload-bytes"),
+        (["--spin"], "--rate"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(echo_server, tmp_path, args, message):
     server = echo_server("--clean")
     done = subprocess.run([WSA_FAST, "bench", server.url, *args], capture_output=True, text=True, timeout=RUN_TIMEOUT)
@@ -413,8 +534,9 @@ def test_usage_errors_are_one_line_and_exit_2(echo_server, tmp_path, args, messa
 
 
 def test_nothing_listening_is_one_line_and_exit_1(tmp_path):
-    done = subprocess.run([WSA_FAST, "bench", f"ws://127.0.0.1:{free_port()}/"], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT)
+    done = subprocess.run(
+        [WSA_FAST, "bench", f"ws://127.0.0.1:{free_port()}/"], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
     assert done.returncode == 1
     assert "cannot connect" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
@@ -429,15 +551,21 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsa-fast bench test")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path

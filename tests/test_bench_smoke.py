@@ -2,6 +2,7 @@
 
 No timing assertions: the smoke run sends too few messages to mean anything, and the box is shared.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,19 +37,26 @@ def test_bench_smoke_runs_every_scenario():
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(
         [sys.executable, RUN_PY, "--smoke", "--servers", ",".join(servers)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     report = proc.stdout + "\n--- stderr ---\n" + proc.stderr[-4000:]
     assert proc.returncode == 0, report
     for scenario in bench_scenarios():
         # A table row: `| wsa-fast | handler (wsa-fast only) | ...`.
-        assert re.search(rf"^\| wsa-fast \| {re.escape(scenario)}[ |]", proc.stdout, re.M), \
+        assert re.search(rf"^\| wsa-fast \| {re.escape(scenario)}[ |]", proc.stdout, re.M), (
             f"no wsa-fast row for {scenario}\n{report}"
-    assert re.search(r"^## Latency.*\n(?:.*\n)*?\| wsa-fast \| ", proc.stdout, re.M), \
+        )
+    assert re.search(r"^## Latency.*\n(?:.*\n)*?\| wsa-fast \| ", proc.stdout, re.M), (
         f"no wsa-fast latency row\n{report}"
+    )
     # The fairness scenario's flooder is refused and closed; none of the calm clients is.
-    assert re.search(r"^calm clients disconnected: 0 of 100; flooder: \d+ sent", proc.stdout, re.M), \
+    assert re.search(r"^calm clients disconnected: 0 of 100; flooder: \d+ sent", proc.stdout, re.M), (
         f"fairness: calm clients disconnected, or no fairness result\n{report}"
+    )
 
 
 def test_cluster_bench_smoke_runs_every_configuration():
@@ -57,7 +65,11 @@ def test_cluster_bench_smoke_runs_every_configuration():
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "run_cluster.py"), "--smoke"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     report = proc.stdout + "\n--- stderr ---\n" + proc.stderr[-4000:]
     assert proc.returncode == 0, report

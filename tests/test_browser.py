@@ -1,4 +1,5 @@
 """The browser fixture itself: Debian's Chromium talks WSA to a real gateway."""
+
 from __future__ import annotations
 
 import json

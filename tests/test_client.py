@@ -1,9 +1,11 @@
 """wsa_fast.client.Client against a real gateway process, over real sockets."""
+
 from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import uvloop
@@ -19,7 +21,7 @@ FORM_CODE = {"verbose": VERBOSE, "compact": COMPACT}
 # Params that must survive relaying and re-encoding untouched.
 RICH_PARAMS = {
     "nested": {"a": [1, 2, {"b": None, "c": [True, False]}], "empty": {}, "list": []},
-    "unicode": "héllo wörld ✓ 日本語 😀 \u2028 \"quoted\" \\ back",
+    "unicode": 'héllo wörld ✓ 日本語 😀 \u2028 "quoted" \\ back',
     "big": [2**63 - 1, -(2**63), 2**64 - 1],
     "float": 3.25,
     "neg": -17,
@@ -37,14 +39,16 @@ def aio(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return run
 
 
-async def logged_in(url: str, client_id: str, form: str = "verbose", negotiate: str = "subprotocol",
-                    **kwargs: Any) -> Client:
+async def logged_in(
+    url: str, client_id: str, form: str = "verbose", negotiate: str = "subprotocol", **kwargs: Any
+) -> Client:
     client = await Client.connect(url, form=form, negotiate=negotiate, **kwargs)
     assert await client.login(client_id) == client_id
     return client
 
 
 # ---- session ----
+
 
 @aio
 async def test_ping_before_login(gateway) -> None:
@@ -74,7 +78,7 @@ async def test_login_in_each_form_and_negotiation(gateway, form: str, negotiate:
         assert await c.login(client_id) == client_id
         assert c.client_id == client_id
         response = await c.request("wsa@v1/ping")
-        assert response.form == FORM_CODE[form]          # the server writes in the connection's form
+        assert response.form == FORM_CODE[form]  # the server writes in the connection's form
         assert response.to == client_id
         with pytest.raises(WSAError) as info:
             await c.login(client_id)
@@ -95,7 +99,7 @@ async def test_no_negotiation_is_verbose(gateway) -> None:
 async def test_bad_login_ids_are_refused(gateway) -> None:
     async with Client.connect(gateway.url) as c:
         with pytest.raises(WSAError) as info:
-            await c.login("")                 # dev auth: no credentials name an id
+            await c.login("")  # dev auth: no credentials name an id
         assert info.value.code == "PERMISSION_DENIED"
         with pytest.raises(ValueError):
             await c.login("server")
@@ -104,8 +108,10 @@ async def test_bad_login_ids_are_refused(gateway) -> None:
 
 @aio
 async def test_handshake_token_binds(gateway) -> None:
-    async with Client.connect(gateway.url, token="tokened", client_id="tokened", form="compact") as t, \
-            await logged_in(gateway.url, "token-peer") as peer:
+    async with (
+        Client.connect(gateway.url, token="tokened", client_id="tokened", form="compact") as t,
+        await logged_in(gateway.url, "token-peer") as peer,
+    ):
         await peer.send_event("chat@v1/hello", {"hi": 1}, to="tokened")
         event = await t.next_event("chat@v1/hello")
         assert (event.from_, event.to, event.params) == ("token-peer", "tokened", {"hi": 1})
@@ -142,7 +148,7 @@ async def test_bad_messages_get_error_events_then_1008(start_gateway) -> None:
         assert error.params["code"] == "INVALID_MESSAGE" and "id" not in error.params
         # Readable id: answered with a fail response, which nobody here waits for.
         c.send_raw('{"f":"bad-sender","t":"s","y":"g","i":"abc12","p":{}}')
-        await c.ping()                          # a good message resets the count
+        await c.ping()  # a good message resets the count
         assert c.dropped_responses == 1
         for _ in range(3):
             c.send_raw(b"[1, 2]")
@@ -184,14 +190,23 @@ async def test_replaced_login_closes_old_connection_with_4001(gateway) -> None:
 
 # ---- relaying between clients ----
 
-@pytest.mark.parametrize("sender_form,receiver_form", [
-    ("verbose", "compact"), ("compact", "verbose"), ("compact", "compact"), ("verbose", "verbose"),
-])
+
+@pytest.mark.parametrize(
+    "sender_form,receiver_form",
+    [
+        ("verbose", "compact"),
+        ("compact", "verbose"),
+        ("compact", "compact"),
+        ("verbose", "verbose"),
+    ],
+)
 @aio
 async def test_relay_request_and_response_across_forms(gateway, sender_form: str, receiver_form: str) -> None:
     a_id, b_id = f"ra-{sender_form}-{receiver_form}", f"rb-{sender_form}-{receiver_form}"
-    async with await logged_in(gateway.url, a_id, sender_form) as a, \
-            await logged_in(gateway.url, b_id, receiver_form, negotiate="query") as b:
+    async with (
+        await logged_in(gateway.url, a_id, sender_form) as a,
+        await logged_in(gateway.url, b_id, receiver_form, negotiate="query") as b,
+    ):
         seen = []
 
         @b.on_request("calc@v1/echo")
@@ -223,8 +238,10 @@ async def test_relay_request_and_response_across_forms(gateway, sender_form: str
 
 @aio
 async def test_relay_events_across_forms(gateway) -> None:
-    async with await logged_in(gateway.url, "ev-a", "verbose") as a, \
-            await logged_in(gateway.url, "ev-b", "compact") as b:
+    async with (
+        await logged_in(gateway.url, "ev-a", "verbose") as a,
+        await logged_in(gateway.url, "ev-b", "compact") as b,
+    ):
         await a.send_event("chat@v1/message", RICH_PARAMS, to="ev-b")
         await a.send_event("chat@v1/bare", to="ev-b")
         event = await b.next_event("chat@v1/message")
@@ -242,8 +259,11 @@ async def test_relay_events_across_forms(gateway) -> None:
 
 @aio
 async def test_client_handler_outcomes(gateway) -> None:
-    async with await logged_in(gateway.url, "ho-a", "compact") as a, \
-            await logged_in(gateway.url, "ho-b", "verbose") as b:
+    async with (
+        await logged_in(gateway.url, "ho-a", "compact") as a,
+        await logged_in(gateway.url, "ho-b", "verbose") as b,
+    ):
+
         @b.on_request("svc@v1/refuse")
         def refuse(msg):
             raise WSAError("NOT_ALLOWED_HERE")
@@ -256,15 +276,19 @@ async def test_client_handler_outcomes(gateway) -> None:
         def unserializable(msg):
             return {"x": object()}
 
-        for method, code in [("svc@v1/refuse", "NOT_ALLOWED_HERE"), ("svc@v1/crash", "INTERNAL_ERROR"),
-                             ("svc@v1/unserializable", "INTERNAL_ERROR"), ("svc@v1/missing", "METHOD_NOT_FOUND")]:
+        for method, code in [
+            ("svc@v1/refuse", "NOT_ALLOWED_HERE"),
+            ("svc@v1/crash", "INTERNAL_ERROR"),
+            ("svc@v1/unserializable", "INTERNAL_ERROR"),
+            ("svc@v1/missing", "METHOD_NOT_FOUND"),
+        ]:
             with pytest.raises(WSAError) as info:
                 await a.request(method, {"q": 1}, to="ho-b")
             assert info.value.code == code, method
             assert info.value.response.from_ == "ho-b"
             assert info.value.response.form == COMPACT
         assert b.stats["handler_errors"] == 2
-        await b.ping()                    # still connected
+        await b.ping()  # still connected
 
 
 @aio
@@ -278,8 +302,10 @@ async def test_unknown_target_is_not_found(gateway) -> None:
 @aio
 async def test_broadcast_reaches_every_other_client_in_its_form(gateway) -> None:
     forms = ["verbose", "compact", "compact", "verbose"]
-    clients = [await logged_in(gateway.url, f"bc-{i}", form, negotiate=("query" if i % 2 else "subprotocol"))
-               for i, form in enumerate(forms)]
+    clients = [
+        await logged_in(gateway.url, f"bc-{i}", form, negotiate=("query" if i % 2 else "subprotocol"))
+        for i, form in enumerate(forms)
+    ]
     try:
         sender, receivers = clients[0], clients[1:]
         await sender.send_event("room@v1/said", RICH_PARAMS, to="client")
@@ -319,7 +345,7 @@ async def test_request_timeout_from_the_server(start_gateway) -> None:
         assert 0.4 < elapsed < 2.0
         await asyncio.wait_for(late.wait(), 5)
         await a.ping()
-        assert a.dropped_responses == 0        # the gateway drops the late answer itself
+        assert a.dropped_responses == 0  # the gateway drops the late answer itself
 
 
 @aio
@@ -337,7 +363,7 @@ async def test_client_side_timeout(gateway) -> None:
             await a.request("slow@v1/op", to="ct-b", timeout=0.1)
         assert info.value.code == "TIMEOUT" and info.value.response is None
         await asyncio.wait_for(answered.wait(), 5)
-        await a.ping()                          # the late answer has arrived by now
+        await a.ping()  # the late answer has arrived by now
         assert a.dropped_responses == 1
 
 
@@ -362,6 +388,7 @@ async def test_target_disconnect_gives_gone(gateway) -> None:
 
 
 # ---- the server's own handlers ----
+
 
 @pytest.mark.parametrize("form", FORMS)
 @aio
@@ -449,11 +476,15 @@ async def test_integers_past_64_bits_survive(start_gateway) -> None:
 
 # ---- event loops, concurrency ----
 
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @aio
 async def test_many_concurrent_requests(gateway, loop: str) -> None:
-    async with await logged_in(gateway.url, f"cc-a-{loop}", "compact") as a, \
-            await logged_in(gateway.url, f"cc-b-{loop}") as b:
+    async with (
+        await logged_in(gateway.url, f"cc-a-{loop}", "compact") as a,
+        await logged_in(gateway.url, f"cc-b-{loop}") as b,
+    ):
+
         @b.on_request("calc@v1/square")
         async def square(msg):
             await asyncio.sleep(0.001 * (msg.params[0] % 5))
@@ -478,6 +509,7 @@ async def test_next_event_waits_by_method(gateway) -> None:
 
 # ---- framing: a scripted peer on a real socket ----
 
+
 class ScriptedPeer(WSListener):
     """On the client's first message: a fragmented request (a PING among the fragments) and an
     unmatched response. Records what the client sends after that."""
@@ -488,9 +520,12 @@ class ScriptedPeer(WSListener):
         self.started = False
 
     def play(self, transport) -> None:
-        request = (b'{"f":"s","t":"frag","y":"q","i":"abc12","p":{"m":"frag@v1/join","p":{"parts":["'
-                   + "\u00fc".encode() * 3000 + b'"]}}}')
-        cut1, cut2 = 1000, 1001       # the second cut falls inside a two-byte character
+        request = (
+            b'{"f":"s","t":"frag","y":"q","i":"abc12","p":{"m":"frag@v1/join","p":{"parts":["'
+            + "\u00fc".encode() * 3000
+            + b'"]}}}'
+        )
+        cut1, cut2 = 1000, 1001  # the second cut falls inside a two-byte character
         transport.send(WSMsgType.TEXT, request[:cut1], fin=False)
         transport.send(WSMsgType.CONTINUATION, request[cut1:cut2], fin=False)
         transport.send_ping(b"hello")

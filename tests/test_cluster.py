@@ -6,16 +6,17 @@ nats-server), or separate ``wsa-fast serve --nats URL`` nodes on a real ``nats-s
 ``cluster@v1/where`` handler of tests/apps/cluster_app.py tells which worker process a
 connection landed on, so each test places its clients on different workers.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
 from nats_server import NatsServer, free_port
 from wsa_ws import Clients, GatewayProcess, Peer, aio, close_code, expect_fail, expect_response, new_id, uid
 
@@ -28,16 +29,18 @@ DEATH_WAIT = 8.0
 
 # ---------------------------------------------------------------- helpers
 
+
 async def where(peer: Peer) -> int:
     reply = await peer.call("server", "cluster@v1/where")
     return reply["payload"]["data"]["pid"]
 
 
-async def on_workers(clients: Clients, count: int, forms: tuple[str, ...] = ("verbose", "compact"),
-                     tries: int = 60) -> list[Peer]:
+async def on_workers(
+    clients: Clients, count: int, forms: tuple[str, ...] = ("verbose", "compact"), tries: int = 60
+) -> list[Peer]:
     """``count`` logged-in peers, each on a different worker process (the kernel picks; we retry)."""
     placed: dict[int, Peer] = {}
-    for attempt in range(tries):
+    for _attempt in range(tries):
         peer = await clients.open(forms[len(placed) % len(forms)], login=uid("w"))
         pid = await where(peer)
         if pid not in placed:
@@ -55,7 +58,7 @@ async def visible(sender: Peer, target: Peer) -> None:
         try:
             reply = await sender.recv(0.3)
         except AssertionError:
-            break               # no answer: it was delivered
+            break  # no answer: it was delivered
         expect_fail(reply, "NOT_FOUND", id=msg_id, to=sender.cid)
         assert time.monotonic() < deadline, f"{target.cid} never became reachable from {sender.cid}"
         await asyncio.sleep(0.05)
@@ -73,8 +76,13 @@ async def relay_round_trip(a: Peer, b: Peer) -> None:
     """a asks b, b receives exactly the request in its own form and answers, a gets the answer."""
     msg_id = await call_when_visible(a, b, "test@v1/hello", {"text": "héllo", "n": [1, 2.5, None]})
     got = await b.recv()
-    assert got == {"from": a.cid, "to": b.cid, "type": "request", "id": msg_id,
-                   "payload": {"method": "test@v1/hello", "params": {"text": "héllo", "n": [1, 2.5, None]}}}, got
+    assert got == {
+        "from": a.cid,
+        "to": b.cid,
+        "type": "request",
+        "id": msg_id,
+        "payload": {"method": "test@v1/hello", "params": {"text": "héllo", "n": [1, 2.5, None]}},
+    }, got
     await b.respond(a.cid, msg_id, "success", receipt="r-1", data={"ok": True})
     reply = await a.recv()
     expect_response(reply, id=msg_id, to=a.cid, frm=b.cid, receipt="r-1", data={"ok": True})
@@ -94,6 +102,7 @@ def gateway(*args: str) -> GatewayProcess:
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def two_workers() -> Iterator[GatewayProcess]:
@@ -117,6 +126,7 @@ def two_nodes(nats: NatsServer) -> Iterator[tuple[GatewayProcess, GatewayProcess
 
 # ---------------------------------------------------------------- two workers through the CLI
 
+
 def test_workers_share_one_port(two_workers: GatewayProcess) -> None:
     assert "2 workers" in two_workers.log
     pids = {line.split("pid ")[1].split(")")[0] for line in two_workers.log.splitlines() if "embedded nats" in line}
@@ -139,8 +149,13 @@ async def test_relay_across_workers_in_both_forms(two_workers: GatewayProcess) -
         await relay_round_trip(b, a)
         # Events cross too, and get no answer.
         msg_id = await a.event(b.cid, "test@v1/note", {"x": 1})
-        assert await b.recv() == {"from": a.cid, "to": b.cid, "type": "event", "id": msg_id,
-                                  "payload": {"method": "test@v1/note", "params": {"x": 1}}}
+        assert await b.recv() == {
+            "from": a.cid,
+            "to": b.cid,
+            "type": "event",
+            "id": msg_id,
+            "payload": {"method": "test@v1/note", "params": {"x": 1}},
+        }
         await a.silent(0.2)
 
 
@@ -161,13 +176,18 @@ async def test_broadcast_reaches_every_worker_once(two_workers: GatewayProcess) 
         others = [await clients.open(form, login=uid("bc")) for form in ("verbose", "compact") * 3]
         everyone = [b, *others]
         for peer in everyone:
-            await visible(a, peer)          # every login is known on a's worker
+            await visible(a, peer)  # every login is known on a's worker
         await drain_messages(a, 0.1)
         msg_id = await a.event("client", "test@v1/news", {"n": 7})
         for peer in everyone:
             got = await peer.recv()
-            assert got == {"from": a.cid, "to": "client", "type": "event", "id": msg_id,
-                           "payload": {"method": "test@v1/news", "params": {"n": 7}}}, got
+            assert got == {
+                "from": a.cid,
+                "to": "client",
+                "type": "event",
+                "id": msg_id,
+                "payload": {"method": "test@v1/news", "params": {"n": 7}},
+            }, got
         for peer in [a, *everyone]:
             assert await drain_messages(peer, 0.2) == [], "a broadcast arrived twice, or at its sender"
 
@@ -233,8 +253,8 @@ async def test_login_on_another_worker_replaces_the_older_connection(two_workers
         old, other = await on_workers(clients, 2)
         old_pid = await where(old)
         # Log in again as old's id until the new connection lands on the other worker.
-        for attempt in range(30):
-            await visible(other, old)          # old's login is known everywhere
+        for _attempt in range(30):
+            await visible(other, old)  # old's login is known everywhere
             newer = await clients.open("compact", login=old.cid)
             code, _ = await close_code(old.ws)
             assert code == 4001
@@ -259,8 +279,9 @@ async def test_server_api_reaches_clients_on_other_workers(two_workers: GatewayP
         assert question["from"] == "server" and question["type"] == "request", question
         assert question["payload"] == {"method": "test@v1/q"}
         await b.respond("server", question["id"], "success", receipt="yes", data=[1, 2])
-        expect_response(await a.recv(), id=ask_id, to=a.cid,
-                        data={"result": "success", "receipt": "yes", "data": [1, 2]})
+        expect_response(
+            await a.recv(), id=ask_id, to=a.cid, data={"result": "success", "receipt": "yes", "data": [1, 2]}
+        )
         # send_event and broadcast reach b too.
         tell_id = await a.request("server", "cluster@v1/tell", {"target": b.cid, "method": "test@v1/told"})
         expect_response(await a.recv(), id=tell_id, to=a.cid)
@@ -274,8 +295,9 @@ async def test_server_api_reaches_clients_on_other_workers(two_workers: GatewayP
         assert response["id"] == announce_id and response["payload"]["result"] == "success"
         for peer in (a, b):
             events = [m for m in ([*messages] if peer is a else await drain_messages(b, 0.5)) if m["type"] == "event"]
-            assert [(e["from"], e["to"], e["payload"]) for e in events] == \
-                [("server", "client", {"method": "test@v1/all", "params": [3]})], events
+            assert [(e["from"], e["to"], e["payload"]) for e in events] == [
+                ("server", "client", {"method": "test@v1/all", "params": [3]})
+            ], events
         # A client gone from every worker: NOT_FOUND from the API, as a code the handler reports.
         ask_id = await a.request("server", "cluster@v1/ask", {"target": uid("none"), "method": "test@v1/q"})
         expect_response(await a.recv(), id=ask_id, to=a.cid, data={"error": "NOT_FOUND"})
@@ -289,7 +311,7 @@ def test_reject_mode_refuses_a_login_held_on_another_worker() -> None:
             pid_held = await where(held)
             await visible(other, held)
             # Refused on either worker; after the refusal the connection logs in as itself to say where it is.
-            for attempt in range(30):
+            for _attempt in range(30):
                 newer = await clients.open("verbose")
                 reply = await newer.login(held.cid)
                 assert reply["payload"] == {"result": "fail", "code": "CONFLICT"}, reply
@@ -332,6 +354,7 @@ def test_a_stop_signal_drains_every_worker_and_exits_zero(signum: int) -> None:
 
 # ---------------------------------------------------------------- separate nodes on NATS
 
+
 @aio
 async def test_two_nodes_on_one_nats_are_one_gateway(two_nodes: tuple[GatewayProcess, GatewayProcess]) -> None:
     one, two = two_nodes
@@ -350,7 +373,8 @@ async def test_two_nodes_on_one_nats_are_one_gateway(two_nodes: tuple[GatewayPro
 
 @aio
 async def test_login_on_another_node_replaces_the_older_connection(
-        two_nodes: tuple[GatewayProcess, GatewayProcess]) -> None:
+    two_nodes: tuple[GatewayProcess, GatewayProcess],
+) -> None:
     one, two = two_nodes
     async with Clients(one) as on_one, Clients(two) as on_two:
         old = await on_one.open("verbose", login=uid("dup"))
@@ -365,9 +389,12 @@ async def test_login_on_another_node_replaces_the_older_connection(
 
 def test_a_nats_cluster_of_two_with_one_node_on_each() -> None:
     routes = [free_port(), free_port()]
-    with NatsServer(cluster_port=routes[0], routes=[routes[1]], name="n1") as first, \
-            NatsServer(cluster_port=routes[1], routes=[routes[0]], name="n2") as second, \
-            gateway("--nats", first.url) as one, gateway("--nats", second.url) as two:
+    with (
+        NatsServer(cluster_port=routes[0], routes=[routes[1]], name="n1") as first,
+        NatsServer(cluster_port=routes[1], routes=[routes[0]], name="n2") as second,
+        gateway("--nats", first.url) as one,
+        gateway("--nats", second.url) as two,
+    ):
 
         @aio
         async def check() -> None:
@@ -404,6 +431,7 @@ def test_nats_credentials_in_the_url_and_a_clear_refusal() -> None:
 
 # ---------------------------------------------------------------- faults
 
+
 def test_a_killed_worker_is_forgotten_and_replaced() -> None:
     @aio
     async def check(server: GatewayProcess) -> None:
@@ -434,8 +462,11 @@ def test_a_killed_worker_is_forgotten_and_replaced() -> None:
 
 def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
     """Requests flow from node one to node two while NATS goes down and comes back."""
-    with NatsServer() as nats, gateway("--nats", nats.url, "--request-timeout", "1") as one, \
-            gateway("--nats", nats.url) as two:
+    with (
+        NatsServer() as nats,
+        gateway("--nats", nats.url, "--request-timeout", "1") as one,
+        gateway("--nats", nats.url) as two,
+    ):
 
         @aio
         async def check() -> None:
@@ -456,7 +487,8 @@ def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
                     while True:
                         reply = await a.recv(30)
                         answers.setdefault(reply["id"], []).append(
-                            reply["payload"].get("code", reply["payload"]["result"]))
+                            reply["payload"].get("code", reply["payload"]["result"])
+                        )
 
                 tasks = [asyncio.ensure_future(answer()), asyncio.ensure_future(collect())]
                 sent: list[tuple[float, str]] = [(time.monotonic(), first)]
@@ -475,7 +507,7 @@ def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
                 nats.start()
                 restarted = time.monotonic()
                 await send_for(6.0)
-                await asyncio.sleep(1.5)        # past request_timeout: every request has its answer
+                await asyncio.sleep(1.5)  # past request_timeout: every request has its answer
                 for task in tasks:
                     task.cancel()
 
@@ -510,10 +542,10 @@ def test_the_embedded_nats_server_is_restarted_and_routing_resumes() -> None:
                 try:
                     reply = await a.recv(0.5)
                 except AssertionError:
-                    break               # not refused: on its way to b
+                    break  # not refused: on its way to b
                 expect_fail(reply, "UNAVAILABLE", id=msg_id, to=a.cid)
                 assert time.monotonic() < deadline, "routing did not resume"
-                await asyncio.sleep(0.01)   # back off as a client would: a tight loop meets the rate limit
+                await asyncio.sleep(0.01)  # back off as a client would: a tight loop meets the rate limit
             assert (await b.recv())["id"] == msg_id
             await b.respond(a.cid, msg_id)
             expect_response(await a.recv(), id=msg_id, to=a.cid, frm=b.cid)

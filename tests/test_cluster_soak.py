@@ -31,6 +31,7 @@ the deadline falls after that, or when the client logs in again elsewhere first.
 
 ``SOAK_SEED=<n>`` replays the same random choices (timing still varies).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,14 +41,26 @@ import os
 import random
 import signal
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
 from nats_server import NatsServer
-from wsa_ws import ABSENT, FORMS, NEGOTIATIONS, GatewayProcess, Raw, event, form_of, new_id, normalize, open_ws, \
-    request, response, uid
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from wsa_ws import (
+    ABSENT,
+    FORMS,
+    NEGOTIATIONS,
+    GatewayProcess,
+    Raw,
+    event,
+    form_of,
+    new_id,
+    normalize,
+    open_ws,
+    request,
+    response,
+    uid,
+)
 
 APP = "tests.apps.cluster_app:app"
 REQUEST_TIMEOUT = 2.0
@@ -68,7 +81,7 @@ OTHER_FORM = {"verbose": "compact", "compact": "verbose"}
 class Gen:
     """One connection of a client (its n-th)."""
 
-    def __init__(self, client: "Client", n: int, form: str, how: str, node: int) -> None:
+    def __init__(self, client: Client, n: int, form: str, how: str, node: int) -> None:
         self.client = client
         self.cid = client.cid
         self.n = n
@@ -76,28 +89,30 @@ class Gen:
         self.how = how
         self.node = node
         self.ws: Any = None
-        self.pid: Optional[int] = None
-        self.bound_at: Optional[float] = None
-        self.closing_at: Optional[float] = None     # when it stopped counting as connected
-        self.why: Optional[str] = None              # voluntary, abort, replaced, killed, unexpected
-        self.closed_at: Optional[float] = None
-        self.close_code: Optional[int] = None
+        self.pid: int | None = None
+        self.bound_at: float | None = None
+        self.closing_at: float | None = None  # when it stopped counting as connected
+        self.why: str | None = None  # voluntary, abort, replaced, killed, unexpected
+        self.closed_at: float | None = None
+        self.close_code: int | None = None
         self.calls: dict[str, asyncio.Future] = {}
 
     def open_until(self, t: float) -> bool:
         return self.closing_at is None or self.closing_at > t
 
     def __repr__(self) -> str:
-        return (f"{self.cid}#{self.n}({self.form}/{self.how}, node {self.node}, pid {self.pid}, "
-                f"bound {_t(self.bound_at)}, closing {_t(self.closing_at)} {self.why or ''}, "
-                f"closed {_t(self.closed_at)} code {self.close_code})")
+        return (
+            f"{self.cid}#{self.n}({self.form}/{self.how}, node {self.node}, pid {self.pid}, "
+            f"bound {_t(self.bound_at)}, closing {_t(self.closing_at)} {self.why or ''}, "
+            f"closed {_t(self.closed_at)} code {self.close_code})"
+        )
 
 
 class Client:
     def __init__(self, cid: str) -> None:
         self.cid = cid
         self.gens: list[Gen] = []
-        self.current: Optional[Gen] = None
+        self.current: Gen | None = None
         self.busy = False
 
 
@@ -106,7 +121,7 @@ class Answer:
 
     def __init__(self, gen: Gen, which: str, data: str, receipt: str, at: float) -> None:
         self.gen, self.which, self.data, self.receipt, self.at = gen, which, data, receipt, at
-        self.sent_at: Optional[float] = None
+        self.sent_at: float | None = None
 
     def __repr__(self) -> str:
         return f"{self.which} answer by {self.gen.cid}#{self.gen.n} at {_t(self.at)} sent {_t(self.sent_at)}"
@@ -115,8 +130,9 @@ class Answer:
 class Rec:
     """One thing a client sent: request, dup (the same request twice), nobody, event, broadcast or ask."""
 
-    def __init__(self, kind: str, gen: Gen, target: str, msg_id: str, method: str, params: Optional[str],
-                 seq: int) -> None:
+    def __init__(
+        self, kind: str, gen: Gen, target: str, msg_id: str, method: str, params: str | None, seq: int
+    ) -> None:
         self.kind = kind
         self.gen = gen
         self.requester = gen.cid
@@ -129,20 +145,22 @@ class Rec:
         self.delay = 0.0
         self.sent_at = 0.0
         self.wall = 0.0
-        self.uncertain = False          # the send raised: it may or may not have left
+        self.uncertain = False  # the send raised: it may or may not have left
         self.responses: list[tuple[float, Gen, dict, str]] = []
         self.deliveries: list[tuple[float, Gen]] = []
         self.answers: list[Answer] = []
-        self.token: Optional[str] = None
-        self.server_id: Optional[str] = None
+        self.token: str | None = None
+        self.server_id: str | None = None
 
-    def describe(self, soak: "Soak") -> str:
-        lines = [f"  {self.kind} {self.requester} -> {self.target} id {self.id} method {self.method} "
-                 f"plan {self.plan} delay {self.delay:.2f} sent {_t(self.sent_at)} "
-                 f"(wall {time.strftime('%H:%M:%S', time.localtime(self.wall))}"
-                 f"{('%.3f' % (self.wall % 1))[1:]}) on {self.gen!r}"
-                 f"{' UNCERTAIN' if self.uncertain else ''}"]
-        for at, gen, msg, raw in self.responses:
+    def describe(self, soak: Soak) -> str:
+        lines = [
+            f"  {self.kind} {self.requester} -> {self.target} id {self.id} method {self.method} "
+            f"plan {self.plan} delay {self.delay:.2f} sent {_t(self.sent_at)} "
+            f"(wall {time.strftime('%H:%M:%S', time.localtime(self.wall))}"
+            f"{('%.3f' % (self.wall % 1))[1:]}) on {self.gen!r}"
+            f"{' UNCERTAIN' if self.uncertain else ''}"
+        ]
+        for at, gen, _msg, raw in self.responses:
             lines.append(f"    response at {_t(at)} on {gen.cid}#{gen.n}: {raw}")
         for at, gen in self.deliveries:
             lines.append(f"    delivered at {_t(at)} to {gen.cid}#{gen.n}")
@@ -163,11 +181,11 @@ def now() -> float:
     return time.monotonic() - _T0
 
 
-def _t(t: Optional[float]) -> str:
+def _t(t: float | None) -> str:
     return "-" if t is None else f"{t:.3f}"
 
 
-def params_for(seq: int, cid: str) -> Optional[str]:
+def params_for(seq: int, cid: str) -> str | None:
     """Params as JSON text with odd spacing and escapes: they must arrive byte for byte.
 
     One in 97 is about 60 KB, so that batches between workers pass their 64 KiB limit; one in
@@ -183,8 +201,10 @@ def params_for(seq: int, cid: str) -> Optional[str]:
     if kind == 1:
         return f'{{"seq":{seq},"by":"{cid}"}}'
     if kind == 2:
-        return (f'{{ "seq" : {seq} , "txt":"h\\u00e9llo \\"w\\" \\\\ ✓ 😀","arr":[1, 2.50, -0.0e1 ,null,'
-                f'{{"k":[]}}], "by":"{cid}" }}')
+        return (
+            f'{{ "seq" : {seq} , "txt":"h\\u00e9llo \\"w\\" \\\\ ✓ 😀","arr":[1, 2.50, -0.0e1 ,null,'
+            f'{{"k":[]}}], "by":"{cid}" }}'
+        )
     return f'[{seq}, "x" ,true ,{{"deep":[[[]]]}}]'
 
 
@@ -199,8 +219,8 @@ class Soak:
         self.asks: dict[str, Rec] = {}
         self.violations: list[str] = []
         self.notes: list[str] = []
-        self.kill_at: Optional[float] = None
-        self.killed_pid: Optional[int] = None
+        self.kill_at: float | None = None
+        self.killed_pid: int | None = None
         self.stopping = False
         self.tasks: set[asyncio.Task] = set()
         self.seq = 0
@@ -249,8 +269,13 @@ class Soak:
         if form_of(reply) != form:
             self.violation(f"login reply in the wrong form on {gen!r}: {raw}")
         reply = normalize(reply)
-        if reply != {"from": "server", "to": client.cid, "type": "response", "id": login_id,
-                     "payload": {"result": "success", "receipt": client.cid}}:
+        if reply != {
+            "from": "server",
+            "to": client.cid,
+            "type": "response",
+            "id": login_id,
+            "payload": {"result": "success", "receipt": client.cid},
+        }:
             self.violation(f"login of {client.cid} failed: {raw}")
             await gen.ws.close()
             raise ConnectionError("login failed")
@@ -264,7 +289,7 @@ class Soak:
             if gen.why is None:
                 gen.why, gen.closing_at = "voluntary", now()
                 await gen.ws.close()
-            raise ConnectionError("where failed")
+            raise ConnectionError("where failed") from None
         client.current = gen
         return gen
 
@@ -277,7 +302,7 @@ class Soak:
 
     async def reconnect(self, client: Client, pause: float = 0.0) -> None:
         await asyncio.sleep(pause)
-        for attempt in range(20):
+        for _attempt in range(20):
             try:
                 await self.connect(client)
                 return
@@ -297,7 +322,7 @@ class Soak:
             async for raw in gen.ws:
                 try:
                     self.on_message(gen, raw)
-                except Exception as exc:        # a malformed message: recorded, keep reading
+                except Exception as exc:  # a malformed message: recorded, keep reading
                     self.violation(f"{gen!r} got a message the test cannot read ({exc!r}): {raw!r}")
         except ConnectionClosed:
             pass
@@ -313,13 +338,19 @@ class Soak:
     def on_closed(self, gen: Gen) -> None:
         client = gen.client
         if gen.why is None:
-            if (self.kill_at is not None and gen.close_code is None and gen.closed_at >= self.kill_at
-                    and gen.pid in (None, self.killed_pid)):
+            if (
+                self.kill_at is not None
+                and gen.close_code is None
+                and gen.closed_at >= self.kill_at
+                and gen.pid in (None, self.killed_pid)
+            ):
                 gen.why, gen.closing_at = "killed", self.kill_at
             else:
                 gen.why, gen.closing_at = "unexpected", gen.closed_at
-                self.violation(f"connection lost unexpectedly (close code from the server: {gen.close_code}; "
-                               f"None: no close frame, or the client failed it on a protocol error): {gen!r}")
+                self.violation(
+                    f"connection lost unexpectedly (close code from the server: {gen.close_code}; "
+                    f"None: no close frame, or the client failed it on a protocol error): {gen!r}"
+                )
         if gen.why == "replaced" and gen.close_code != 4001:
             self.violation(f"a replaced connection closed with {gen.close_code}, not 4001: {gen!r}")
         if gen.why in ("killed", "unexpected") and client.current is gen:
@@ -376,11 +407,18 @@ class Soak:
                 return
             if msg["to"] != gen.cid or rec.target != gen.cid:
                 self.violation(f"{gen!r} got a request addressed elsewhere: {raw}\n{rec.describe(self)}")
-            expected = request(gen.form, rec.requester, rec.target, rec.id, rec.method,
-                               ABSENT if rec.params is None else Raw(rec.params))
+            expected = request(
+                gen.form,
+                rec.requester,
+                rec.target,
+                rec.id,
+                rec.method,
+                ABSENT if rec.params is None else Raw(rec.params),
+            )
             if raw != expected:
-                self.violation(f"{gen!r} got a request not byte for byte as sent:\n  got      {raw}\n"
-                               f"  expected {expected}")
+                self.violation(
+                    f"{gen!r} got a request not byte for byte as sent:\n  got      {raw}\n  expected {expected}"
+                )
             if rec.deliveries:
                 self.violation(f"a request was delivered twice (now to {gen.cid}#{gen.n}):\n{rec.describe(self)}")
             rec.deliveries.append((t, gen))
@@ -396,18 +434,19 @@ class Soak:
             if rec is None or rec.kind != "broadcast":
                 self.violation(f"{gen!r} got a broadcast nobody sent: {raw}")
                 return
-            expected = event(gen.form, rec.requester, "client", rec.id, rec.method,
-                             ABSENT if rec.params is None else Raw(rec.params))
+            expected = event(
+                gen.form, rec.requester, "client", rec.id, rec.method, ABSENT if rec.params is None else Raw(rec.params)
+            )
             if raw != expected:
-                self.violation(f"{gen!r} got a broadcast not byte for byte as sent:\n  got      {raw}\n"
-                               f"  expected {expected}")
+                self.violation(
+                    f"{gen!r} got a broadcast not byte for byte as sent:\n  got      {raw}\n  expected {expected}"
+                )
             if any(g is gen for _, g in rec.deliveries):
                 self.violation(f"a broadcast reached {gen.cid}#{gen.n} twice:\n{rec.describe(self)}")
             if gen is rec.gen:
                 self.violation(f"a broadcast reached its own sender:\n{rec.describe(self)}")
             elif gen.cid == rec.requester:
-                self.notes.append(f"a broadcast from {rec.requester}#{rec.gen.n} reached its newer connection "
-                                  f"#{gen.n}")
+                self.notes.append(f"a broadcast from {rec.requester}#{rec.gen.n} reached its newer connection #{gen.n}")
             rec.deliveries.append((t, gen))
             return
         if rec is None or rec.kind != "event":
@@ -415,11 +454,11 @@ class Soak:
             return
         if msg["to"] != gen.cid or rec.target != gen.cid:
             self.violation(f"{gen!r} got an event addressed elsewhere: {raw}")
-        expected = event(gen.form, rec.requester, rec.target, rec.id, rec.method,
-                         ABSENT if rec.params is None else Raw(rec.params))
+        expected = event(
+            gen.form, rec.requester, rec.target, rec.id, rec.method, ABSENT if rec.params is None else Raw(rec.params)
+        )
         if raw != expected:
-            self.violation(f"{gen!r} got an event not byte for byte as sent:\n  got      {raw}\n"
-                           f"  expected {expected}")
+            self.violation(f"{gen!r} got an event not byte for byte as sent:\n  got      {raw}\n  expected {expected}")
         if rec.deliveries:
             self.violation(f"an event was delivered twice:\n{rec.describe(self)}")
         rec.deliveries.append((t, gen))
@@ -427,14 +466,15 @@ class Soak:
     async def answer(self, gen: Gen, rec: Rec) -> None:
         await asyncio.sleep(rec.delay)
         if gen.why in ("voluntary", "abort"):
-            return          # this client has hung up
+            return  # this client has hung up
         form = gen.form if self.rng.random() < 0.8 else OTHER_FORM[gen.form]
         data = f'{{"echo":{rec.seq} , "by":"{gen.cid}#{gen.n}", "u":"\\u00e9✓"}}'
         first = Answer(gen, "first", data, f"r{rec.seq}", now())
         rec.answers.append(first)
         try:
-            await gen.ws.send(response(form, gen.cid, rec.requester, rec.id, "success",
-                                       receipt=first.receipt, data=Raw(data)))
+            await gen.ws.send(
+                response(form, gen.cid, rec.requester, rec.id, "success", receipt=first.receipt, data=Raw(data))
+            )
         except ConnectionClosed:
             return
         first.sent_at = now()
@@ -443,8 +483,11 @@ class Soak:
             second = Answer(gen, "second", f'{{"echo":{rec.seq},"second":true}}', "again", now())
             rec.answers.append(second)
             try:
-                await gen.ws.send(response(form, gen.cid, rec.requester, rec.id, "success",
-                                           receipt=second.receipt, data=Raw(second.data)))
+                await gen.ws.send(
+                    response(
+                        form, gen.cid, rec.requester, rec.id, "success", receipt=second.receipt, data=Raw(second.data)
+                    )
+                )
             except ConnectionClosed:
                 return
             second.sent_at = now()
@@ -456,8 +499,9 @@ class Soak:
         first = Answer(gen, "first", json.dumps({"tok": rec.token}), "ack", now())
         rec.answers.append(first)
         try:
-            await gen.ws.send(response(gen.form, gen.cid, "server", server_id, "success", receipt="ack",
-                                       data={"tok": rec.token}))
+            await gen.ws.send(
+                response(gen.form, gen.cid, "server", server_id, "success", receipt="ack", data={"tok": rec.token})
+            )
         except ConnectionClosed:
             return
         first.sent_at = now()
@@ -472,8 +516,7 @@ class Soak:
 
     def new_rec(self, kind: str, gen: Gen, target: str, method: str, with_params: bool = True) -> Rec:
         self.seq += 1
-        rec = Rec(kind, gen, target, new_id(), method, params_for(self.seq, gen.cid) if with_params else None,
-                  self.seq)
+        rec = Rec(kind, gen, target, new_id(), method, params_for(self.seq, gen.cid) if with_params else None, self.seq)
         self.recs[(gen.cid, rec.id)] = rec
         self.counts[kind] += 1
         return rec
@@ -502,16 +545,29 @@ class Soak:
                 rec.plan, rec.delay = "twice", self.rng.choice([0.0, 0.05, 0.3])
             else:
                 rec.plan, rec.delay = "late", REQUEST_TIMEOUT + self.rng.uniform(0.3, 0.8)
-        text = request(self.sending_form(gen), gen.cid, target, rec.id, rec.method,
-                       ABSENT if rec.params is None else Raw(rec.params))
+        text = request(
+            self.sending_form(gen),
+            gen.cid,
+            target,
+            rec.id,
+            rec.method,
+            ABSENT if rec.params is None else Raw(rec.params),
+        )
         await self.send(rec, text, 2 if kind == "dup" else 1)
 
     async def send_event(self, gen: Gen, broadcast: bool) -> None:
         target = "client" if broadcast else self.other(gen.cid)
-        rec = self.new_rec("broadcast" if broadcast else "event", gen, target,
-                           "soak@v1/news" if broadcast else "soak@v1/note")
-        text = event(self.sending_form(gen), gen.cid, target, rec.id, rec.method,
-                     ABSENT if rec.params is None else Raw(rec.params))
+        rec = self.new_rec(
+            "broadcast" if broadcast else "event", gen, target, "soak@v1/news" if broadcast else "soak@v1/note"
+        )
+        text = event(
+            self.sending_form(gen),
+            gen.cid,
+            target,
+            rec.id,
+            rec.method,
+            ABSENT if rec.params is None else Raw(rec.params),
+        )
         await self.send(rec, text)
 
     async def send_ask(self, gen: Gen) -> None:
@@ -521,8 +577,7 @@ class Soak:
         rec.plan = "ignore" if self.rng.random() < 0.15 else "answer"
         rec.delay = self.rng.choice([0.0, 0.05, 0.2])
         self.asks[rec.token] = rec
-        params = {"target": target, "method": "soak@v1/ask", "params": {"token": rec.token},
-                  "timeout": ASK_TIMEOUT}
+        params = {"target": target, "method": "soak@v1/ask", "params": {"token": rec.token}, "timeout": ASK_TIMEOUT}
         await self.send(rec, request(gen.form, gen.cid, "server", rec.id, rec.method, params))
 
     async def sender(self, client: Client) -> None:
@@ -545,14 +600,14 @@ class Soak:
             elif roll < 0.98:
                 await self.send_ask(gen)
             else:
-                for _ in range(self.rng.randint(5, 30)):      # a burst: one read batch, one NATS batch
+                for _ in range(self.rng.randint(5, 30)):  # a burst: one read batch, one NATS batch
                     if gen.closing_at is not None:
                         break
                     await self.send_request(gen)
 
     # ------------------------------------------------------------ churn
 
-    def idle_client(self) -> Optional[Client]:
+    def idle_client(self) -> Client | None:
         ready = [c for c in self.clients.values() if c.current is not None and not c.busy]
         return self.rng.choice(ready) if ready else None
 
@@ -602,16 +657,16 @@ class Soak:
 
     async def killer(self, at: float) -> None:
         await asyncio.sleep(at)
-        pids = collections.Counter(c.current.pid for c in self.clients.values()
-                                   if c.current is not None and c.current.pid is not None)
+        pids = collections.Counter(
+            c.current.pid for c in self.clients.values() if c.current is not None and c.current.pid is not None
+        )
         pid = pids.most_common(1)[0][0]
         self.kill_at, self.killed_pid = now(), pid
         for client in self.clients.values():
             for gen in client.gens:
                 if gen.pid == pid and gen.closing_at is None:
                     gen.why, gen.closing_at = "killed", self.kill_at
-        self.counts["killed-connections"] = sum(
-            1 for c in self.clients.values() for g in c.gens if g.why == "killed")
+        self.counts["killed-connections"] = sum(1 for c in self.clients.values() for g in c.gens if g.why == "killed")
         os.kill(pid, signal.SIGKILL)
 
     # ------------------------------------------------------------ the run
@@ -650,8 +705,10 @@ class Soak:
                 for gen in client.gens:
                     if gen.closed_at is None and gen.why is None:
                         gen.why, gen.closing_at = "voluntary", now()
-            await asyncio.gather(*(g.ws.close() for c in self.clients.values() for g in c.gens
-                                   if g.closed_at is None), return_exceptions=True)
+            await asyncio.gather(
+                *(g.ws.close() for c in self.clients.values() for g in c.gens if g.closed_at is None),
+                return_exceptions=True,
+            )
             for task in list(self.tasks):
                 task.cancel()
 
@@ -672,7 +729,7 @@ class Soak:
             gen = rec.gen
             horizon = rec.sent_at + (ASK_TIMEOUT if rec.kind == "ask" else REQUEST_TIMEOUT) + GRACE
             abandoned = rec.uncertain or not gen.open_until(horizon)
-            for at, g, msg, raw in rec.responses:
+            for at, g, _msg, _raw in rec.responses:
                 if g is not gen:
                     bad.append(f"a response arrived on {g.cid}#{g.n}, not on the connection that sent it")
                 if at - rec.sent_at > lateness:
@@ -713,18 +770,25 @@ class Soak:
         target_stable = self.stable(rec.target, rec.sent_at - PRESENCE_MARGIN, rec.sent_at + REQUEST_TIMEOUT + GRACE)
         delivered = rec.deliveries[0][1] if rec.deliveries else None
         first = next((a for a in rec.answers if a.which == "first"), None)
-        answered_in_time = (first is not None and first.sent_at is not None
-                            and first.sent_at <= rec.sent_at + REQUEST_TIMEOUT - 0.5
-                            and (first.gen.why not in ("replaced", "killed")
-                                 or first.sent_at < first.gen.closing_at - 0.5))
+        answered_in_time = (
+            first is not None
+            and first.sent_at is not None
+            and first.sent_at <= rec.sent_at + REQUEST_TIMEOUT - 0.5
+            and (first.gen.why not in ("replaced", "killed") or first.sent_at < first.gen.closing_at - 0.5)
+        )
         if code == "success":
             if msg["from"] != rec.target:
                 bad.append("a success not from the target")
             if delivered is None:
                 bad.append("a success for a request never delivered")
-            matches = [a for a in rec.answers
-                       if raw == response(rec.gen.form, rec.target, rec.requester, rec.id, "success",
-                                          receipt=a.receipt, data=Raw(a.data))]
+            matches = [
+                a
+                for a in rec.answers
+                if raw
+                == response(
+                    rec.gen.form, rec.target, rec.requester, rec.id, "success", receipt=a.receipt, data=Raw(a.data)
+                )
+            ]
             if not matches:
                 bad.append("the answer did not arrive byte for byte as sent")
             elif matches[0].which != "first":
@@ -759,8 +823,10 @@ class Soak:
                 if delivered.why == "killed" and closing + FORGET < rec.sent_at + REQUEST_TIMEOUT - 0.2:
                     bad.append("TIMEOUT, not GONE, though the target's worker died long before the deadline")
         if code == "GONE" and delivered is not None and delivered.closing_at is None:
-            self.notes.append(f"GONE for {rec.requester}/{rec.id} though delivered to {delivered.cid}#{delivered.n}, "
-                              f"which stayed connected")
+            self.notes.append(
+                f"GONE for {rec.requester}/{rec.id} though delivered to {delivered.cid}#{delivered.n}, "
+                f"which stayed connected"
+            )
 
     def check_dup(self, rec: Rec, codes: list[str], abandoned: bool, bad: list[str]) -> None:
         if len(codes) > 2 or (len(codes) < 2 and not abandoned):
@@ -794,12 +860,21 @@ class Soak:
         if not (rec.gen.open_until(rec.sent_at + 1.0) or rec.gen.why == "voluntary"):
             return
         got = {id(g) for _, g in rec.deliveries}
-        missing = [g for c in self.clients.values() for g in c.gens
-                   if g is not rec.gen and g.bound_at is not None and g.bound_at <= rec.sent_at
-                   and g.open_until(rec.sent_at + 1.0) and id(g) not in got]
+        missing = [
+            g
+            for c in self.clients.values()
+            for g in c.gens
+            if g is not rec.gen
+            and g.bound_at is not None
+            and g.bound_at <= rec.sent_at
+            and g.open_until(rec.sent_at + 1.0)
+            and id(g) not in got
+        ]
         if missing:
-            bad.append(f"a broadcast missed {len(missing)} connected clients: "
-                       + ", ".join(f"{g.cid}#{g.n}(pid {g.pid})" for g in missing[:8]))
+            bad.append(
+                f"a broadcast missed {len(missing)} connected clients: "
+                + ", ".join(f"{g.cid}#{g.n}(pid {g.pid})" for g in missing[:8])
+            )
 
     def check_ask(self, rec: Rec, codes: list[str], abandoned: bool, bad: list[str]) -> None:
         if len(codes) > 1:
@@ -815,9 +890,12 @@ class Soak:
             return
         target_stable = self.stable(rec.target, rec.sent_at - PRESENCE_MARGIN, rec.sent_at + ASK_TIMEOUT + GRACE)
         first = rec.answers[0] if rec.answers else None
-        answered_in_time = (first is not None and first.sent_at is not None
-                            and first.sent_at <= rec.sent_at + ASK_TIMEOUT - 0.4
-                            and first.gen.why not in ("replaced", "killed"))
+        answered_in_time = (
+            first is not None
+            and first.sent_at is not None
+            and first.sent_at <= rec.sent_at + ASK_TIMEOUT - 0.4
+            and first.gen.why not in ("replaced", "killed")
+        )
         if "result" in data:
             if data != {"result": "success", "receipt": "ack", "data": {"tok": rec.token}}:
                 bad.append("the server's request got an answer not as sent")
@@ -840,8 +918,10 @@ class Soak:
         deliveries = collections.Counter()
         for rec in self.recs.values():
             deliveries[rec.kind] += len(rec.deliveries)
-        lines = [f"seed {self.seed}; loop lag max {self.lag_max:.3f}s; counts {dict(self.counts)}",
-                 f"deliveries {dict(deliveries)}; violations {len(self.violations)}"]
+        lines = [
+            f"seed {self.seed}; loop lag max {self.lag_max:.3f}s; counts {dict(self.counts)}",
+            f"deliveries {dict(deliveries)}; violations {len(self.violations)}",
+        ]
         for (kind, codes), n in sorted(self.outcomes.items()):
             lines.append(f"  {kind:9} {'/'.join(codes) or '(none)':28} {n}")
         if self.notes:
@@ -857,9 +937,10 @@ def check_log(log: str, soak: Soak) -> None:
         if " ERROR " in line or " CRITICAL " in line:
             soak.violation(f"the gateway logged: {line}")
         elif line.startswith("Exception ignored in") or (
-                line.startswith("Traceback (most recent call last)")
-                and not (i and lines[i - 1].startswith("Exception ignored in"))):
-            context = "\n    ".join(lines[max(0, i - 1):i + 5])
+            line.startswith("Traceback (most recent call last)")
+            and not (i and lines[i - 1].startswith("Exception ignored in"))
+        ):
+            context = "\n    ".join(lines[max(0, i - 1) : i + 5])
             soak.violation(f"the gateway wrote an exception:\n    {context}")
 
 
@@ -881,17 +962,20 @@ def finish(soak: Soak, logs: str) -> None:
         ordered = sorted(soak.violations, key=lambda v: "the gateway" not in v)
         shown = "\n".join(ordered[:25])
         more = f"\n... and {len(soak.violations) - 25} more" if len(soak.violations) > 25 else ""
-        pytest.fail(f"{len(soak.violations)} invariant violations\n{summary}\n{shown}{more}\n"
-                    f"--- gateway log (last 60 lines) ---\n" + "\n".join(logs.splitlines()[-60:]),
-                    pytrace=False)
+        pytest.fail(
+            f"{len(soak.violations)} invariant violations\n{summary}\n{shown}{more}\n"
+            f"--- gateway log (last 60 lines) ---\n" + "\n".join(logs.splitlines()[-60:]),
+            pytrace=False,
+        )
 
 
 def gateway(*args: str) -> GatewayProcess:
     # Tracebacks are checked by finish(), so that they are reported with what the clients saw.
     # The soak's invariants are about routing under churn; per-client rate limits (which refuse a
     # freshly reconnected client's second broadcast) are tested in test_limits.py.
-    return GatewayProcess(*args, "--request-timeout", str(REQUEST_TIMEOUT), "--app", APP, "--limits", "off",
-                          allow_tracebacks=True)
+    return GatewayProcess(
+        *args, "--request-timeout", str(REQUEST_TIMEOUT), "--app", APP, "--limits", "off", allow_tracebacks=True
+    )
 
 
 def test_soak_three_workers_with_a_killed_worker() -> None:
@@ -902,7 +986,6 @@ def test_soak_three_workers_with_a_killed_worker() -> None:
 
 
 def test_soak_two_nodes_on_one_nats_server() -> None:
-    with NatsServer() as nats, gateway("--nats", nats.url, "--workers", "2") as one, \
-            gateway("--nats", nats.url) as two:
+    with NatsServer() as nats, gateway("--nats", nats.url, "--workers", "2") as one, gateway("--nats", nats.url) as two:
         soak = run_soak([one, two], kill=False)
     finish(soak, one.log + two.log)

@@ -4,6 +4,7 @@ Every case is one wire message and its verdict: the decoded ``Message``, or a De
 whose readable ``id`` and ``type`` decide how the gateway answers (a fail response with
 that id, or a ``wsa@v1/error`` event when there is none).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def codec(request):
 
 class Invalid(NamedTuple):
     """A refused message: the id and type the error can be answered with (None: unreadable)."""
+
     id: str | None
     type: str | None
 
@@ -31,23 +33,35 @@ UNREADABLE = Invalid(None, None)
 DROP = object()
 
 
-def envelope(form: int = VERBOSE, payload: Any = None, key_order: tuple[str, ...] | None = None,
-             extra: list[tuple[str, str]] = (), **fields: Any) -> bytes:
+def envelope(
+    form: int = VERBOSE,
+    payload: Any = None,
+    key_order: tuple[str, ...] | None = None,
+    extra: list[tuple[str, str]] = (),
+    **fields: Any,
+) -> bytes:
     """A request from alice to the server (id abcde, ping), with fields replaced or dropped.
 
     Field values are Python values (written with json.dumps) or ``Raw`` JSON text.
     """
     names = ("from", "to", "type", "id", "payload") if form == VERBOSE else ("f", "t", "y", "i", "p")
-    defaults = dict(zip(names, ["alice", "server" if form == VERBOSE else "s", "request" if form == VERBOSE else "q",
-                                "abcde", None]))
-    defaults[names[4]] = payload if payload is not None else (
-        Raw('{"method":"wsa@v1/ping"}') if form == VERBOSE else Raw('{"m":"wsa@v1/ping"}'))
+    defaults = dict(
+        zip(
+            names, ["alice", "server" if form == VERBOSE else "s", "request" if form == VERBOSE else "q", "abcde", None]
+        )
+    )
+    defaults[names[4]] = (
+        payload
+        if payload is not None
+        else (Raw('{"method":"wsa@v1/ping"}') if form == VERBOSE else Raw('{"m":"wsa@v1/ping"}'))
+    )
     defaults.update(fields)
     order = key_order or tuple(defaults)
     pairs = [(k, defaults[k]) for k in order if defaults.get(k, DROP) is not DROP]
     pairs.extend(extra)
-    text = ",".join(f"{json.dumps(k)}:{v.text if isinstance(v, Raw) else json.dumps(v, ensure_ascii=False)}"
-                    for k, v in pairs)
+    text = ",".join(
+        f"{json.dumps(k)}:{v.text if isinstance(v, Raw) else json.dumps(v, ensure_ascii=False)}" for k, v in pairs
+    )
     return ("{" + text + "}").encode()
 
 
@@ -55,8 +69,9 @@ class Raw(NamedTuple):
     text: str
 
 
-def msg(type_: str = "request", from_: str = "alice", to: str = "server", id_: str = "abcde",
-        form: int = VERBOSE, **kw: Any) -> Message:
+def msg(
+    type_: str = "request", from_: str = "alice", to: str = "server", id_: str = "abcde", form: int = VERBOSE, **kw: Any
+) -> Message:
     if type_ != "response" and "method" not in kw:
         kw["method"] = "wsa@v1/ping"
     return Message(type_, from_, to, id_, form=form, **kw)
@@ -64,7 +79,7 @@ def msg(type_: str = "request", from_: str = "alice", to: str = "server", id_: s
 
 ISO = "2025-05-14T11:27:31.536370717+08:00"
 LONG_ID = "a" * 64
-LONG_METHOD = "svc@v1/" + "e" * 121          # 128 characters
+LONG_METHOD = "svc@v1/" + "e" * 121  # 128 characters
 LONG_CODE = "E" * 64
 PRINTABLE_64 = "".join(chr(32 + i % 95) for i in range(64))
 
@@ -78,65 +93,131 @@ def nested_list(levels: int) -> list:
 
 VALID: list[tuple[str, bytes, Message]] = [
     # Section 2: the protocol doc's own examples, both forms.
-    ("doc-verbose-request",
-     b'{"from":"alice","to":"bob","type":"request","id":"a1b2c","payload":{"method":"chat@v1/send","params":{"text":"hi"}}}',
-     msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"})),
-    ("doc-compact-request",
-     b'{"f":"alice","t":"bob","y":"q","i":"a1b2c","p":{"m":"chat@v1/send","p":{"text":"hi"}}}',
-     msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}, form=COMPACT)),
-    ("doc-compact-fail-response",
-     b'{"f":"s","t":"alice","y":"r","i":"a1b2c","p":{"r":"f","c":"NOT_FOUND"}}',
-     msg("response", "server", "alice", "a1b2c", COMPACT, result="fail", code="NOT_FOUND")),
+    (
+        "doc-verbose-request",
+        b'{"from":"alice","to":"bob","type":"request","id":"a1b2c","payload":{"method":"chat@v1/send","params":{"text":"hi"}}}',
+        msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}),
+    ),
+    (
+        "doc-compact-request",
+        b'{"f":"alice","t":"bob","y":"q","i":"a1b2c","p":{"m":"chat@v1/send","p":{"text":"hi"}}}',
+        msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}, form=COMPACT),
+    ),
+    (
+        "doc-compact-fail-response",
+        b'{"f":"s","t":"alice","y":"r","i":"a1b2c","p":{"r":"f","c":"NOT_FOUND"}}',
+        msg("response", "server", "alice", "a1b2c", COMPACT, result="fail", code="NOT_FOUND"),
+    ),
     ("compact-P-alias", b'{"f":"alice","t":"s","y":"q","i":"abcde","P":{"m":"wsa@v1/ping"}}', msg(form=COMPACT)),
-    ("compact-event-broadcast", b'{"f":"alice","t":"c","y":"e","i":"abcde","p":{"m":"chat@v1/say","p":[1,2]}}',
-     msg("event", to="client", form=COMPACT, method="chat@v1/say", params=[1, 2])),
-    ("verbose-event-broadcast-no-params",
-     b'{"from":"alice","to":"client","type":"event","id":"abcde","payload":{"method":"chat@v1/say"}}',
-     msg("event", to="client", method="chat@v1/say")),
-    ("verbose-from-server", b'{"from":"server","to":"bob","type":"event","id":"abcde","payload":{"method":"a@v1/b"}}',
-     msg("event", "server", "bob", method="a@v1/b")),
+    (
+        "compact-event-broadcast",
+        b'{"f":"alice","t":"c","y":"e","i":"abcde","p":{"m":"chat@v1/say","p":[1,2]}}',
+        msg("event", to="client", form=COMPACT, method="chat@v1/say", params=[1, 2]),
+    ),
+    (
+        "verbose-event-broadcast-no-params",
+        b'{"from":"alice","to":"client","type":"event","id":"abcde","payload":{"method":"chat@v1/say"}}',
+        msg("event", to="client", method="chat@v1/say"),
+    ),
+    (
+        "verbose-from-server",
+        b'{"from":"server","to":"bob","type":"event","id":"abcde","payload":{"method":"a@v1/b"}}',
+        msg("event", "server", "bob", method="a@v1/b"),
+    ),
     ("anonymous-from-empty", envelope(**{"from": ""}), msg(from_="")),
     ("compact-anonymous-from-empty", envelope(COMPACT, f=""), msg(from_="", form=COMPACT)),
     ("params-empty-object", envelope(payload=Raw('{"method":"a@v1/b","params":{}}')), msg(method="a@v1/b", params={})),
     ("params-empty-array", envelope(payload=Raw('{"method":"a@v1/b","params":[]}')), msg(method="a@v1/b", params=[])),
-    ("params-nested-unicode-escapes",
-     envelope(payload=Raw('{"method":"a@v1/b","params":{"s":"\\u00e9\\ud83d\\ude00\\n\\"\\/","t":"\u20ac"}}')),
-     msg(method="a@v1/b", params={"s": "\u00e9\U0001f600\n\"/", "t": "\u20ac"})),
-    ("params-numbers-and-literals",
-     envelope(payload=Raw('{"method":"a@v1/b","params":[0,-0,1.5,-2e-3,1E+2,true,false,null]}')),
-     msg(method="a@v1/b", params=[0, 0, 1.5, -0.002, 100.0, True, False, None])),
-    ("params-big-integers-exact",
-     envelope(payload=Raw('{"method":"a@v1/b","params":[18446744073709551616,-9223372036854775809,'
-                          '123456789012345678901234567890]}')),
-     msg(method="a@v1/b", params=[2**64, -(2**63) - 1, 123456789012345678901234567890])),
-    ("params-duplicate-inner-keys-last-wins", envelope(payload=Raw('{"method":"a@v1/b","params":{"a":1,"a":2}}')),
-     msg(method="a@v1/b", params={"a": 2})),
-    ("params-huge-float-is-inf", envelope(payload=Raw('{"method":"a@v1/b","params":[1e400]}')),
-     msg(method="a@v1/b", params=[float("inf")])),
-    ("success-no-receipt", envelope(type="response", payload=Raw('{"result":"success"}')),
-     msg("response", result="success")),
-    ("success-receipt-string", envelope(type="response", payload=Raw('{"result":"success","receipt":"alice"}')),
-     msg("response", result="success", receipt="alice")),
-    ("success-receipt-null", envelope(type="response", payload=Raw('{"result":"success","receipt":null}')),
-     msg("response", result="success", has_receipt=True)),
-    ("success-receipt-any-string", envelope(type="response", payload=Raw('{"result":"success","receipt":" \u00e9 "}')),
-     msg("response", result="success", receipt=" \u00e9 ")),
-    ("compact-success-receipt-in-c", envelope(COMPACT, y="r", p=Raw('{"r":"s","c":"bob"}')),
-     msg("response", form=COMPACT, result="success", receipt="bob")),
-    ("compact-success-receipt-null-in-c", envelope(COMPACT, y="r", p=Raw('{"r":"s","c":null}')),
-     msg("response", form=COMPACT, result="success", has_receipt=True)),
-    ("success-data-object", envelope(type="response", payload=Raw('{"result":"success","data":{"n":1}}')),
-     msg("response", result="success", data={"n": 1})),
-    ("success-data-null", envelope(type="response", payload=Raw('{"result":"success","data":null}')),
-     msg("response", result="success", has_data=True)),
-    ("success-data-scalar", envelope(type="response", payload=Raw('{"result":"success","data":"x"}')),
-     msg("response", result="success", data="x")),
-    ("fail-code-and-data", envelope(type="response", payload=Raw('{"result":"fail","code":"TIMEOUT","data":[1]}')),
-     msg("response", result="fail", code="TIMEOUT", data=[1])),
-    ("compact-fail-data", envelope(COMPACT, y="r", p=Raw('{"d":false,"c":"GONE","r":"f"}')),
-     msg("response", form=COMPACT, result="fail", code="GONE", data=False)),
-    ("to-broadcast-response-decodes", envelope(type="response", to="client", payload=Raw('{"result":"success"}')),
-     msg("response", to="client", result="success")),
+    (
+        "params-nested-unicode-escapes",
+        envelope(payload=Raw('{"method":"a@v1/b","params":{"s":"\\u00e9\\ud83d\\ude00\\n\\"\\/","t":"\u20ac"}}')),
+        msg(method="a@v1/b", params={"s": '\u00e9\U0001f600\n"/', "t": "\u20ac"}),
+    ),
+    (
+        "params-numbers-and-literals",
+        envelope(payload=Raw('{"method":"a@v1/b","params":[0,-0,1.5,-2e-3,1E+2,true,false,null]}')),
+        msg(method="a@v1/b", params=[0, 0, 1.5, -0.002, 100.0, True, False, None]),
+    ),
+    (
+        "params-big-integers-exact",
+        envelope(
+            payload=Raw(
+                '{"method":"a@v1/b","params":[18446744073709551616,-9223372036854775809,'
+                "123456789012345678901234567890]}"
+            )
+        ),
+        msg(method="a@v1/b", params=[2**64, -(2**63) - 1, 123456789012345678901234567890]),
+    ),
+    (
+        "params-duplicate-inner-keys-last-wins",
+        envelope(payload=Raw('{"method":"a@v1/b","params":{"a":1,"a":2}}')),
+        msg(method="a@v1/b", params={"a": 2}),
+    ),
+    (
+        "params-huge-float-is-inf",
+        envelope(payload=Raw('{"method":"a@v1/b","params":[1e400]}')),
+        msg(method="a@v1/b", params=[float("inf")]),
+    ),
+    (
+        "success-no-receipt",
+        envelope(type="response", payload=Raw('{"result":"success"}')),
+        msg("response", result="success"),
+    ),
+    (
+        "success-receipt-string",
+        envelope(type="response", payload=Raw('{"result":"success","receipt":"alice"}')),
+        msg("response", result="success", receipt="alice"),
+    ),
+    (
+        "success-receipt-null",
+        envelope(type="response", payload=Raw('{"result":"success","receipt":null}')),
+        msg("response", result="success", has_receipt=True),
+    ),
+    (
+        "success-receipt-any-string",
+        envelope(type="response", payload=Raw('{"result":"success","receipt":" \u00e9 "}')),
+        msg("response", result="success", receipt=" \u00e9 "),
+    ),
+    (
+        "compact-success-receipt-in-c",
+        envelope(COMPACT, y="r", p=Raw('{"r":"s","c":"bob"}')),
+        msg("response", form=COMPACT, result="success", receipt="bob"),
+    ),
+    (
+        "compact-success-receipt-null-in-c",
+        envelope(COMPACT, y="r", p=Raw('{"r":"s","c":null}')),
+        msg("response", form=COMPACT, result="success", has_receipt=True),
+    ),
+    (
+        "success-data-object",
+        envelope(type="response", payload=Raw('{"result":"success","data":{"n":1}}')),
+        msg("response", result="success", data={"n": 1}),
+    ),
+    (
+        "success-data-null",
+        envelope(type="response", payload=Raw('{"result":"success","data":null}')),
+        msg("response", result="success", has_data=True),
+    ),
+    (
+        "success-data-scalar",
+        envelope(type="response", payload=Raw('{"result":"success","data":"x"}')),
+        msg("response", result="success", data="x"),
+    ),
+    (
+        "fail-code-and-data",
+        envelope(type="response", payload=Raw('{"result":"fail","code":"TIMEOUT","data":[1]}')),
+        msg("response", result="fail", code="TIMEOUT", data=[1]),
+    ),
+    (
+        "compact-fail-data",
+        envelope(COMPACT, y="r", p=Raw('{"d":false,"c":"GONE","r":"f"}')),
+        msg("response", form=COMPACT, result="fail", code="GONE", data=False),
+    ),
+    (
+        "to-broadcast-response-decodes",
+        envelope(type="response", to="client", payload=Raw('{"result":"success"}')),
+        msg("response", to="client", result="success"),
+    ),
     # Ids.
     ("id-iso-doc-example", envelope(id=ISO), msg(id_=ISO)),
     ("id-iso-Z-no-fraction", envelope(id="2025-05-14T11:27:31Z"), msg(id_="2025-05-14T11:27:31Z")),
@@ -152,30 +233,49 @@ VALID: list[tuple[str, bytes, Message]] = [
     ("compact-client-id-sv", envelope(COMPACT, t="sv"), msg(to="sv", form=COMPACT)),
     ("method-128-chars", envelope(payload=Raw(json.dumps({"method": LONG_METHOD}))), msg(method=LONG_METHOD)),
     ("method-shapes", envelope(payload=Raw('{"method":"a-b_c@v10/_x.y/z-"}')), msg(method="a-b_c@v10/_x.y/z-")),
-    ("code-64-chars", envelope(type="response", payload=Raw(json.dumps({"result": "fail", "code": LONG_CODE}))),
-     msg("response", result="fail", code=LONG_CODE)),
+    (
+        "code-64-chars",
+        envelope(type="response", payload=Raw(json.dumps({"result": "fail", "code": LONG_CODE}))),
+        msg("response", result="fail", code=LONG_CODE),
+    ),
     # Spelling: key order, whitespace, escaped keys.
-    ("keys-any-order",
-     b'{"payload":{"params":[1],"method":"a@v1/b"},"id":"abcde","type":"request","to":"server","from":"alice"}',
-     msg(method="a@v1/b", params=[1])),
-    ("whitespace-everywhere",
-     b' \r\n{ "from" : "alice" ,\t"to":"server", "type":"request","id":"abcde","payload":{ "method" :"wsa@v1/ping" } }\n ',
-     msg()),
-    ("escaped-key-spelling", b'{"\\u0066rom":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"wsa@v1/ping"}}',
-     msg()),
+    (
+        "keys-any-order",
+        b'{"payload":{"params":[1],"method":"a@v1/b"},"id":"abcde","type":"request","to":"server","from":"alice"}',
+        msg(method="a@v1/b", params=[1]),
+    ),
+    (
+        "whitespace-everywhere",
+        b' \r\n{ "from" : "alice" ,\t"to":"server", "type":"request","id":"abcde",'
+        b'"payload":{ "method" :"wsa@v1/ping" } }\n ',
+        msg(),
+    ),
+    (
+        "escaped-key-spelling",
+        b'{"\\u0066rom":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"wsa@v1/ping"}}',
+        msg(),
+    ),
     ("escaped-value-spelling", envelope(id=Raw('"\\u0061bcde"')), msg()),
-    ("params-nested-to-128",
-     envelope(payload=Raw('{"method":"a@v1/b","params":' + "[" * 126 + "]" * 126 + "}")),
-     msg(method="a@v1/b", params=nested_list(126))),
+    (
+        "params-nested-to-128",
+        envelope(payload=Raw('{"method":"a@v1/b","params":' + "[" * 126 + "]" * 126 + "}")),
+        msg(method="a@v1/b", params=nested_list(126)),
+    ),
 ]
 
 INVALID: list[tuple[str, bytes, Invalid]] = [
     # Section 2: forms and the seed's stray type.
     ("seed-type-g", envelope(COMPACT, y="g"), Invalid("abcde", None)),
-    ("keys-of-both-forms", envelope(key_order=("from", "to", "type", "id", "payload"), extra=[("i", "abcde")]),
-     Invalid("abcde", "request")),
-    ("mixed-form-envelope", b'{"from":"alice","t":"s","type":"request","id":"abcde","payload":{"method":"a@v1/b"}}',
-     Invalid("abcde", "request")),
+    (
+        "keys-of-both-forms",
+        envelope(key_order=("from", "to", "type", "id", "payload"), extra=[("i", "abcde")]),
+        Invalid("abcde", "request"),
+    ),
+    (
+        "mixed-form-envelope",
+        b'{"from":"alice","t":"s","type":"request","id":"abcde","payload":{"method":"a@v1/b"}}',
+        Invalid("abcde", "request"),
+    ),
     ("payload-keys-of-other-form", envelope(payload=Raw('{"m":"wsa@v1/ping"}')), Invalid("abcde", "request")),
     ("compact-payload-verbose-keys", envelope(COMPACT, p=Raw('{"method":"wsa@v1/ping"}')), Invalid("abcde", "request")),
     ("verbose-type-compact-value", envelope(type="q"), Invalid("abcde", "request")),
@@ -183,22 +283,33 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("verbose-to-s-is-reserved", envelope(to="s"), Invalid("abcde", "request")),
     ("compact-to-server-word", envelope(COMPACT, t="server"), Invalid("abcde", "request")),
     ("compact-to-client-word", envelope(COMPACT, t="client"), Invalid("abcde", "request")),
-    ("verbose-result-compact-value", envelope(type="response", payload=Raw('{"result":"s"}')), Invalid("abcde", "response")),
-    ("P-alias-in-verbose", envelope(key_order=("from", "to", "type", "id"), extra=[("P", Raw('{"method":"a@v1/b"}'))]),
-     Invalid("abcde", "request")),
+    (
+        "verbose-result-compact-value",
+        envelope(type="response", payload=Raw('{"result":"s"}')),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "P-alias-in-verbose",
+        envelope(key_order=("from", "to", "type", "id"), extra=[("P", Raw('{"method":"a@v1/b"}'))]),
+        Invalid("abcde", "request"),
+    ),
     ("p-and-P-both", envelope(COMPACT, extra=[("P", Raw('{"m":"a@v1/b"}'))]), Invalid("abcde", "request")),
     # Section 3: keys.
     ("unknown-envelope-key", envelope(extra=[("extra", 1)]), Invalid("abcde", "request")),
     ("unknown-payload-key", envelope(payload=Raw('{"method":"a@v1/b","x":1}')), Invalid("abcde", "request")),
     ("duplicate-envelope-key", envelope(extra=[("to", "bob")]), Invalid("abcde", "request")),
-    ("duplicate-payload-key", envelope(payload=Raw('{"method":"a@v1/b","method":"a@v1/b"}')), Invalid("abcde", "request")),
+    (
+        "duplicate-payload-key",
+        envelope(payload=Raw('{"method":"a@v1/b","method":"a@v1/b"}')),
+        Invalid("abcde", "request"),
+    ),
     ("missing-from", envelope(**{"from": DROP}), Invalid("abcde", "request")),
     ("missing-to", envelope(to=DROP), Invalid("abcde", "request")),
     ("missing-type", envelope(type=DROP), Invalid("abcde", None)),
     ("missing-id", envelope(id=DROP), Invalid(None, "request")),
     ("missing-payload", envelope(payload=DROP), Invalid("abcde", "request")),
     ("missing-method", envelope(payload=Raw('{"params":{}}')), Invalid("abcde", "request")),
-    ("missing-result", envelope(type="response", payload=Raw('{}')), Invalid("abcde", "response")),
+    ("missing-result", envelope(type="response", payload=Raw("{}")), Invalid("abcde", "response")),
     ("fail-missing-code", envelope(type="response", payload=Raw('{"result":"fail"}')), Invalid("abcde", "response")),
     ("compact-fail-missing-code", envelope(COMPACT, y="r", p=Raw('{"r":"f"}')), Invalid("abcde", "response")),
     # Section 3: wrong types and shapes.
@@ -214,20 +325,43 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("params-string", envelope(payload=Raw('{"method":"a@v1/b","params":"x"}')), Invalid("abcde", "request")),
     ("params-number", envelope(payload=Raw('{"method":"a@v1/b","params":1}')), Invalid("abcde", "request")),
     ("method-not-string", envelope(payload=Raw('{"method":["a@v1/b"]}')), Invalid("abcde", "request")),
-    ("request-with-result", envelope(payload=Raw('{"method":"a@v1/b","result":"success"}')), Invalid("abcde", "request")),
+    (
+        "request-with-result",
+        envelope(payload=Raw('{"method":"a@v1/b","result":"success"}')),
+        Invalid("abcde", "request"),
+    ),
     ("request-with-data", envelope(payload=Raw('{"method":"a@v1/b","data":1}')), Invalid("abcde", "request")),
-    ("response-with-method", envelope(type="response", payload=Raw('{"result":"success","method":"a@v1/b"}')),
-     Invalid("abcde", "response")),
-    ("response-with-params", envelope(type="response", payload=Raw('{"result":"success","params":{}}')),
-     Invalid("abcde", "response")),
-    ("success-with-code", envelope(type="response", payload=Raw('{"result":"success","code":"X"}')),
-     Invalid("abcde", "response")),
-    ("fail-with-receipt", envelope(type="response", payload=Raw('{"result":"fail","code":"X","receipt":"r"}')),
-     Invalid("abcde", "response")),
-    ("receipt-number", envelope(type="response", payload=Raw('{"result":"success","receipt":1}')),
-     Invalid("abcde", "response")),
+    (
+        "response-with-method",
+        envelope(type="response", payload=Raw('{"result":"success","method":"a@v1/b"}')),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "response-with-params",
+        envelope(type="response", payload=Raw('{"result":"success","params":{}}')),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "success-with-code",
+        envelope(type="response", payload=Raw('{"result":"success","code":"X"}')),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "fail-with-receipt",
+        envelope(type="response", payload=Raw('{"result":"fail","code":"X","receipt":"r"}')),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "receipt-number",
+        envelope(type="response", payload=Raw('{"result":"success","receipt":1}')),
+        Invalid("abcde", "response"),
+    ),
     ("compact-receipt-object", envelope(COMPACT, y="r", p=Raw('{"r":"s","c":{}}')), Invalid("abcde", "response")),
-    ("code-null", envelope(type="response", payload=Raw('{"result":"fail","code":null}')), Invalid("abcde", "response")),
+    (
+        "code-null",
+        envelope(type="response", payload=Raw('{"result":"fail","code":null}')),
+        Invalid("abcde", "response"),
+    ),
     ("result-unknown", envelope(type="response", payload=Raw('{"result":"ok"}')), Invalid("abcde", "response")),
     ("result-not-string", envelope(type="response", payload=Raw('{"result":true}')), Invalid("abcde", "response")),
     # Section 3: lexical rules.
@@ -243,8 +377,11 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("id-6-chars", envelope(id="abcdef"), Invalid("abcdef", "request")),
     ("id-uppercase", envelope(id="ABCDE"), Invalid("ABCDE", "request")),
     ("id-iso-no-offset", envelope(id="2025-05-14T11:27:31"), Invalid("2025-05-14T11:27:31", "request")),
-    ("id-iso-10-fraction-digits", envelope(id="2025-05-14T11:27:31.1234567890Z"),
-     Invalid("2025-05-14T11:27:31.1234567890Z", "request")),
+    (
+        "id-iso-10-fraction-digits",
+        envelope(id="2025-05-14T11:27:31.1234567890Z"),
+        Invalid("2025-05-14T11:27:31.1234567890Z", "request"),
+    ),
     ("id-iso-empty-fraction", envelope(id="2025-05-14T11:27:31.Z"), Invalid("2025-05-14T11:27:31.Z", "request")),
     ("id-iso-month-13", envelope(id="2025-13-14T11:27:31Z"), Invalid("2025-13-14T11:27:31Z", "request")),
     ("id-iso-month-00", envelope(id="2025-00-14T11:27:31Z"), Invalid("2025-00-14T11:27:31Z", "request")),
@@ -252,7 +389,11 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("id-iso-hour-24", envelope(id="2025-05-14T24:00:00Z"), Invalid("2025-05-14T24:00:00Z", "request")),
     ("id-iso-minute-60", envelope(id="2025-05-14T11:60:31Z"), Invalid("2025-05-14T11:60:31Z", "request")),
     ("id-iso-second-61", envelope(id="2025-05-14T11:27:61Z"), Invalid("2025-05-14T11:27:61Z", "request")),
-    ("id-iso-offset-hour-24", envelope(id="2025-05-14T11:27:31+24:00"), Invalid("2025-05-14T11:27:31+24:00", "request")),
+    (
+        "id-iso-offset-hour-24",
+        envelope(id="2025-05-14T11:27:31+24:00"),
+        Invalid("2025-05-14T11:27:31+24:00", "request"),
+    ),
     ("id-iso-offset-no-colon", envelope(id="2025-05-14T11:27:31+0800"), Invalid("2025-05-14T11:27:31+0800", "request")),
     ("id-iso-lowercase-z", envelope(id="2025-05-14T11:27:31z"), Invalid("2025-05-14T11:27:31z", "request")),
     ("method-129-chars", envelope(payload=Raw(json.dumps({"method": LONG_METHOD + "e"}))), Invalid("abcde", "request")),
@@ -260,12 +401,21 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("method-leading-digit", envelope(payload=Raw('{"method":"1wsa@v1/ping"}')), Invalid("abcde", "request")),
     ("method-empty-endpoint", envelope(payload=Raw('{"method":"wsa@v1/"}')), Invalid("abcde", "request")),
     ("method-capital-V", envelope(payload=Raw('{"method":"wsa@V1/ping"}')), Invalid("abcde", "request")),
-    ("code-lowercase", envelope(type="response", payload=Raw('{"result":"fail","code":"not_found"}')),
-     Invalid("abcde", "response")),
-    ("code-65-chars", envelope(type="response", payload=Raw(json.dumps({"result": "fail", "code": LONG_CODE + "E"}))),
-     Invalid("abcde", "response")),
-    ("code-leading-underscore", envelope(type="response", payload=Raw('{"result":"fail","code":"_X"}')),
-     Invalid("abcde", "response")),
+    (
+        "code-lowercase",
+        envelope(type="response", payload=Raw('{"result":"fail","code":"not_found"}')),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "code-65-chars",
+        envelope(type="response", payload=Raw(json.dumps({"result": "fail", "code": LONG_CODE + "E"}))),
+        Invalid("abcde", "response"),
+    ),
+    (
+        "code-leading-underscore",
+        envelope(type="response", payload=Raw('{"result":"fail","code":"_X"}')),
+        Invalid("abcde", "response"),
+    ),
     # Section 3, answering a bad message: which id is readable.
     ("readable-id-64-printable", envelope(id=PRINTABLE_64), Invalid(PRINTABLE_64, "request")),
     ("unreadable-id-65-chars", envelope(id="x" * 65), Invalid(None, "request")),
@@ -273,16 +423,28 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("unreadable-id-control-char", envelope(id="abc\u007fd"), Invalid(None, "request")),
     ("unreadable-id-empty", envelope(id=""), Invalid(None, "request")),
     ("first-id-key-is-read", envelope(extra=[("id", "zzzzz")]), Invalid("abcde", "request")),
-    ("first-id-key-not-string", envelope(key_order=("id", "from", "to", "type", "payload"), id=5,
-                                         extra=[("i", "abcde")]), Invalid(None, "request")),
+    (
+        "first-id-key-not-string",
+        envelope(key_order=("id", "from", "to", "type", "payload"), id=5, extra=[("i", "abcde")]),
+        Invalid(None, "request"),
+    ),
     ("compact-id-readable", envelope(COMPACT, t="x y"), Invalid("abcde", "request")),
     ("type-read-in-either-form", envelope(COMPACT, y="response", t=""), Invalid("abcde", "response")),
-    ("integer-too-long-in-method-is-a-wrong-type", envelope(payload=Raw('{"method":' + "9" * 5000 + "}")),
-     Invalid("abcde", "request")),
-    ("integer-too-long-for-python-in-params",
-     envelope(payload=Raw('{"method":"a@v1/b","params":[' + "9" * 5000 + "]}")), Invalid("abcde", "request")),
-    ("integer-too-long-under-a-duplicate-key",
-     envelope(payload=Raw('{"method":"a@v1/b","params":{"a":' + "9" * 5000 + ',"a":1}}')), Invalid("abcde", "request")),
+    (
+        "integer-too-long-in-method-is-a-wrong-type",
+        envelope(payload=Raw('{"method":' + "9" * 5000 + "}")),
+        Invalid("abcde", "request"),
+    ),
+    (
+        "integer-too-long-for-python-in-params",
+        envelope(payload=Raw('{"method":"a@v1/b","params":[' + "9" * 5000 + "]}")),
+        Invalid("abcde", "request"),
+    ),
+    (
+        "integer-too-long-under-a-duplicate-key",
+        envelope(payload=Raw('{"method":"a@v1/b","params":{"a":' + "9" * 5000 + ',"a":1}}')),
+        Invalid("abcde", "request"),
+    ),
     # Section 3: strict JSON (never answered by id).
     ("empty", b"", UNREADABLE),
     ("whitespace-only", b" \n", UNREADABLE),
@@ -304,25 +466,36 @@ INVALID: list[tuple[str, bytes, Invalid]] = [
     ("control-char-in-string", envelope(to=Raw('"b\tob"')), UNREADABLE),
     ("bad-escape", envelope(to=Raw('"b\\qob"')), UNREADABLE),
     ("invalid-utf8", envelope(to=Raw('"b\xffob"')).replace("\xff".encode(), b"\xff"), UNREADABLE),
-    ("invalid-utf8-in-params", envelope(payload=Raw('{"method":"a@v1/b","params":["x"]}')).replace(b'"x"', b'"\xc0\x80"'),
-     UNREADABLE),
+    (
+        "invalid-utf8-in-params",
+        envelope(payload=Raw('{"method":"a@v1/b","params":["x"]}')).replace(b'"x"', b'"\xc0\x80"'),
+        UNREADABLE,
+    ),
     ("utf8-encoded-surrogate", envelope().replace(b"alice", b"al\xed\xa0\x80ice"), UNREADABLE),
     ("lone-high-surrogate-escape-in-field", envelope(**{"from": Raw('"\\ud800"')}), UNREADABLE),
     ("lone-low-surrogate-escape-in-key", envelope(extra=[("\udc00", 1)]), UNREADABLE),
-    ("lone-surrogate-escape-in-params", envelope(payload=Raw('{"method":"a@v1/b","params":["\\ud800x"]}')),
-     UNREADABLE),
-    ("reversed-surrogate-pair-in-data",
-     envelope(type="response", payload=Raw('{"result":"success","data":"\\udc00\\ud800"}')), UNREADABLE),
+    ("lone-surrogate-escape-in-params", envelope(payload=Raw('{"method":"a@v1/b","params":["\\ud800x"]}')), UNREADABLE),
+    (
+        "reversed-surrogate-pair-in-data",
+        envelope(type="response", payload=Raw('{"result":"success","data":"\\udc00\\ud800"}')),
+        UNREADABLE,
+    ),
     # On-Demand skips an unread scalar leniently; what follows a field value must be , or }.
     ("scalar-then-colon-in-unknown-key", envelope(extra=[("zz", Raw('"d":1'))]), UNREADABLE),
     ("scalar-then-colon-closing-early", b'{"":"d":}\n,"type":"response"}', UNREADABLE),
-    ("number-then-colon-in-data", envelope(type="response", payload=Raw('{"result":"success","data":1:2}')),
-     UNREADABLE),
+    (
+        "number-then-colon-in-data",
+        envelope(type="response", payload=Raw('{"result":"success","data":1:2}')),
+        UNREADABLE,
+    ),
     ("bool-then-colon-in-field", envelope(**{"from": Raw('true:"x"')}), UNREADABLE),
     ("number-then-string-in-params", envelope(payload=Raw('{"method":"a@v1/b","params":1 "x"}')), UNREADABLE),
-    ("nested-129-in-params",
-     envelope(payload=Raw('{"method":"a@v1/b","params":' + "[" * 127 + "]" * 127 + "}")), UNREADABLE),
-    ("nested-129-in-unknown-key", envelope(extra=[("zz", Raw("{\"a\":" * 128 + "1" + "}" * 128))]), UNREADABLE),
+    (
+        "nested-129-in-params",
+        envelope(payload=Raw('{"method":"a@v1/b","params":' + "[" * 127 + "]" * 127 + "}")),
+        UNREADABLE,
+    ),
+    ("nested-129-in-unknown-key", envelope(extra=[("zz", Raw('{"a":' * 128 + "1" + "}" * 128))]), UNREADABLE),
     ("nested-deep-in-from", envelope(**{"from": Raw("[" * 200 + "]" * 200)}), UNREADABLE),
 ]
 
@@ -365,30 +538,70 @@ def test_decode_accepts_any_bytes_like(codec) -> None:
 # Encoding: the canonical layout of section 2 ("keys in the order above, with no spaces").
 
 ENCODED = [
-    ("request-verbose", msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}), VERBOSE,
-     b'{"from":"alice","to":"bob","type":"request","id":"a1b2c","payload":{"method":"chat@v1/send","params":{"text":"hi"}}}'),
-    ("request-compact", msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}), COMPACT,
-     b'{"f":"alice","t":"bob","y":"q","i":"a1b2c","p":{"m":"chat@v1/send","p":{"text":"hi"}}}'),
-    ("fail-compact", msg("response", "server", "alice", "a1b2c", result="fail", code="NOT_FOUND"), COMPACT,
-     b'{"f":"s","t":"alice","y":"r","i":"a1b2c","p":{"r":"f","c":"NOT_FOUND"}}'),
-    ("event-broadcast-compact", msg("event", to="client", method="a@v1/b"), COMPACT,
-     b'{"f":"alice","t":"c","y":"e","i":"abcde","p":{"m":"a@v1/b"}}'),
-    ("success-receipt-null-data-null", msg("response", result="success", has_receipt=True, has_data=True), VERBOSE,
-     b'{"from":"alice","to":"server","type":"response","id":"abcde","payload":{"result":"success","receipt":null,'
-     b'"data":null}}'),
-    ("success-receipt-compact", msg("response", result="success", receipt="bob", data=[1]), COMPACT,
-     b'{"f":"alice","t":"s","y":"r","i":"abcde","p":{"r":"s","c":"bob","d":[1]}}'),
-    ("fail-code-data-verbose", msg("response", "server", "bob", result="fail", code="X", data={"k": "v"}), VERBOSE,
-     b'{"from":"server","to":"bob","type":"response","id":"abcde","payload":{"result":"fail","code":"X",'
-     b'"data":{"k":"v"}}}'),
-    ("anonymous-from", msg(from_=""), VERBOSE,
-     b'{"from":"","to":"server","type":"request","id":"abcde","payload":{"method":"wsa@v1/ping"}}'),
-    ("escapes-and-unicode", msg(method="a@v1/b", params=["\"\\\n\x01\x7f\u00e9\U0001f600/"]), VERBOSE,
-     '{"from":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"a@v1/b",'
-     '"params":["\\"\\\\\\n\\u0001\x7f\u00e9\U0001f600/"]}}'.encode()),
-    ("big-integers", msg(method="a@v1/b", params=[2**64, -(2**63) - 1]), VERBOSE,
-     b'{"from":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"a@v1/b",'
-     b'"params":[18446744073709551616,-9223372036854775809]}}'),
+    (
+        "request-verbose",
+        msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}),
+        VERBOSE,
+        b'{"from":"alice","to":"bob","type":"request","id":"a1b2c","payload":{"method":"chat@v1/send","params":{"text":"hi"}}}',
+    ),
+    (
+        "request-compact",
+        msg(from_="alice", to="bob", id_="a1b2c", method="chat@v1/send", params={"text": "hi"}),
+        COMPACT,
+        b'{"f":"alice","t":"bob","y":"q","i":"a1b2c","p":{"m":"chat@v1/send","p":{"text":"hi"}}}',
+    ),
+    (
+        "fail-compact",
+        msg("response", "server", "alice", "a1b2c", result="fail", code="NOT_FOUND"),
+        COMPACT,
+        b'{"f":"s","t":"alice","y":"r","i":"a1b2c","p":{"r":"f","c":"NOT_FOUND"}}',
+    ),
+    (
+        "event-broadcast-compact",
+        msg("event", to="client", method="a@v1/b"),
+        COMPACT,
+        b'{"f":"alice","t":"c","y":"e","i":"abcde","p":{"m":"a@v1/b"}}',
+    ),
+    (
+        "success-receipt-null-data-null",
+        msg("response", result="success", has_receipt=True, has_data=True),
+        VERBOSE,
+        b'{"from":"alice","to":"server","type":"response","id":"abcde","payload":{"result":"success","receipt":null,'
+        b'"data":null}}',
+    ),
+    (
+        "success-receipt-compact",
+        msg("response", result="success", receipt="bob", data=[1]),
+        COMPACT,
+        b'{"f":"alice","t":"s","y":"r","i":"abcde","p":{"r":"s","c":"bob","d":[1]}}',
+    ),
+    (
+        "fail-code-data-verbose",
+        msg("response", "server", "bob", result="fail", code="X", data={"k": "v"}),
+        VERBOSE,
+        b'{"from":"server","to":"bob","type":"response","id":"abcde","payload":{"result":"fail","code":"X",'
+        b'"data":{"k":"v"}}}',
+    ),
+    (
+        "anonymous-from",
+        msg(from_=""),
+        VERBOSE,
+        b'{"from":"","to":"server","type":"request","id":"abcde","payload":{"method":"wsa@v1/ping"}}',
+    ),
+    (
+        "escapes-and-unicode",
+        msg(method="a@v1/b", params=['"\\\n\x01\x7f\u00e9\U0001f600/']),
+        VERBOSE,
+        '{"from":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"a@v1/b",'
+        '"params":["\\"\\\\\\n\\u0001\x7f\u00e9\U0001f600/"]}}'.encode(),
+    ),
+    (
+        "big-integers",
+        msg(method="a@v1/b", params=[2**64, -(2**63) - 1]),
+        VERBOSE,
+        b'{"from":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"a@v1/b",'
+        b'"params":[18446744073709551616,-9223372036854775809]}}',
+    ),
 ]
 
 
@@ -407,13 +620,18 @@ def test_encode_refuses_non_finite_numbers(codec, value) -> None:
         codec.encode(msg("response", result="success", data=value))
 
 
-@pytest.mark.parametrize(("size", "header"), [
-    (0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (65535, b"\x81\x7e\xff\xff"),
-    (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
-    (16_777_217, b"\x81\x7f\x00\x00\x00\x00\x01\x00\x00\x01"),
-])
+@pytest.mark.parametrize(
+    ("size", "header"),
+    [
+        (0, b"\x81\x00"),
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (65535, b"\x81\x7e\xff\xff"),
+        (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+        (16_777_217, b"\x81\x7f\x00\x00\x00\x00\x01\x00\x00\x01"),
+    ],
+)
 def test_frame_header_encodes_each_length_class_minimally(size: int, header: bytes) -> None:
     """RFC 6455 5.2: a FIN text frame, unmasked, length in 7, 7+16 or 7+64 bits, the shortest that fits."""
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     assert compiled.frame_of(payload) == header + payload
-

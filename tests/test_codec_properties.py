@@ -11,6 +11,7 @@ grammar, bytes truncated or flipped, nesting around the 128 limit, bad UTF-8, a 
 (b) both encoders round-trip through both decoders, in both forms;
 (c) the encoders agree: same JSON always, same bytes when there is no float to format.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,18 +21,23 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from codec_oracle import FORMS, assert_agree, has_float, same_json, same_message, with_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codec_oracle import FORMS, assert_agree, has_float, same_json, same_message, with_form
 from wsa_fast import _codec as compiled
 from wsa_fast import codec_py as pure
 from wsa_fast.grammar import MAX_NESTING, RESERVED_IDS
 from wsa_fast.message import COMPACT, Message
+
 # WSA_PROPERTY_SCALE=20 multiplies every example count, for a long hunt before a release.
 SCALE = float(os.environ.get("WSA_PROPERTY_SCALE", "1"))
-SETTINGS = settings(max_examples=int(300 * SCALE), deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=int(300 * SCALE),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 MANY = settings(SETTINGS, max_examples=int(800 * SCALE))
 
 # ---------------------------------------------------------------------------------------
@@ -48,6 +54,7 @@ class Obj(list):
 @dataclass
 class Raw:
     """JSON text (or not-quite-JSON text) written as is."""
+
     text: str
 
 
@@ -102,8 +109,10 @@ def dump(value: Any, rng: random.Random, spaced: bool, escape_p: float) -> str:
     if isinstance(value, str):
         return dump_string(value, rng, escape_p)
     if isinstance(value, Obj):
-        items = [ws() + dump_string(k, rng, escape_p) + ws() + ":" + ws() + dump(v, rng, spaced, escape_p) + ws()
-                 for k, v in value]
+        items = [
+            ws() + dump_string(k, rng, escape_p) + ws() + ":" + ws() + dump(v, rng, spaced, escape_p) + ws()
+            for k, v in value
+        ]
         return "{" + ws() + ",".join(items) + "}"
     if isinstance(value, dict):
         return dump(Obj([k, v] for k, v in value.items()), rng, spaced, escape_p)
@@ -172,10 +181,14 @@ codes = st.one_of(
 
 BOUNDARY_INTS = [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, -(2**64), 10**19, 10**20, 0]
 scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(), st.integers(-10**40, 10**40), st.sampled_from(BOUNDARY_INTS),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(10**40), 10**40),
+    st.sampled_from(BOUNDARY_INTS),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(), st.text(string.printable + "\x00\x1f\x7f\u2028\u00e9\u20ac\U0001f600"),
+    st.text(),
+    st.text(string.printable + "\x00\x1f\x7f\u2028\u00e9\u20ac\U0001f600"),
 )
 json_values = st.recursive(
     scalars,
@@ -199,22 +212,36 @@ def messages(draw) -> Message:
     if draw(st.booleans()):
         has_receipt = draw(st.booleans())
         receipt = draw(st.none() | st.text()) if has_receipt else None
-        return Message(kind, from_, to, id_, result="success", receipt=receipt, has_receipt=has_receipt,
-                       data=data, has_data=has_data)
+        return Message(
+            kind,
+            from_,
+            to,
+            id_,
+            result="success",
+            receipt=receipt,
+            has_receipt=has_receipt,
+            data=data,
+            has_data=has_data,
+        )
     return Message(kind, from_, to, id_, result="fail", code=draw(codes), data=data, has_data=has_data)
 
 
 # ---------------------------------------------------------------------------------------
 # Messages as documents
 
-ENVELOPE = ({"from": "from", "to": "to", "type": "type", "id": "id", "payload": "payload"},
-            {"from": "f", "to": "t", "type": "y", "id": "i", "payload": "p"})
-PAYLOAD = ({"method": "method", "params": "params", "result": "result", "receipt": "receipt",
-            "code": "code", "data": "data"},
-           {"method": "m", "params": "p", "result": "r", "receipt": "c", "code": "c", "data": "d"})
+ENVELOPE = (
+    {"from": "from", "to": "to", "type": "type", "id": "id", "payload": "payload"},
+    {"from": "f", "to": "t", "type": "y", "id": "i", "payload": "p"},
+)
+PAYLOAD = (
+    {"method": "method", "params": "params", "result": "result", "receipt": "receipt", "code": "code", "data": "data"},
+    {"method": "m", "params": "p", "result": "r", "receipt": "c", "code": "c", "data": "d"},
+)
 PEERS = ({"server": "server", "client": "client"}, {"server": "s", "client": "c"})
-TYPES = ({"request": "request", "response": "response", "event": "event"},
-         {"request": "q", "response": "r", "event": "e"})
+TYPES = (
+    {"request": "request", "response": "response", "event": "event"},
+    {"request": "q", "response": "r", "event": "e"},
+)
 RESULTS = ({"success": "success", "fail": "fail"}, {"success": "s", "fail": "f"})
 
 
@@ -235,13 +262,15 @@ def document(msg: Message, form: int, rng: random.Random) -> Obj:
         if msg.params is not None:
             payload.append([pkeys["params"], msg.params])
     payload_key = "P" if form == COMPACT and rng.random() < 0.25 else keys["payload"]
-    doc = Obj([
-        [keys["from"], PEERS[form]["server"] if msg.from_ == "server" else msg.from_],
-        [keys["to"], PEERS[form].get(msg.to, msg.to)],
-        [keys["type"], TYPES[form][msg.type]],
-        [keys["id"], msg.id],
-        [payload_key, payload],
-    ])
+    doc = Obj(
+        [
+            [keys["from"], PEERS[form]["server"] if msg.from_ == "server" else msg.from_],
+            [keys["to"], PEERS[form].get(msg.to, msg.to)],
+            [keys["type"], TYPES[form][msg.type]],
+            [keys["id"], msg.id],
+            [payload_key, payload],
+        ]
+    )
     rng.shuffle(doc)
     rng.shuffle(payload)
     return doc
@@ -264,28 +293,87 @@ ALL_PAYLOAD_KEYS = ["method", "params", "result", "receipt", "code", "data", "m"
 JUNK_KEYS = ["", "x", "From", "ID", "payload ", "pp", "Payload", "M", "extra", "\u00e9", "\\"]
 
 bad_client_ids = st.one_of(
-    st.sampled_from(["server", "client", "s", "c", "", "a b", "a/b", "al\u00e9", "#", "a\x00", "x" * 65,
-                     "A" * 64 + "b", " alice", "alice\n"]),
+    st.sampled_from(
+        [
+            "server",
+            "client",
+            "s",
+            "c",
+            "",
+            "a b",
+            "a/b",
+            "al\u00e9",
+            "#",
+            "a\x00",
+            "x" * 65,
+            "A" * 64 + "b",
+            " alice",
+            "alice\n",
+        ]
+    ),
     st.text(min_size=1, max_size=70),
 )
 bad_ids = st.one_of(
-    st.sampled_from([
-        "abcd", "abcdef", "ABCDE", "ab_de", "ab-de", "", "abcd\u00e9",
-        "2025-05-14T11:27:31", "2025-05-14T11:27:31.Z", "2025-05-14T11:27:31.1234567890Z",
-        "2025-13-14T11:27:31Z", "2025-00-14T11:27:31Z", "2025-05-00T11:27:31Z", "2025-05-32T11:27:31Z",
-        "2025-05-14T24:27:31Z", "2025-05-14T11:60:31Z", "2025-05-14T11:27:61Z",
-        "2025-05-14T11:27:31+24:00", "2025-05-14T11:27:31+08:60", "2025-05-14T11:27:31+0800",
-        "2025-05-14t11:27:31Z", "2025-05-14T11:27:31z", "2025-05-14 11:27:31Z", "25-05-14T11:27:31Z",
-        "2025-5-14T11:27:31Z", "2025-05-14T11:27:31Z ", "2025-05-14T11:27:31+08:00Z", "2025-05-14T11:27:31.5+8:00",
-        "x" * 64, "x" * 65, "\u00e9" * 5, "abc\x7fe",
-    ]),
+    st.sampled_from(
+        [
+            "abcd",
+            "abcdef",
+            "ABCDE",
+            "ab_de",
+            "ab-de",
+            "",
+            "abcd\u00e9",
+            "2025-05-14T11:27:31",
+            "2025-05-14T11:27:31.Z",
+            "2025-05-14T11:27:31.1234567890Z",
+            "2025-13-14T11:27:31Z",
+            "2025-00-14T11:27:31Z",
+            "2025-05-00T11:27:31Z",
+            "2025-05-32T11:27:31Z",
+            "2025-05-14T24:27:31Z",
+            "2025-05-14T11:60:31Z",
+            "2025-05-14T11:27:61Z",
+            "2025-05-14T11:27:31+24:00",
+            "2025-05-14T11:27:31+08:60",
+            "2025-05-14T11:27:31+0800",
+            "2025-05-14t11:27:31Z",
+            "2025-05-14T11:27:31z",
+            "2025-05-14 11:27:31Z",
+            "25-05-14T11:27:31Z",
+            "2025-5-14T11:27:31Z",
+            "2025-05-14T11:27:31Z ",
+            "2025-05-14T11:27:31+08:00Z",
+            "2025-05-14T11:27:31.5+8:00",
+            "x" * 64,
+            "x" * 65,
+            "\u00e9" * 5,
+            "abc\x7fe",
+        ]
+    ),
     st.text(max_size=40),
     iso_ids().map(lambda s: s[:-1]),
 )
 bad_methods = st.one_of(
-    st.sampled_from(["", "wsa", "wsa@v1", "wsa@v1/", "wsa@1/ping", "wsa@vx/ping", "1wsa@v1/ping", "wsa@v1//",
-                     "w sa@v1/ping", "wsa@v1/.ping", "wsa@v1/p!ng", "@v1/ping", "wsa@V1/ping", "wsa@v1/p\u00e9",
-                     "a@v1/" + "b" * 124, "wsa@v1/ping\n"]),
+    st.sampled_from(
+        [
+            "",
+            "wsa",
+            "wsa@v1",
+            "wsa@v1/",
+            "wsa@1/ping",
+            "wsa@vx/ping",
+            "1wsa@v1/ping",
+            "wsa@v1//",
+            "w sa@v1/ping",
+            "wsa@v1/.ping",
+            "wsa@v1/p!ng",
+            "@v1/ping",
+            "wsa@V1/ping",
+            "wsa@v1/p\u00e9",
+            "a@v1/" + "b" * 124,
+            "wsa@v1/ping\n",
+        ]
+    ),
     st.text(max_size=20),
 )
 bad_codes = st.one_of(
@@ -293,10 +381,47 @@ bad_codes = st.one_of(
     st.text(max_size=10),
 )
 RAW_JUNK = [
-    "NaN", "-NaN", "Infinity", "-Infinity", "nan", "01", "-01", "1.", ".5", "+1", "1e", "1e+", "-", "0x10",
-    "tru", "nul", "True", "None", "'x'", '"\\x"', '"\\u12"', '"\\ud800"', '"\\udc00x"', '"\\ud800\\u0041"',
-    '"\\ud83d\\ude00"', '"a\tb"', "[1,]", "{,}", '{"a"}', '{"a":}', "[", "{", "]", "1 2", '"\\u0000"',
-    "1" * 4400, "1e400", "-1e400", "123456789012345678901234567890", "18446744073709551616", "1.5e308",
+    "NaN",
+    "-NaN",
+    "Infinity",
+    "-Infinity",
+    "nan",
+    "01",
+    "-01",
+    "1.",
+    ".5",
+    "+1",
+    "1e",
+    "1e+",
+    "-",
+    "0x10",
+    "tru",
+    "nul",
+    "True",
+    "None",
+    "'x'",
+    '"\\x"',
+    '"\\u12"',
+    '"\\ud800"',
+    '"\\udc00x"',
+    '"\\ud800\\u0041"',
+    '"\\ud83d\\ude00"',
+    '"a\tb"',
+    "[1,]",
+    "{,}",
+    '{"a"}',
+    '{"a":}',
+    "[",
+    "{",
+    "]",
+    "1 2",
+    '"\\u0000"',
+    "1" * 4400,
+    "1e400",
+    "-1e400",
+    "123456789012345678901234567890",
+    "18446744073709551616",
+    "1.5e308",
 ]
 
 
@@ -308,8 +433,9 @@ def bad_value_for(field: str, draw, form: int) -> Any:
     """A value for ``field`` (verbose name) just outside its grammar, or of the wrong type."""
     other = 1 - form
     near = {
-        "from": st.one_of(bad_client_ids, st.sampled_from([PEERS[other]["server"], PEERS[form]["client"],
-                                                           PEERS[other]["client"]])),
+        "from": st.one_of(
+            bad_client_ids, st.sampled_from([PEERS[other]["server"], PEERS[form]["client"], PEERS[other]["client"]])
+        ),
         "to": st.one_of(bad_client_ids, st.sampled_from([PEERS[other]["server"], PEERS[other]["client"], ""])),
         "type": st.sampled_from(list(TYPES[other].values()) + ["g", "Request", "", "responses", "REQUEST"]),
         "id": bad_ids,
@@ -339,8 +465,7 @@ def find_payload(doc: Obj):
     return None
 
 
-MUTATIONS = ["drop", "pdrop", "dup", "pdup", "rename", "prename", "value", "pvalue", "pextra", "otherform",
-             "pset"]
+MUTATIONS = ["drop", "pdrop", "dup", "pdup", "rename", "prename", "value", "pvalue", "pextra", "otherform", "pset"]
 
 
 def mutate(doc: Obj, form: int, draw, rng: random.Random) -> None:
@@ -375,33 +500,47 @@ def mutate(doc: Obj, form: int, draw, rng: random.Random) -> None:
         target[:] = fresh
 
 
-INVALID_UTF8 = [b"\xff", b"\xfe", b"\xc0\x80", b"\xc2", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
-                b"\xf8\x88\x80\x80\x80", b"\x80", b"\xef\xbb\xbf"]
+INVALID_UTF8 = [
+    b"\xff",
+    b"\xfe",
+    b"\xc0\x80",
+    b"\xc2",
+    b"\xe2\x82",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xf8\x88\x80\x80\x80",
+    b"\x80",
+    b"\xef\xbb\xbf",
+]
 
 
 STRUCTURAL = b'{}[]:,"'
 
 
 def break_bytes(raw: bytes, draw, rng: random.Random) -> bytes:
-    kind = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "bom", "utf8", "utf8-in-string",
-                                 "structural", "structural"]))
+    kind = draw(
+        st.sampled_from(
+            ["truncate", "flip", "insert", "delete", "bom", "utf8", "utf8-in-string", "structural", "structural"]
+        )
+    )
     pos = rng.randrange(len(raw) + 1)
     if kind == "structural":
         # The characters a lenient parser could misread: add, remove or swap one.
         spots = [i for i, b in enumerate(raw) if b in STRUCTURAL] or [pos]
         spot = rng.choice(spots + [pos])
         new = bytes([rng.choice(STRUCTURAL)])
-        return rng.choice([raw[:spot] + new + raw[spot:], raw[:spot] + raw[spot + 1:],
-                           raw[:spot] + new + raw[spot + 1:]])
+        return rng.choice(
+            [raw[:spot] + new + raw[spot:], raw[:spot] + raw[spot + 1 :], raw[:spot] + new + raw[spot + 1 :]]
+        )
     if kind == "truncate":
         return raw[:pos]
     if kind == "flip" and raw:
         pos = min(pos, len(raw) - 1)
-        return raw[:pos] + bytes([raw[pos] ^ rng.randrange(1, 256)]) + raw[pos + 1:]
+        return raw[:pos] + bytes([raw[pos] ^ rng.randrange(1, 256)]) + raw[pos + 1 :]
     if kind == "insert":
         return raw[:pos] + bytes([rng.randrange(256)]) + raw[pos:]
     if kind == "delete":
-        return raw[:pos] + raw[pos + 1:]
+        return raw[:pos] + raw[pos + 1 :]
     if kind == "bom":
         return b"\xef\xbb\xbf" + raw
     if kind == "utf8":
@@ -411,7 +550,7 @@ def break_bytes(raw: bytes, draw, rng: random.Random) -> bytes:
         quote = raw.find(b'"')
     if quote < 0:
         return raw
-    return raw[:quote + 1] + rng.choice(INVALID_UTF8) + raw[quote + 1:]
+    return raw[: quote + 1] + rng.choice(INVALID_UTF8) + raw[quote + 1 :]
 
 
 @st.composite
@@ -486,8 +625,9 @@ def deep_wire(draw) -> tuple[bytes, bool, str]:
     if where == "data":
         payload = ('{"r":"s","d":%s}' if form else '{"result":"success","data":%s}') % nest(total - 2, rng, leaf)
     kind = ("r" if form else "response") if where == "data" else ("q" if form else "request")
-    head = ('"f":"al","t":"s","y":"%s","i":"abcde"' if form else
-            '"from":"al","to":"server","type":"%s","id":"abcde"') % kind
+    head = (
+        '"f":"al","t":"s","y":"%s","i":"abcde"' if form else '"from":"al","to":"server","type":"%s","id":"abcde"'
+    ) % kind
     if where == "unknown":
         head += ',"zz":' + nest(total - 1, rng, leaf)
     if where == "from":

@@ -1,4 +1,5 @@
 """Settings: defaults, validation, the file < environment < flags precedence, and CLI parsing in-process."""
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # Defaults and validation
+
 
 def test_defaults_match_the_profile() -> None:
     settings = load_settings({}, environ={})
@@ -69,7 +71,7 @@ def test_defaults_match_the_profile() -> None:
         ({"nats": "nats://:4222"}, "no host"),
         ({"nats": "nats://h:port"}, "bad port"),
         ({"nats": " , "}, "no NATS server"),
-        ({"nats": "foo"}, "give nats://HOST"),                  # not silently nats://foo:4222
+        ({"nats": "foo"}, "give nats://HOST"),  # not silently nats://foo:4222
         ({"nats": "nats://a:4222,foo"}, "'foo': give nats://HOST"),
         ({"cluster_name": "wsa.prod"}, "cluster_name"),
         ({"cluster_name": ""}, "cluster_name"),
@@ -102,6 +104,7 @@ def test_tokens_path() -> None:
 
 # Implicit dev auth
 
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "localhost"])
 def test_dev_auth_is_the_default_on_loopback(host: str) -> None:
     assert Settings(host=host).resolved_auth() == "dev"
@@ -120,10 +123,9 @@ def test_explicit_auth_wins_on_loopback() -> None:
 
 # Precedence: defaults < file < environment < flags
 
+
 def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
-    config = write(
-        tmp_path / "wsa.toml", 'port = 1000\nrequest_timeout = 5\nid_style = "short"\nhost = "0.0.0.0"\n'
-    )
+    config = write(tmp_path / "wsa.toml", 'port = 1000\nrequest_timeout = 5\nid_style = "short"\nhost = "0.0.0.0"\n')
     environ = {"WSA_PORT": "2000", "WSA_REQUEST_TIMEOUT": "7.5"}
     flags: dict[str, object] = {"config": config, "port": 3000, "request_timeout": None, "host": None}
 
@@ -149,15 +151,18 @@ def test_config_flag_beats_config_variable(tmp_path: Path) -> None:
 
 
 def test_environment_strings_are_converted() -> None:
-    settings = load_settings({}, environ={
-        "WSA_PORT": " 9000 ",
-        "WSA_JWT_ALGORITHMS": "HS256, ES256",
-        "WSA_JWT_LEEWAY": "1.5",
-        "WSA_AUTH": "jwt",
-        "WSA_JWT_SECRET": "s",
-        "WSA_APP": "",  # empty counts as unset
-        "WSA_UNRELATED": "ignored",
-    })
+    settings = load_settings(
+        {},
+        environ={
+            "WSA_PORT": " 9000 ",
+            "WSA_JWT_ALGORITHMS": "HS256, ES256",
+            "WSA_JWT_LEEWAY": "1.5",
+            "WSA_AUTH": "jwt",
+            "WSA_JWT_SECRET": "s",
+            "WSA_APP": "",  # empty counts as unset
+            "WSA_UNRELATED": "ignored",
+        },
+    )
     assert settings.port == 9000
     assert settings.jwt_algorithms == ("HS256", "ES256")
     assert settings.jwt_leeway == 1.5
@@ -179,13 +184,18 @@ def test_bad_flag_names_the_flag() -> None:
 
 
 def test_cluster_settings_from_flags_and_environment() -> None:
-    settings = load_settings({"workers": 4, "nats": None}, environ={
-        "WSA_NATS": "nats://a:4222, nats://user:pw@b", "WSA_CLUSTER_NAME": "chat-eu"})
+    settings = load_settings(
+        {"workers": 4, "nats": None},
+        environ={"WSA_NATS": "nats://a:4222, nats://user:pw@b", "WSA_CLUSTER_NAME": "chat-eu"},
+    )
     assert (settings.workers, settings.cluster_name) == (4, "chat-eu")
     from wsa_fast.nats_client import parse_servers
 
     servers = parse_servers(settings.nats)
-    assert [(s.host, s.port, s.user, s.password) for s in servers] == [("a", 4222, None, None), ("b", 4222, "user", "pw")]
+    assert [(s.host, s.port, s.user, s.password) for s in servers] == [
+        ("a", 4222, None, None),
+        ("b", 4222, "user", "pw"),
+    ]
     assert [(s.host, s.port) for s in parse_servers("n1:4223, tls://n2")] == [("n1", 4223), ("n2", 4222)]
     args = build_parser().parse_args(["serve", "--workers", "2", "--nats", "nats://n:1", "--cluster-name", "x"])
     assert (args.workers, args.nats, args.cluster_name) == (2, "nats://n:1", "x")
@@ -197,6 +207,7 @@ def test_unknown_flag_is_refused() -> None:
 
 
 # The TOML file
+
 
 def test_toml_with_wsa_table(tmp_path: Path) -> None:
     config = write(tmp_path / "wsa.toml", '[wsa]\nport = 4000\njwt_algorithms = ["RS256"]\nauth = "dev"\n')
@@ -242,6 +253,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 # The command line, parsed in-process
 
+
 def test_flags_default_to_none_so_they_do_not_override() -> None:
     args = build_parser().parse_args(["serve", "--port", "9000", "--log-level", "DEBUG"])
     assert args.port == 9000 and args.log_level == "debug"
@@ -279,9 +291,13 @@ def test_load_app_from_current_directory(tmp_path: Path, monkeypatch: pytest.Mon
 
 # The production surface: TLS, admin port, log format, allowed origins
 
+
 def test_production_settings_from_toml_and_environment(tmp_path: Path) -> None:
-    config = write(tmp_path / "wsa.toml", 'allowed_origins = ["https://app.example.com"]\nadmin_port = 9100\n'
-                                          'tls_cert = "/etc/wsa/cert.pem"\ntls_key = "/etc/wsa/key.pem"\n')
+    config = write(
+        tmp_path / "wsa.toml",
+        'allowed_origins = ["https://app.example.com"]\nadmin_port = 9100\n'
+        'tls_cert = "/etc/wsa/cert.pem"\ntls_key = "/etc/wsa/key.pem"\n',
+    )
     settings = load_settings({"config": config}, environ={"WSA_LOG_FORMAT": "json"})
     assert settings.allowed_origins == ("https://app.example.com",)
     assert (settings.admin_host, settings.admin_port, settings.log_format) == ("127.0.0.1", 9100, "json")
@@ -299,14 +315,17 @@ def test_origin_check_is_exact_but_ignores_case_and_a_trailing_slash() -> None:
     assert Settings().origin_allowed("https://anything.example")
 
 
-@pytest.mark.parametrize("values, setting", [
-    ({"tls_key": "/k.pem"}, "tls_cert"),
-    ({"tls_cert": "/c.pem"}, "tls_key"),
-    ({"log_format": "xml"}, "log_format"),
-    ({"admin_port": 70000}, "admin_port"),
-    ({"admin_port": 8765}, "admin_port"),
-    ({"admin_host": ""}, "admin_host"),
-])
+@pytest.mark.parametrize(
+    "values, setting",
+    [
+        ({"tls_key": "/k.pem"}, "tls_cert"),
+        ({"tls_cert": "/c.pem"}, "tls_key"),
+        ({"log_format": "xml"}, "log_format"),
+        ({"admin_port": 70000}, "admin_port"),
+        ({"admin_port": 8765}, "admin_port"),
+        ({"admin_host": ""}, "admin_host"),
+    ],
+)
 def test_bad_production_settings_name_the_setting(values: dict, setting: str) -> None:
     with pytest.raises(ConfigError) as error:
         Settings(**values)

@@ -10,8 +10,10 @@ broadcasts, as if there were one gateway. Each test runs twice: TLS terminated a
 themselves (``deploy/nginx-tls-passthrough.conf``, nginx's stream module).
 
 nginx is installed with apt-get when missing (Debian's ``nginx-light``, else ``nginx``, and
-``libnginx-mod-stream`` for the passthrough); when it cannot be, the tests fail rather than skip, since the deployment guide would be untested.
+``libnginx-mod-stream`` for the passthrough); when it cannot be, the tests fail rather than skip, since the
+deployment guide would be untested.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,18 +23,28 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 from urllib.parse import urlencode
 
 import pytest
-
 from apt import find_binary, install
-from tls_ca import TestCA
 from nats_server import NatsServer, free_port
+from tls_ca import TestCA
 from wsa_ws import (
-    FORMS, ROOT, SUBPROTOCOL, Clients, GatewayProcess, Peer, aio, encode, expect_fail, expect_response, http_get,
-    new_id, uid,
+    FORMS,
+    ROOT,
+    SUBPROTOCOL,
+    Clients,
+    GatewayProcess,
+    Peer,
+    aio,
+    encode,
+    expect_fail,
+    expect_response,
+    http_get,
+    new_id,
+    uid,
 )
 
 TERMINATED = "tls-terminated"
@@ -56,7 +68,8 @@ TCP_ESTABLISHED = "01"
 
 # ---------------------------------------------------------------- nginx itself
 
-def find_nginx() -> Optional[str]:
+
+def find_nginx() -> str | None:
     return find_binary("nginx", "/usr/sbin/nginx")
 
 
@@ -65,7 +78,7 @@ def nginx_binary() -> str:
     return find_nginx() or install("nginx", ("nginx-light", "nginx"), find_nginx)
 
 
-def find_stream_module() -> Optional[str]:
+def find_stream_module() -> str | None:
     return str(STREAM_MODULE) if STREAM_MODULE.exists() else None
 
 
@@ -95,8 +108,9 @@ class Nginx:
         # With -e, nginx writes its verdict to that file rather than to stderr.
         assert checked.returncode == 0, f"nginx -t refuses {conf}:\n{checked.stderr}{self.log}"
         self.output = open(run_dir / "nginx.out", "wb")
-        self.proc = subprocess.Popen([*self.command, "-g", "daemon off;"], stdin=subprocess.DEVNULL,
-                                     stdout=self.output, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*self.command, "-g", "daemon off;"], stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + NGINX_START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
@@ -108,8 +122,9 @@ class Nginx:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    pytest.fail(f"nginx did not listen on {port} within {NGINX_START_TIMEOUT}s:\n{self.log}",
-                                pytrace=False)
+                    pytest.fail(
+                        f"nginx did not listen on {port} within {NGINX_START_TIMEOUT}s:\n{self.log}", pytrace=False
+                    )
                 time.sleep(0.02)
 
     @property
@@ -176,8 +191,9 @@ def deployment(request, nats, start_gateway, nginx_binary) -> Iterator[Deploymen
         else:
             tls = ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key)]
             nodes = [start_gateway("--nats", nats.url, *tls) for _ in range(NODES)]
-            module = find_stream_module() or install("nginx's stream module", ("libnginx-mod-stream",),
-                                                     find_stream_module)
+            module = find_stream_module() or install(
+                "nginx's stream module", ("libnginx-mod-stream",), find_stream_module
+            )
             extra = {"@STREAM_MODULE@": module}
         listen_port = free_port()
         conf = render_conf(CONFS[request.param], run_dir, listen_port, [n.port for n in nodes], extra)
@@ -189,6 +205,7 @@ def deployment(request, nats, start_gateway, nginx_binary) -> Iterator[Deploymen
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def established(port: int) -> int:
     """TCP connections accepted on local ``port`` and still open (from /proc/net/tcp and tcp6)."""
@@ -230,16 +247,23 @@ async def relay(a: Peer, b: Peer, n: int) -> None:
         if who is b:
             break
         expect_fail(message, "NOT_FOUND", id=id, to=a.cid)
-        assert time.monotonic() < deadline, \
+        assert time.monotonic() < deadline, (
             f"{a.cid} still gets NOT_FOUND for {b.cid} after {PRESENCE_TIMEOUT}s: the nodes do not share presence"
+        )
         await asyncio.sleep(RETRY_PAUSE)
-    assert message == {"from": a.cid, "to": b.cid, "type": "request", "id": id,
-                       "payload": {"method": METHOD, "params": {"n": n}}}, message
+    assert message == {
+        "from": a.cid,
+        "to": b.cid,
+        "type": "request",
+        "id": id,
+        "payload": {"method": METHOD, "params": {"n": n}},
+    }, message
     await b.respond(a.cid, id, receipt=f"{b.cid} got {n}")
     expect_response(await a.recv(), frm=b.cid, id=id, to=a.cid, receipt=f"{b.cid} got {n}")
 
 
 # ---------------------------------------------------------------- the tests
+
 
 def test_healthz_through_nginx_answers_200_ok(deployment):
     status, body = http_get(deployment, "/healthz", context=deployment.ssl_context)
@@ -288,8 +312,13 @@ async def test_clients_on_three_nodes_behind_nginx_act_as_one_gateway(deployment
             await sender.event("client", "deploy@v1/news", {"by": sender.cid}, id=id)
             for peer in peers:
                 if peer is not sender:
-                    assert await peer.recv() == {"from": sender.cid, "to": "client", "type": "event", "id": id,
-                                                 "payload": {"method": "deploy@v1/news", "params": {"by": sender.cid}}}
+                    assert await peer.recv() == {
+                        "from": sender.cid,
+                        "to": "client",
+                        "type": "event",
+                        "id": id,
+                        "payload": {"method": "deploy@v1/news", "params": {"by": sender.cid}},
+                    }
         # Nobody hears its own broadcast, and nothing else is left over.
         for peer in peers:
             await peer.silent(0.1)

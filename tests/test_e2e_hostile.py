@@ -5,6 +5,7 @@ id when one is readable and the message is not a response, else the ``wsa@v1/err
 event), and the same connection still answers a ping afterwards. Then the limits: bad
 messages in a row (1008), message size (1009), fragments, binary frames, slow readers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,17 +15,41 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-
 from wsa_ws import (
-    ABSENT, FORMS, Clients, Raw, aio, close_code, dumps, encode, envelope, expect_error_event, expect_fail,
-    expect_response, new_id, payload_dict, running_server, uid,
+    ABSENT,
+    FORMS,
+    Clients,
+    Raw,
+    aio,
+    close_code,
+    dumps,
+    encode,
+    envelope,
+    expect_error_event,
+    expect_fail,
+    expect_response,
+    new_id,
+    payload_dict,
+    running_server,
+    uid,
 )
 
 ID = "bad01"
 PING = "wsa@v1/ping"
 OTHER = {"verbose": "compact", "compact": "verbose"}
-KEYS = {"from": "f", "to": "t", "type": "y", "id": "i", "payload": "p",
-        "method": "m", "params": "p", "result": "r", "receipt": "c", "code": "c", "data": "d"}
+KEYS = {
+    "from": "f",
+    "to": "t",
+    "type": "y",
+    "id": "i",
+    "payload": "p",
+    "method": "m",
+    "params": "p",
+    "result": "r",
+    "receipt": "c",
+    "code": "c",
+    "data": "d",
+}
 WORDS = {"server": "s", "client": "c", "request": "q", "response": "r", "event": "e", "success": "s", "fail": "f"}
 
 
@@ -73,10 +98,10 @@ def duplicate(text: str, fragment: str) -> str:
     return "{" + fragment + "," + text[1:]
 
 
-
 # ---------------------------------------------------------------- the cases
 # Each builder takes (form, me) and returns (data to send, expected), expected being
 # ("fail", id) | ("error", id or None) | ("ok", id) | ("code", CODE, id).
+
 
 def FAIL(id: str = ID) -> tuple:
     return ("fail", id)
@@ -97,19 +122,23 @@ def case(name: str, forms: tuple = FORMS):
     def register(fn):
         CASES.append((name, forms, fn))
         return fn
+
     return register
 
 
 def cases(name: str, values: list, forms: tuple = FORMS):
     """Register ``fn(form, me, value)`` once per value."""
+
     def register(fn):
         for i, value in enumerate(values):
             CASES.append((f"{name}[{i}:{str(value)[:24]}]", forms, lambda f, m, v=value: fn(f, m, v)))
         return fn
+
     return register
 
 
 # -- the envelope
+
 
 @case("unknown_envelope_key")
 def _(f, me):
@@ -192,9 +221,24 @@ def _(f, me, p):
     return dumps(ping(f, me, **p) if p else put(ping(f, me), key(f, "payload"), {})), FAIL()
 
 
-BAD_METHODS = ["ping", "wsa@1/ping", "wsa@v/ping", "wsa@v1/", "wsa@v1", "1wsa@v1/ping", "_wsa@v1/ping",
-               "wsa@v1/.ping", "wsa@v1/p ing", "wsa@v1/ping?", "wsa @v1/ping", "wsa@V1/ping", "wsa@v1//",
-               "", "a@v1/" + "b" * 124, "wsa@v1/pïng"]
+BAD_METHODS = [
+    "ping",
+    "wsa@1/ping",
+    "wsa@v/ping",
+    "wsa@v1/",
+    "wsa@v1",
+    "1wsa@v1/ping",
+    "_wsa@v1/ping",
+    "wsa@v1/.ping",
+    "wsa@v1/p ing",
+    "wsa@v1/ping?",
+    "wsa @v1/ping",
+    "wsa@V1/ping",
+    "wsa@v1//",
+    "",
+    "a@v1/" + "b" * 124,
+    "wsa@v1/pïng",
+]
 
 
 @cases("method_bad", BAD_METHODS)
@@ -252,11 +296,29 @@ def _(f, me):
 
 
 BAD_READABLE_IDS = [
-    "ABCDE", "abcd", "abcdef", "abc-d", "abc d", "2025-13-01T00:00:00Z", "2025-00-14T11:27:31Z",
-    "2025-05-00T11:27:31Z", "2025-05-32T11:27:31Z", "2025-05-14T24:00:00Z", "2025-05-14T11:60:00Z",
-    "2025-05-14T11:27:61Z", "2025-05-14T11:27:31", "2025-05-14T11:27:31.1234567890Z", "2025-05-14T11:27:31.Z",
-    "2025-05-14 11:27:31Z", "2025-05-14T11:27:31+24:00", "2025-05-14T11:27:31+08:60", "2025-05-14T11:27:31+0800",
-    "2025-05-14T11:27:31z", "20250514T112731Z", "2025-5-14T11:27:31Z", "x" * 64,
+    "ABCDE",
+    "abcd",
+    "abcdef",
+    "abc-d",
+    "abc d",
+    "2025-13-01T00:00:00Z",
+    "2025-00-14T11:27:31Z",
+    "2025-05-00T11:27:31Z",
+    "2025-05-32T11:27:31Z",
+    "2025-05-14T24:00:00Z",
+    "2025-05-14T11:60:00Z",
+    "2025-05-14T11:27:61Z",
+    "2025-05-14T11:27:31",
+    "2025-05-14T11:27:31.1234567890Z",
+    "2025-05-14T11:27:31.Z",
+    "2025-05-14 11:27:31Z",
+    "2025-05-14T11:27:31+24:00",
+    "2025-05-14T11:27:31+08:60",
+    "2025-05-14T11:27:31+0800",
+    "2025-05-14T11:27:31z",
+    "20250514T112731Z",
+    "2025-5-14T11:27:31Z",
+    "x" * 64,
 ]
 
 
@@ -278,8 +340,13 @@ def _(f, me, v):
 @cases("duplicate_envelope_key", ["id", "from", "to", "type", "payload"])
 def _(f, me, name):
     text = dumps(ping(f, me))
-    value = {"id": "dupid", "from": me, "to": word(f, "server"), "type": word(f, "request"),
-             "payload": payload_dict(f, method=PING)}[name]
+    value = {
+        "id": "dupid",
+        "from": me,
+        "to": word(f, "server"),
+        "type": word(f, "request"),
+        "payload": payload_dict(f, method=PING),
+    }[name]
     # The duplicate comes second, so the first id stays readable.
     k = key(f, name)
     return text[:-1] + "," + json.dumps(k) + ":" + dumps(value) + "}", FAIL()
@@ -297,6 +364,7 @@ def _(f, me):
 
 
 # -- responses are never answered by a response
+
 
 @cases("response_result_bad", [ABSENT, "ok", 1, None, "SUCCESS"])
 def _(f, me, v):
@@ -369,15 +437,37 @@ def _(f, me):
 
 # -- not JSON, not strict JSON, not UTF-8, not an object
 
+
 def ping_text(f: str, me: str, params: str, id: str = ID) -> str:
     return dumps(ping(f, me, id, method=PING, params=Raw(params)))
 
 
-@cases("params_not_strict_json", [
-    '{"x":NaN}', '{"x":Infinity}', '[-Infinity]', "[01]", "[+1]", "[.5]", "[1.]", "[0x10]", "[tru]",
-    '{"a":"\\x41"}', '{"a":"\t"}', '{"a":"\u0001"}', "[1,]", '{"a":1,}', "{'a':1}", "{a:1}", "[1 2]",
-    '{"a" 1}', '["\\ud800\\u"]', "[1]]", "[[1]",
-])
+@cases(
+    "params_not_strict_json",
+    [
+        '{"x":NaN}',
+        '{"x":Infinity}',
+        "[-Infinity]",
+        "[01]",
+        "[+1]",
+        "[.5]",
+        "[1.]",
+        "[0x10]",
+        "[tru]",
+        '{"a":"\\x41"}',
+        '{"a":"\t"}',
+        '{"a":"\u0001"}',
+        "[1,]",
+        '{"a":1,}',
+        "{'a':1}",
+        "{a:1}",
+        "[1 2]",
+        '{"a" 1}',
+        '["\\ud800\\u"]',
+        "[1]]",
+        "[[1]",
+    ],
+)
 def _(f, me, params):
     return ping_text(f, me, params), ERROR()
 
@@ -397,8 +487,10 @@ def _(f, me):
     return b"\xef\xbb\xbf" + dumps(ping(f, me)).encode(), ERROR()
 
 
-@cases("invalid_utf8_in_binary_frame", [b"\xff", b"\xc0\xaf", b"\xe2\x82", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80",
-                                        b"\x80", b"\xf4\x90\x80\x80"])
+@cases(
+    "invalid_utf8_in_binary_frame",
+    [b"\xff", b"\xc0\xaf", b"\xe2\x82", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80", b"\xf4\x90\x80\x80"],
+)
 def _(f, me, bad):
     text = ping_text(f, me, '["@@"]').encode()
     return text.replace(b"@@", bad), ERROR()
@@ -447,9 +539,17 @@ def _(f, me):
 
 # -- valid edge cases: accepted, answered by the ping's success
 
-GOOD_IDS = ["2025-05-14T11:27:31.536370717+08:00", "2025-05-14T11:27:31Z", "2025-05-14T11:27:31.5-05:00",
-            "2016-12-31T23:59:60Z", "2025-01-01T00:00:00.000000000+00:00", "00000", "zzzzz", "a1b2c",
-            "2025-12-31T23:59:59.123456789-23:59"]
+GOOD_IDS = [
+    "2025-05-14T11:27:31.536370717+08:00",
+    "2025-05-14T11:27:31Z",
+    "2025-05-14T11:27:31.5-05:00",
+    "2016-12-31T23:59:60Z",
+    "2025-01-01T00:00:00.000000000+00:00",
+    "00000",
+    "zzzzz",
+    "a1b2c",
+    "2025-12-31T23:59:59.123456789-23:59",
+]
 
 
 @cases("good_id", GOOD_IDS)
@@ -511,8 +611,11 @@ def nest(kind: str, depth: int) -> str:
     if kind == "object":
         return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
     # Arrays and objects alternating.
-    return ("".join("[" if i % 2 == 0 else '{"a":' for i in range(depth)) + "1"
-            + "".join("]" if i % 2 == 0 else "}" for i in reversed(range(depth))))
+    return (
+        "".join("[" if i % 2 == 0 else '{"a":' for i in range(depth))
+        + "1"
+        + "".join("]" if i % 2 == 0 else "}" for i in reversed(range(depth)))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -522,8 +625,7 @@ def server():
         yield srv
 
 
-PARAMS = [pytest.param(name, form, build, id=f"{name}-{form}")
-          for name, forms, build in CASES for form in forms]
+PARAMS = [pytest.param(name, form, build, id=f"{name}-{form}") for name, forms, build in CASES for form in forms]
 
 
 @pytest.mark.parametrize("name, form, build", PARAMS)
@@ -537,8 +639,9 @@ async def test_hostile_message_gets_the_documented_answer_and_the_connection_liv
             expect_fail(await peer.recv(), "INVALID_MESSAGE", id=expected[1], to=peer.cid)
         elif expected[0] == "error":
             message = await peer.recv()
-            expect_error_event(message, "INVALID_MESSAGE", to=peer.cid,
-                               **({} if expected[1] is None else {"id": expected[1]}))
+            expect_error_event(
+                message, "INVALID_MESSAGE", to=peer.cid, **({} if expected[1] is None else {"id": expected[1]})
+            )
         elif expected[0] == "ok":
             expect_response(await peer.recv(), id=expected[1], to=peer.cid)
         elif expected[0] == "code":
@@ -548,6 +651,7 @@ async def test_hostile_message_gets_the_documented_answer_and_the_connection_liv
 
 
 # ---------------------------------------------------------------- whom a bad message is answered to
+
 
 @pytest.mark.parametrize("form", FORMS)
 @aio
@@ -577,10 +681,10 @@ async def test_default_limit_closes_on_the_20th_bad_message_in_a_row(server, for
             await peer.send_raw("not json")
         for _ in range(19):
             expect_error_event(await peer.recv(), "INVALID_MESSAGE", to=peer.cid)
-        await peer.ping()       # a good message resets the count
+        await peer.ping()  # a good message resets the count
         for i in range(19):
             await peer.send_raw(BAD_MIX[i % len(BAD_MIX)])
-        for i in range(19):
+        for _i in range(19):
             await peer.recv()
         await peer.ping()
         for i in range(20):
@@ -604,7 +708,7 @@ async def test_max_bad_messages_closes_with_1008_on_the_third_in_a_row(limits, f
         me = peer.cid
         answerable = dumps(put(ping(form, me, id="ans01"), "extra", 1))
         # Two bad, a good one, two bad, a good one: never three in a row.
-        for round in range(3):
+        for _round in range(3):
             await peer.send_raw("garbage")
             await peer.send_raw(answerable)
             expect_error_event(await peer.recv(), "INVALID_MESSAGE", to=me)
@@ -634,6 +738,7 @@ async def test_other_connections_do_not_share_the_bad_message_count(limits):
 
 # ---------------------------------------------------------------- sizes and fragments
 
+
 def padded_ping(form: str, me: str, size: int, id: str = ID) -> str:
     """A valid ping of exactly ``size`` bytes."""
     empty = ping_text(form, me, '{"pad":""}', id)
@@ -650,7 +755,7 @@ async def test_message_of_exactly_max_size_is_accepted(limits, form):
         await peer.send_raw(padded_ping(form, peer.cid, 4096))
         expect_response(await peer.recv(), id=ID, to=peer.cid)
         text = padded_ping(form, peer.cid, 4096, id="frag1")
-        await peer.send_raw([text[i:i + 1000] for i in range(0, len(text), 1000)])
+        await peer.send_raw([text[i : i + 1000] for i in range(0, len(text), 1000)])
         expect_response(await peer.recv(), id="frag1", to=peer.cid)
 
 
@@ -679,7 +784,7 @@ async def test_default_max_message_size_is_one_mebibyte(server):
         await peer.send_raw(padded_ping("verbose", peer.cid, 1 << 20))
         expect_response(await peer.recv(), id=ID, to=peer.cid)
         text = padded_ping("verbose", peer.cid, (1 << 20) + 1)
-        await peer.send_raw([text[: 1 << 19], text[1 << 19:]])
+        await peer.send_raw([text[: 1 << 19], text[1 << 19 :]])
         code, _ = await close_code(peer.ws)
         assert code == 1009
 
@@ -697,8 +802,7 @@ async def test_relay_of_every_frame_length_class_arrives_intact(server, form, si
         expected = encode(b.form, a.cid, b.cid, "event", ID, method="chat@v1/send", params=params)
         assert await b.recv_raw() == expected
         await a.send_raw(encode(form, a.cid, "client", "event", ID, method="chat@v1/send", params=params))
-        assert await b.recv_raw() == encode(b.form, a.cid, "client", "event", ID, method="chat@v1/send",
-                                            params=params)
+        assert await b.recv_raw() == encode(b.form, a.cid, "client", "event", ID, method="chat@v1/send", params=params)
         await b.ping()
         await a.ping()
 
@@ -716,8 +820,9 @@ async def test_fragmented_message_is_reassembled(server, form, kind):
         # Uneven pieces, one splitting a multi-byte character when binary.
         pieces = [data[:7], data[7:8], data[8:301], data[301:]]
         await a.send_raw(pieces)
-        assert await b.recv_raw() == encode(b.form, a.cid, b.cid, "request", id, method="chat@v1/send",
-                                            params=Raw(params))
+        assert await b.recv_raw() == encode(
+            b.form, a.cid, b.cid, "request", id, method="chat@v1/send", params=Raw(params)
+        )
         # Fragments of a bad message count as one bad message, answered once.
         await a.send_raw(["{", "nope"])
         expect_error_event(await a.recv(), "INVALID_MESSAGE", to=a.cid)
@@ -752,6 +857,7 @@ async def test_many_messages_in_one_burst_are_each_answered_in_order(server):
 
 # ---------------------------------------------------------------- a client that stops reading
 
+
 @pytest.fixture(scope="module")
 def small_buffers():
     with running_server("--send-buffer-limit", "65536", "--slow-consumer-timeout", "1", "--limits", "off") as srv:
@@ -767,8 +873,14 @@ async def test_a_client_that_stops_reading_is_disconnected(small_buffers):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", small_buffers.port))
         slow_id = uid("slow")
-        slow = await connect(f"ws://127.0.0.1:{small_buffers.port}/", sock=sock, compression=None,
-                             max_queue=1, max_size=None, close_timeout=1)
+        slow = await connect(
+            f"ws://127.0.0.1:{small_buffers.port}/",
+            sock=sock,
+            compression=None,
+            max_queue=1,
+            max_size=None,
+            close_timeout=1,
+        )
         try:
             await slow.send(encode("verbose", slow_id, "server", "request", new_id(), method="auth@v1/login"))
             assert '"success"' in await asyncio.wait_for(slow.recv(), 3)
@@ -805,7 +917,9 @@ def echo_server():
 
 
 def log_lines_above_info(text: str) -> list[str]:
-    return [line for line in text.splitlines() if any(f" {level} " in line for level in ("WARNING", "ERROR", "CRITICAL"))]
+    return [
+        line for line in text.splitlines() if any(f" {level} " in line for level in ("WARNING", "ERROR", "CRITICAL"))
+    ]
 
 
 @pytest.mark.parametrize("method", ["auth@v1/login", "echo@v1/echo"])

@@ -3,6 +3,7 @@
 A real ``wsa-fast serve`` process serving ``tests/apps/protocol_app.py``, spoken to with the
 independent ``websockets`` library; every message is written and checked as JSON text.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,12 +11,28 @@ import json
 import time
 
 import pytest
-
 from apps.protocol_app import SECRET_DETAIL
 from wsa_ws import (
-    FORMS, ISO_ID, NEGOTIATIONS, SHORT_ID, SUBPROTOCOL, Clients, InvalidStatus, Raw, aio, encode,
-    expect_error_event, expect_fail, expect_response, form_of, http_get, new_id, normalize, open_ws,
-    running_server, uid,
+    FORMS,
+    ISO_ID,
+    NEGOTIATIONS,
+    SHORT_ID,
+    SUBPROTOCOL,
+    Clients,
+    InvalidStatus,
+    Raw,
+    aio,
+    encode,
+    expect_error_event,
+    expect_fail,
+    expect_response,
+    form_of,
+    http_get,
+    new_id,
+    normalize,
+    open_ws,
+    running_server,
+    uid,
 )
 
 APP = "tests.apps.protocol_app:app"
@@ -31,6 +48,7 @@ def server():
 
 
 # ================================================================ 1. frames, forms, negotiation
+
 
 def ping_text(form: str, to: str, id: str) -> str:
     """The exact bytes of a successful ping answer."""
@@ -77,11 +95,14 @@ async def test_subprotocol_wins_over_query(server, form):
         assert await peer.recv_raw() == ping_text(form, "", id)
 
 
-@pytest.mark.parametrize("offered, form", [
-    (["chat", "wsa.v1.compact", "wsa.v1"], "compact"),
-    (["wsa.v1", "wsa.v1.compact"], "verbose"),
-    (["x-other", "wsa.v1"], "verbose"),
-])
+@pytest.mark.parametrize(
+    "offered, form",
+    [
+        (["chat", "wsa.v1.compact", "wsa.v1"], "compact"),
+        (["wsa.v1", "wsa.v1.compact"], "verbose"),
+        (["x-other", "wsa.v1"], "verbose"),
+    ],
+)
 @aio
 async def test_first_known_subprotocol_offered_wins(server, offered, form):
     async with Clients(server) as cl:
@@ -124,8 +145,9 @@ async def test_either_form_is_accepted_on_any_connection(server, conn_form):
         peer = await cl.open(conn_form)
         me = uid("mix")
         login_id = await peer.request("server", "auth@v1/login", frm=me, form=other)
-        assert await peer.recv_raw() == encode(conn_form, "server", me, "response", login_id,
-                                               result="success", receipt=me)
+        assert await peer.recv_raw() == encode(
+            conn_form, "server", me, "response", login_id, result="success", receipt=me
+        )
         peer.cid = me
         id = await peer.request("server", "wsa@v1/ping", form=other)
         assert await peer.recv_raw() == ping_text(conn_form, me, id)
@@ -147,22 +169,26 @@ async def test_relayed_request_and_response_arrive_in_each_receivers_form_byte_f
         b = await cl.open(form_b, how, login=uid("b"))
         id = new_id()
         await a.send_raw(encode(form_a, a.cid, b.cid, "request", id, method="chat@v1/send", params=Raw(PARAMS_TEXT)))
-        assert await b.recv_raw() == encode(form_b, a.cid, b.cid, "request", id, method="chat@v1/send",
-                                            params=Raw(PARAMS_TEXT))
-        await b.send_raw(encode(form_b, b.cid, a.cid, "response", id, result="success", receipt="done",
-                                data=Raw(DATA_TEXT)))
-        assert await a.recv_raw() == encode(form_a, b.cid, a.cid, "response", id, result="success",
-                                            receipt="done", data=Raw(DATA_TEXT))
+        assert await b.recv_raw() == encode(
+            form_b, a.cid, b.cid, "request", id, method="chat@v1/send", params=Raw(PARAMS_TEXT)
+        )
+        await b.send_raw(
+            encode(form_b, b.cid, a.cid, "response", id, result="success", receipt="done", data=Raw(DATA_TEXT))
+        )
+        assert await a.recv_raw() == encode(
+            form_a, b.cid, a.cid, "response", id, result="success", receipt="done", data=Raw(DATA_TEXT)
+        )
 
         # A failure, with data, answered the other way round.
         id2 = new_id()
         await b.send_raw(encode(form_b, b.cid, a.cid, "request", id2, method="chat@v1/ask", params=Raw(ARRAY_TEXT)))
-        assert await a.recv_raw() == encode(form_a, b.cid, a.cid, "request", id2, method="chat@v1/ask",
-                                            params=Raw(ARRAY_TEXT))
-        await a.send_raw(encode(form_a, a.cid, b.cid, "response", id2, result="fail", code="NOPE_2",
-                                data=Raw('"why"')))
-        assert await b.recv_raw() == encode(form_b, a.cid, b.cid, "response", id2, result="fail", code="NOPE_2",
-                                            data=Raw('"why"'))
+        assert await a.recv_raw() == encode(
+            form_a, b.cid, a.cid, "request", id2, method="chat@v1/ask", params=Raw(ARRAY_TEXT)
+        )
+        await a.send_raw(encode(form_a, a.cid, b.cid, "response", id2, result="fail", code="NOPE_2", data=Raw('"why"')))
+        assert await b.recv_raw() == encode(
+            form_b, a.cid, b.cid, "response", id2, result="fail", code="NOPE_2", data=Raw('"why"')
+        )
         await a.silent()
         await b.silent()
 
@@ -186,8 +212,13 @@ async def test_null_receipt_is_relayed(server, form_a, form_b):
         id = await a.request(b.cid, "chat@v1/poke")
         await b.recv()
         await b.respond(a.cid, id, receipt=None)
-        assert await a.recv() == {"from": b.cid, "to": a.cid, "type": "response", "id": id,
-                                  "payload": {"result": "success", "receipt": None}}
+        assert await a.recv() == {
+            "from": b.cid,
+            "to": a.cid,
+            "type": "response",
+            "id": id,
+            "payload": {"result": "success", "receipt": None},
+        }
 
 
 @pytest.mark.parametrize("form_a, form_b", FORM_PAIRS)
@@ -197,8 +228,9 @@ async def test_relayed_event_arrives_and_the_sender_gets_nothing(server, form_a,
         a, b = await cl.bound(form_a, form_b)
         id = new_id()
         await a.send_raw(encode(form_a, a.cid, b.cid, "event", id, method="chat@v1/typing", params=Raw(ARRAY_TEXT)))
-        assert await b.recv_raw() == encode(form_b, a.cid, b.cid, "event", id, method="chat@v1/typing",
-                                            params=Raw(ARRAY_TEXT))
+        assert await b.recv_raw() == encode(
+            form_b, a.cid, b.cid, "event", id, method="chat@v1/typing", params=Raw(ARRAY_TEXT)
+        )
         await a.silent()
         await b.silent()
 
@@ -209,8 +241,9 @@ async def test_compact_capital_P_payload_is_accepted_and_relayed(server):
         a, b = await cl.bound("compact", "verbose")
         id = new_id()
         await a.send_raw('{"f":"%s","t":"%s","y":"e","i":"%s","P":{"m":"chat@v1/hi","p":[1]}}' % (a.cid, b.cid, id))
-        assert await b.recv_raw() == encode("verbose", a.cid, b.cid, "event", id, method="chat@v1/hi",
-                                            params=Raw("[1]"))
+        assert await b.recv_raw() == encode(
+            "verbose", a.cid, b.cid, "event", id, method="chat@v1/hi", params=Raw("[1]")
+        )
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -236,7 +269,7 @@ async def test_same_requester_target_and_id_while_pending_is_duplicate_id(server
         assert got["payload"]["params"] == {"n": 1}
         await a.request(b.cid, "chat@v1/send", {"n": 2}, id=id)
         expect_fail(await a.recv(), "DUPLICATE_ID", id=id, to=a.cid)
-        await b.silent()        # the duplicate went nowhere
+        await b.silent()  # the duplicate went nowhere
 
         # The same id to another target, or from another requester, is a different request.
         await a.request(c.cid, "chat@v1/send", {"n": 3}, id=id)
@@ -297,11 +330,11 @@ async def test_duplicate_unknown_and_misaddressed_responses_are_dropped(server, 
         await a.silent(0.1)
         await b.respond(a.cid, id, receipt="one")
         expect_response(await a.recv(), frm=b.cid, id=id, to=a.cid, receipt="one")
-        await b.respond(a.cid, id, receipt="two")          # duplicate
+        await b.respond(a.cid, id, receipt="two")  # duplicate
         await b.respond(a.cid, new_id(), receipt="three")  # unknown
-        await b.respond(a.cid, id, "fail", code="LATE")    # duplicate again
+        await b.respond(a.cid, id, "fail", code="LATE")  # duplicate again
         await a.silent()
-        await b.silent()    # dropped silently, not answered with an error
+        await b.silent()  # dropped silently, not answered with an error
         await a.ping()
         await b.ping()
 
@@ -315,8 +348,9 @@ async def test_broadcast_event_reaches_every_other_bound_client_in_its_form(serv
         id = new_id()
         await a.send_raw(encode(form_a, a.cid, "client", "event", id, method="room@v1/say", params=Raw(PARAMS_TEXT)))
         for peer in (b, c):
-            assert await peer.recv_raw() == encode(peer.form, a.cid, "client", "event", id, method="room@v1/say",
-                                                   params=Raw(PARAMS_TEXT))
+            assert await peer.recv_raw() == encode(
+                peer.form, a.cid, "client", "event", id, method="room@v1/say", params=Raw(PARAMS_TEXT)
+            )
         await a.silent()
         await anonymous.silent(0.1)
         await b.silent(0.1)
@@ -430,8 +464,12 @@ async def test_handler_sees_sender_id_method_and_params(server, params):
     async with Clients(server) as cl:
         (a,) = await cl.bound("compact")
         id = await a.request("server", "test@v1/context", *([] if params is None else [params]))
-        expect_response(await a.recv(), id=id, to=a.cid,
-                        data={"client_id": a.cid, "id": id, "method": "test@v1/context", "params": params})
+        expect_response(
+            await a.recv(),
+            id=id,
+            to=a.cid,
+            data={"client_id": a.cid, "id": id, "method": "test@v1/context", "params": params},
+        )
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -509,7 +547,7 @@ async def test_event_handler_broadcasting_reaches_everyone_including_the_sender(
             assert got["payload"] == {"method": "test@v1/shouted", "params": {"by": a.cid, "params": {"x": 1}}}
             seen.append(got["id"])
         assert seen[0] == seen[1]
-        await a.silent()    # the event itself is not answered
+        await a.silent()  # the event itself is not answered
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -527,22 +565,36 @@ async def test_event_handler_raising_fails_with_its_code_or_internal_error(serve
 
 # ================================================================ 5. the server speaking first
 
+
 @pytest.mark.parametrize("form_a, form_b", FORM_PAIRS)
 @aio
 async def test_server_request_to_a_client_awaits_its_answer(server, form_a, form_b):
     async with Clients(server) as cl:
         a, b = await cl.bound(form_a, form_b)
-        id = await a.request("server", "test@v1/ask",
-                             {"target": b.cid, "method": "quiz@v1/question", "params": {"q": [1, 2]}})
+        id = await a.request(
+            "server", "test@v1/ask", {"target": b.cid, "method": "quiz@v1/question", "params": {"q": [1, 2]}}
+        )
         raw = await b.recv_raw()
         asked = json_normal(raw, form_b)
         assert ISO_ID.match(asked["id"]), asked
-        assert raw == encode(form_b, "server", b.cid, "request", asked["id"], method="quiz@v1/question",
-                             params=Raw('{"q":[1,2]}'))
+        assert raw == encode(
+            form_b, "server", b.cid, "request", asked["id"], method="quiz@v1/question", params=Raw('{"q":[1,2]}')
+        )
         await a.silent(0.1)
         await b.respond("server", asked["id"], receipt="yes", data={"n": 1})
-        expect_response(await a.recv(), id=id, to=a.cid, data={
-            "from": b.cid, "to": "server", "id": asked["id"], "result": "success", "receipt": "yes", "data": {"n": 1}})
+        expect_response(
+            await a.recv(),
+            id=id,
+            to=a.cid,
+            data={
+                "from": b.cid,
+                "to": "server",
+                "id": asked["id"],
+                "result": "success",
+                "receipt": "yes",
+                "data": {"n": 1},
+            },
+        )
         await b.silent()
 
 
@@ -597,13 +649,15 @@ async def test_server_request_to_an_absent_client_is_not_found(server):
 async def test_server_event_to_a_client(server, form_b):
     async with Clients(server) as cl:
         a, b = await cl.bound("verbose", form_b)
-        id = await a.request("server", "test@v1/tell",
-                             {"target": b.cid, "method": "news@v1/item", "params": ["x", {"y": 2}]})
+        id = await a.request(
+            "server", "test@v1/tell", {"target": b.cid, "method": "news@v1/item", "params": ["x", {"y": 2}]}
+        )
         expect_response(await a.recv(), id=id, to=a.cid)
         raw = await b.recv_raw()
         got = json_normal(raw, form_b)
-        assert raw == encode(form_b, "server", b.cid, "event", got["id"], method="news@v1/item",
-                             params=Raw('["x",{"y":2}]'))
+        assert raw == encode(
+            form_b, "server", b.cid, "event", got["id"], method="news@v1/item", params=Raw('["x",{"y":2}]')
+        )
         id = await a.request("server", "test@v1/tell", {"target": uid("absent"), "method": "news@v1/item"})
         expect_fail(await a.recv(), "NOT_FOUND", id=id, to=a.cid)
 
@@ -620,7 +674,7 @@ async def test_app_broadcast_reaches_every_bound_client_each_in_its_form(server)
         assert reply["id"] == id and reply["payload"]["result"] == "success", reply
         assert reply["payload"]["data"]["count"] >= 3, reply
         ids = set()
-        for peer, got in ((a, flash), (b, await b.recv()), (c, await c.recv())):
+        for _peer, got in ((a, flash), (b, await b.recv()), (c, await c.recv())):
             assert got["from"] == "server" and got["to"] == "client" and got["type"] == "event", got
             assert got["payload"] == {"method": "news@v1/flash", "params": {"t": "hi"}}, got
             ids.add(got["id"])
@@ -644,6 +698,7 @@ async def test_server_ids_are_iso8601_with_nanoseconds_strictly_increasing(serve
 
 def test_id_style_short_makes_five_character_ids():
     with running_server("--app", APP, "--id-style", "short") as srv:
+
         @aio
         async def check():
             async with Clients(srv) as cl:

@@ -6,6 +6,7 @@ reading after its own CLOSE until the peer's, then closes TCP first, with a FIN 
 reset), the frame rules (UTF-8, RSV bits, opcodes, fragment order, sizes) and the upgrade
 (version 13 only, a bad request target is a 400).
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,30 +14,36 @@ import json
 import os
 import socket
 import struct
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
-
 from gateway_process import GatewayProcess
 from wsa_ws import REPLY_TIMEOUT, SILENCE, encode, new_id, running_server, uid
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX = 4096          # --max-message-size of the module's gateway
+MAX = 4096  # --max-message-size of the module's gateway
 
 
 class RawWS:
     """A WebSocket client with nothing between the test and the socket."""
 
-    def __init__(self, server: GatewayProcess, path: str = "/", headers: Optional[dict[str, str]] = None,
-                 version: str = "13") -> None:
+    def __init__(
+        self, server: GatewayProcess, path: str = "/", headers: dict[str, str] | None = None, version: str = "13"
+    ) -> None:
         self.sock = socket.create_connection((server.host, server.port), timeout=REPLY_TIMEOUT)
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {server.host}:{server.port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", f"Sec-WebSocket-Version: {version}"]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            f"Sec-WebSocket-Version: {version}",
+        ]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buffer = b""
-        self.cid = ""                     # the bound client id, once logged in
+        self.cid = ""  # the bound client id, once logged in
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.sock.recv(65536)
             assert chunk, f"the server closed during the upgrade: {self.buffer!r}"
@@ -44,11 +51,20 @@ class RawWS:
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         self.status = int(status_line.split()[1])
-        self.headers = {name.strip().lower(): value.strip()
-                        for name, value in (line.split(":", 1) for line in header_lines)}
+        self.headers = {
+            name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)
+        }
 
-    def send_frame(self, opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
-                   masked: bool = True, announce: Optional[int] = None) -> None:
+    def send_frame(
+        self,
+        opcode: int,
+        payload: bytes = b"",
+        *,
+        fin: bool = True,
+        rsv: int = 0,
+        masked: bool = True,
+        announce: int | None = None,
+    ) -> None:
         """One frame; ``announce`` claims another payload length in the header (the payload is sent as is)."""
         length = len(payload) if announce is None else announce
         head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
@@ -62,14 +78,17 @@ class RawWS:
         if masked:
             mask = os.urandom(4)
             head += mask
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if len(payload) < 65536 \
+            payload = (
+                bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                if len(payload) < 65536
                 else _mask_fast(payload, mask)
+            )
         self.sock.sendall(head + payload)
 
     def send_text(self, text: str) -> None:
         self.send_frame(TEXT, text.encode())
 
-    def send_close(self, code: Optional[int] = None, reason: bytes = b"") -> None:
+    def send_close(self, code: int | None = None, reason: bytes = b"") -> None:
         self.send_frame(CLOSE, b"" if code is None else struct.pack("!H", code) + reason)
 
     def _read(self, n: int) -> bytes:
@@ -97,7 +116,7 @@ class RawWS:
         assert fin and opcode == TEXT, (fin, opcode, payload)
         return json.loads(payload)
 
-    def recv_close(self) -> tuple[Optional[int], str]:
+    def recv_close(self) -> tuple[int | None, str]:
         """Skip data frames to the server's CLOSE; returns its (code, reason), code None when it has none."""
         while True:
             fin, opcode, payload = self.recv_frame()
@@ -116,7 +135,7 @@ class RawWS:
         self.sock.settimeout(SILENCE)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return
         finally:
             self.sock.settimeout(REPLY_TIMEOUT)
@@ -161,6 +180,7 @@ def login(ws: RawWS, cid: str) -> None:
 
 # ---------------------------------------------------------------- the closing handshake, peer first
 
+
 def test_a_close_without_status_is_answered_without_status_then_tcp_closes(ws):
     """What every browser's ws.close() sends: the answer has no status either (the client sees 1005)."""
     ws.ping()
@@ -171,7 +191,7 @@ def test_a_close_without_status_is_answered_without_status_then_tcp_closes(ws):
 
 @pytest.mark.parametrize("code", [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4001, 4999])
 def test_a_close_with_a_valid_code_is_echoed(ws, code):
-    ws.send_close(code, "bye".encode())
+    ws.send_close(code, b"bye")
     assert ws.recv_close() == (code, "")
     assert ws.server_closed_tcp()
 
@@ -204,6 +224,7 @@ def test_output_queued_before_the_peers_close_is_sent_before_the_answer(ws):
 
 
 # ---------------------------------------------------------------- the closing handshake, server first
+
 
 def close_and_finish(ws: RawWS, code: int, reason: str) -> None:
     """The server sent CLOSE: it keeps the connection until ours, sends nothing more, then closes TCP."""
@@ -282,7 +303,7 @@ def test_a_peer_that_never_answers_the_close_is_cut_off(ws):
     try:
         assert ws.sock.recv(65536) == b""
     except ConnectionResetError:
-        pass                              # an abort: what a silent peer gets
+        pass  # an abort: what a silent peer gets
 
 
 def test_shutdown_closes_1001_and_waits_for_the_answer():
@@ -300,6 +321,7 @@ def test_shutdown_closes_1001_and_waits_for_the_answer():
 
 
 # ---------------------------------------------------------------- frames
+
 
 def test_invalid_utf8_in_a_text_frame_closes_1007(ws):
     ws.send_frame(TEXT, b'{"from":"\xc3\x28"}')
@@ -394,13 +416,14 @@ def test_frames_in_one_write_with_a_bad_one_last_are_answered_before_the_close(w
     good = encode("verbose", "", "server", "request", "first", method="wsa@v1/ping").encode()
     mask = b"\x00\x00\x00\x00"
     frame = bytes([0x81, 0x80 | len(good)]) + mask + good
-    bad = bytes([0xC1, 0x80 | 2]) + mask + b"{}"      # RSV1 set
+    bad = bytes([0xC1, 0x80 | 2]) + mask + b"{}"  # RSV1 set
     ws.sock.sendall(frame + bad)
     assert ws.recv_message()["id"] == "first"
     close_and_finish(ws, 1002, "protocol error")
 
 
 # ---------------------------------------------------------------- the upgrade
+
 
 def test_an_upgrade_with_another_version_gets_426_naming_13(server):
     ws = RawWS(server, version="8")
@@ -420,8 +443,13 @@ def test_an_unparsable_request_target_gets_400(server):
 
 
 def test_no_extension_is_negotiated_and_an_unknown_subprotocol_is_not_answered(server):
-    ws = RawWS(server, headers={"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
-                                "Sec-WebSocket-Protocol": "chat.v2"})
+    ws = RawWS(
+        server,
+        headers={
+            "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+            "Sec-WebSocket-Protocol": "chat.v2",
+        },
+    )
     try:
         assert ws.status == 101
         assert "sec-websocket-extensions" not in ws.headers

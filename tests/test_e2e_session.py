@@ -2,6 +2,7 @@
 
 Real ``wsa-fast serve`` processes in each auth mode, spoken to with ``websockets``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,14 +13,26 @@ import time
 
 import jwt
 import pytest
+from apps.protocol_app import LOGIN_DELAY, PASSWORD
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from apps.protocol_app import LOGIN_DELAY, PASSWORD
 from gateway_process import WSA_FAST
 from wsa_ws import (
-    FORMS, NEGOTIATIONS, Clients, InvalidStatus, aio, close_code, encode, expect_error_event, expect_fail,
-    expect_response, new_id, open_ws, running_server, uid, ROOT,
+    FORMS,
+    NEGOTIATIONS,
+    ROOT,
+    Clients,
+    InvalidStatus,
+    aio,
+    close_code,
+    encode,
+    expect_error_event,
+    expect_fail,
+    expect_response,
+    new_id,
+    open_ws,
+    running_server,
+    uid,
 )
 
 APP = "tests.apps.protocol_app:app"
@@ -77,6 +90,7 @@ def make_jwt(sub: str, *, exp_in: float = 300, secret: str = JWT_SECRET, **claim
 
 # ================================================================ anonymous connections (dev auth)
 
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("how", NEGOTIATIONS)
 @aio
@@ -120,7 +134,7 @@ async def test_dev_login_with_empty_from_is_permission_denied(dev_server, form):
         peer = await cl.open(form)
         id = await peer.request("server", "auth@v1/login", frm="")
         expect_fail(await peer.recv(), "PERMISSION_DENIED", id=id, to="")
-        await peer.ping()       # still anonymous, still open
+        await peer.ping()  # still anonymous, still open
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -130,7 +144,7 @@ async def test_second_login_with_the_same_id_is_already_authenticated(dev_server
         peer = await cl.open(form, login=uid("once"))
         id = await peer.request("server", "auth@v1/login", frm=peer.cid)
         expect_fail(await peer.recv(), "ALREADY_AUTHENTICATED", id=id, to=peer.cid)
-        await peer.ping()       # still bound
+        await peer.ping()  # still bound
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -144,7 +158,7 @@ async def test_second_login_asking_another_id_is_already_authenticated(dev_serve
         other = uid("twice") if asked == "other" else ""
         id = await peer.request("server", "auth@v1/login", frm=other)
         expect_fail(await peer.recv(), "ALREADY_AUTHENTICATED", id=id, to=peer.cid)
-        await peer.ping()       # still bound to the first id
+        await peer.ping()  # still bound to the first id
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -154,11 +168,11 @@ async def test_anonymous_may_only_ping_and_log_in(dev_server, form):
         (b,) = await cl.bound("verbose")
         anon = await cl.open(form)
         checks = [
-            anon.request(b.cid, "chat@v1/send", {"x": 1}, frm=""),          # request to another client
-            anon.event(b.cid, "chat@v1/typing", frm=""),                     # event to another client
-            anon.event("client", "chat@v1/hello", frm=""),                   # broadcast
+            anon.request(b.cid, "chat@v1/send", {"x": 1}, frm=""),  # request to another client
+            anon.event(b.cid, "chat@v1/typing", frm=""),  # event to another client
+            anon.event("client", "chat@v1/hello", frm=""),  # broadcast
             anon.request("client", "chat@v1/hello", frm=""),
-            anon.request("server", "test@v1/none", frm=""),                  # a request to a handler
+            anon.request("server", "test@v1/none", frm=""),  # a request to a handler
             anon.event("server", "test@v1/notify", {"tell": b.cid}, frm=""),  # an event to a handler
             anon.request("server", "nothing@v1/here", frm=""),
         ]
@@ -207,6 +221,7 @@ async def test_dev_handshake_token_binds_the_connection(dev_server, form):
 
 # ================================================================ duplicate logins
 
+
 @pytest.mark.parametrize("form", FORMS)
 @aio
 async def test_newer_login_replaces_the_older_connection_with_4001(dev_server, form):
@@ -246,8 +261,8 @@ async def test_reject_mode_answers_the_newer_login_with_conflict(reject_server, 
         second = await cl.open(form)
         id = await second.request("server", "auth@v1/login", frm=me)
         expect_fail(await second.recv(), "CONFLICT", id=id, to=me)
-        await first.ping()          # the first keeps its id
-        await second.ping()         # the second is still anonymous and open
+        await first.ping()  # the first keeps its id
+        await second.ping()  # the second is still anonymous and open
         # ... and may log in as someone else.
         other = uid("other")
         reply = await second.login(other)
@@ -269,6 +284,7 @@ async def test_reject_mode_refuses_a_handshake_token_for_a_connected_id_with_409
 
 # ================================================================ spoofing
 
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("spoof", ["other", "server", ""])
 @aio
@@ -286,7 +302,7 @@ async def test_spoofed_from_is_permission_denied_and_not_delivered(dev_server, f
         expect_fail(await a.recv(), "PERMISSION_DENIED", id=id, to=a.cid)
         await b.silent()
         await c.silent()
-        await a.ping()          # still open and bound
+        await a.ping()  # still open and bound
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -309,6 +325,7 @@ async def test_spoofed_response_is_an_error_event_and_not_delivered(dev_server, 
 
 # ================================================================ token file
 
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("shape", ["object", "array"])
 @pytest.mark.parametrize("named", [False, True])
@@ -324,9 +341,18 @@ async def test_token_file_login(tokens_server, form, shape, named):
         await peer.ping()
 
 
-@pytest.mark.parametrize("params", [
-    {"token": "no-such-token"}, ["no-such-token"], {"token": ""}, {"password": "x"}, [], ["a", "b"], None,
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"token": "no-such-token"},
+        ["no-such-token"],
+        {"token": ""},
+        {"password": "x"},
+        [],
+        ["a", "b"],
+        None,
+    ],
+)
 @aio
 async def test_token_file_bad_credentials_are_permission_denied(tokens_server, params):
     async with Clients(tokens_server) as cl:
@@ -395,6 +421,7 @@ async def test_token_file_bad_handshake_token_is_http_401(tokens_server, where):
 
 # ================================================================ JWT
 
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("named", [False, True])
 @aio
@@ -449,8 +476,9 @@ def test_jwt_public_key_algorithms(tmp_path, algorithm):
 
     key, stranger = new_key(), new_key()
     pem = tmp_path / "public.pem"
-    pem.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    pem.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     me = uid("pk")
     exp = int(time.time()) + 300
 
@@ -471,7 +499,7 @@ def test_jwt_public_key_algorithms(tmp_path, algorithm):
             bearer = await cl.open("compact", headers={"Authorization": f"Bearer {good}"})
             bearer.cid = me
             await bearer.ping()
-            code, _ = await close_code(peer.ws)      # the older binding of the same id is replaced
+            code, _ = await close_code(peer.ws)  # the older binding of the same id is replaced
             assert code == 4001
 
     with running_server("--auth", "jwt", "--jwt-public-key", str(pem)) as server:
@@ -480,18 +508,21 @@ def test_jwt_public_key_algorithms(tmp_path, algorithm):
 
 # ================================================================ where dev auth is the default
 
+
 def test_dev_auth_is_the_default_on_loopback_with_a_warning(dev_server):
     assert "WARNING" in dev_server.log and "dev auth" in dev_server.log
 
 
 def test_dev_auth_is_refused_as_a_default_off_loopback():
-    done = subprocess.run([WSA_FAST, "serve", "--host", "0.0.0.0", "--port", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [WSA_FAST, "serve", "--host", "0.0.0.0", "--port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2
     assert "--auth" in done.stderr and "listening" not in done.stderr
 
 
 # ================================================================ an app's asynchronous authenticator
+
 
 @aio
 async def test_app_authenticator_login_and_already_authenticated_while_pending(auth_app_server):
@@ -511,6 +542,7 @@ async def test_app_authenticator_login_and_already_authenticated_while_pending(a
 
 
 # ================================================================ graceful stop
+
 
 def test_sigterm_closes_every_client_with_1001_and_exits_0():
     @aio

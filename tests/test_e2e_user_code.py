@@ -7,16 +7,15 @@ the log), logged once with its traceback; the connection and every other message
 read batch are handled as if nothing had happened. Batches are sent in one write with a raw
 client so the server reads them together.
 """
+
 from __future__ import annotations
 
 import json
 import time
 
 import pytest
-
-from websockets.asyncio.client import connect
-
 from raw_ws import RawWS, frame
+from websockets.asyncio.client import connect
 from wsa_ws import aio, close_code, new_id, running_server, uid
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -50,6 +49,7 @@ def answer(reply: dict) -> tuple:
 
 def logged(server, since: int, text: str, times: int) -> None:
     """Since log offset ``since``: exactly ``times`` error records, each ``text`` with its traceback."""
+
     def count(what: str) -> int:
         return server.log[since:].count(what)
 
@@ -74,15 +74,20 @@ def test_a_raising_policy_fails_its_message_and_the_rest_of_the_batch_goes_on(se
         b_ws, b = open_bound(server)
         with b_ws:
             ids = [new_id() for _ in range(5)]
-            a_ws.send(frame(msg(a, b, "request", ids[0], "crash@v1/relay"))
-                      + frame(msg(a, "server", "request", ids[1], "wsa@v1/ping"))
-                      + frame(msg(a, b, "event", ids[2], "crash@v1/event"))
-                      + frame(msg(a, "client", "event", ids[3], "crash@v1/broadcast"))
-                      + frame(msg(a, b, "event", ids[4], "fine@v1/event", {"x": 1})))
+            a_ws.send(
+                frame(msg(a, b, "request", ids[0], "crash@v1/relay"))
+                + frame(msg(a, "server", "request", ids[1], "wsa@v1/ping"))
+                + frame(msg(a, b, "event", ids[2], "crash@v1/event"))
+                + frame(msg(a, "client", "event", ids[3], "crash@v1/broadcast"))
+                + frame(msg(a, b, "event", ids[4], "fine@v1/event", {"x": 1}))
+            )
             got = replies(a_ws, 4)
             assert [answer(r) for r in got] == [
-                (ids[0], "fail", "INTERNAL_ERROR"), (ids[1], "success", None),
-                (ids[2], "fail", "INTERNAL_ERROR"), (ids[3], "fail", "INTERNAL_ERROR")]
+                (ids[0], "fail", "INTERNAL_ERROR"),
+                (ids[1], "success", None),
+                (ids[2], "fail", "INTERNAL_ERROR"),
+                (ids[3], "fail", "INTERNAL_ERROR"),
+            ]
             assert all(r["from"] == "server" and r["to"] == a for r in got)
             # Only the allowed event reached b; then both connections still answer.
             assert json.loads(b_ws.recv_text())["id"] == ids[4]
@@ -98,8 +103,10 @@ def test_a_raising_on_join_hook_fails_the_login_and_leaves_the_id_unbound(server
     with RawWS(server.host, server.port) as ws:
         crasher = uid("joincrash")
         ids = [new_id() for _ in range(2)]
-        ws.send(frame(msg(crasher, "server", "request", ids[0], "auth@v1/login"))
-                + frame(msg("", "server", "request", ids[1], "wsa@v1/ping")))
+        ws.send(
+            frame(msg(crasher, "server", "request", ids[0], "auth@v1/login"))
+            + frame(msg("", "server", "request", ids[1], "wsa@v1/ping"))
+        )
         got = replies(ws, 2)
         assert [answer(r) for r in got] == [(ids[0], "fail", "INTERNAL_ERROR"), (ids[1], "success", None)]
         # Nobody is bound as that id, here or for anyone else.
@@ -139,15 +146,17 @@ def test_a_raising_on_leave_hook_is_logged_once_and_the_id_is_free_again(server)
         id = new_id()
         again.send(frame(msg(leaver, "server", "request", id, "wsa@v1/ping")))
         assert answer(json.loads(again.recv_text())) == (id, "success", None)
-    logged(server, since, "the on_leave hook failed", 2)        # each departure, once
+    logged(server, since, "the on_leave hook failed", 2)  # each departure, once
 
 
 def test_a_raising_authenticator_fails_the_login(server):
     since = len(server.log)
     with RawWS(server.host, server.port) as ws:
         ids = [new_id() for _ in range(2)]
-        ws.send(frame(msg("authcrash", "server", "request", ids[0], "auth@v1/login"))
-                + frame(msg("", "server", "request", ids[1], "wsa@v1/ping")))
+        ws.send(
+            frame(msg("authcrash", "server", "request", ids[0], "auth@v1/login"))
+            + frame(msg("", "server", "request", ids[1], "wsa@v1/ping"))
+        )
         assert [answer(r) for r in replies(ws, 2)] == [(ids[0], "fail", "INTERNAL_ERROR"), (ids[1], "success", None)]
     logged(server, since, "the authenticator failed", 1)
 
@@ -158,8 +167,10 @@ def test_a_handler_value_that_cannot_be_encoded_fails_internal_error(server, met
     ws, me = open_bound(server)
     with ws:
         ids = [new_id() for _ in range(2)]
-        ws.send(frame(msg(me, "server", "request", ids[0], method))
-                + frame(msg(me, "server", "request", ids[1], "wsa@v1/ping")))
+        ws.send(
+            frame(msg(me, "server", "request", ids[0], method))
+            + frame(msg(me, "server", "request", ids[1], "wsa@v1/ping"))
+        )
         got = sorted(answer(r) for r in replies(ws, 2))
         assert got == sorted([(ids[0], "fail", "INTERNAL_ERROR"), (ids[1], "success", None)])
     logged(server, since, f"the handler for {method} returned a value that cannot be encoded", 1)

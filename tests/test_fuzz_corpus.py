@@ -5,12 +5,12 @@ codec/: inputs that reached new rules of the reference codec, each held to codec
 network fuzzer (tests/fuzz/network.py), each replayed against a real server with the same
 checks: every answerable message answered once, every frame sent decodes, the server alive.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from codec_oracle import check
 from fuzz.network import SERVER_ARGS, Fuzzer, load
 from wsa_ws import running_server

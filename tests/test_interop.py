@@ -7,19 +7,20 @@ both ways across forms, broadcast, a 512 KiB message, and every close code a cli
 (1000, 1005, 1008, 1009, 4001 ten times each, 1001 at shutdown) with a clean close.
 The Node tests are skipped only when ``node`` itself is missing.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
-
 from gateway_process import GatewayProcess
 from wsa_ws import REPLY_TIMEOUT, new_id, running_server
 
@@ -46,26 +47,48 @@ def stopped_gateway_args() -> list[list[str]]:
 
 # ---------------------------------------------------------------- what every client must have seen
 
+
 def check_report(report: dict) -> None:
     ida, idb = report["ids"]
     assert report["protocols"] == ["wsa.v1", "wsa.v1.compact"]
     login_a, login_b = report["login"]
     assert {k: login_a[k] for k in ("from", "to", "type", "payload")} == {
-        "from": "server", "to": ida, "type": "response", "payload": {"result": "success", "receipt": ida}}
+        "from": "server",
+        "to": ida,
+        "type": "response",
+        "payload": {"result": "success", "receipt": ida},
+    }
     assert {k: login_b[k] for k in ("f", "t", "y", "p")} == {"f": "s", "t": idb, "y": "r", "p": {"r": "s", "c": idb}}
     ping_a, ping_b = report["ping"]
     assert ping_a["payload"] == {"result": "success"} and ping_b["p"] == {"r": "s"}
     request_at_b = report["requestAtB"]
     assert {k: request_at_b[k] for k in ("f", "t", "y", "p")} == {
-        "f": ida, "t": idb, "y": "q", "p": {"m": "chat@v1/hello", "p": {"text": "héllo ✓"}}}
-    assert report["responseAtA"] == {"from": idb, "to": ida, "type": "response", "id": request_at_b["i"],
-                                     "payload": {"result": "success", "receipt": "got it"}}
+        "f": ida,
+        "t": idb,
+        "y": "q",
+        "p": {"m": "chat@v1/hello", "p": {"text": "héllo ✓"}},
+    }
+    assert report["responseAtA"] == {
+        "from": idb,
+        "to": ida,
+        "type": "response",
+        "id": request_at_b["i"],
+        "payload": {"result": "success", "receipt": "got it"},
+    }
     event_at_a = report["eventAtA"]
     assert {k: event_at_a[k] for k in ("from", "to", "type", "payload")} == {
-        "from": idb, "to": ida, "type": "event", "payload": {"method": "chat@v1/note", "params": ["from b"]}}
+        "from": idb,
+        "to": ida,
+        "type": "event",
+        "payload": {"method": "chat@v1/note", "params": ["from b"]},
+    }
     broadcast_at_b = report["broadcastAtB"]
     assert {k: broadcast_at_b[k] for k in ("f", "t", "y", "p")} == {
-        "f": ida, "t": "c", "y": "e", "p": {"m": "chat@v1/all", "p": {"n": 1}}}
+        "f": ida,
+        "t": "c",
+        "y": "e",
+        "p": {"m": "chat@v1/all", "p": {"n": 1}},
+    }
     assert report["big"] == {"sent": 512 * 1024, "received": 512 * 1024, "same": True}
     assert report["ownCloses"] == [{"code": 1000, "reason": "", "wasClean": True}] * 2
     assert set(report["closes"]) == {str(code) for code in CLOSE_REASONS}
@@ -80,6 +103,7 @@ def check_shutdown(outcome: dict, server: GatewayProcess) -> None:
 
 # ---------------------------------------------------------------- Node's ws
 
+
 @pytest.fixture(scope="session")
 def node() -> list[str]:
     """``node node_client.js`` with tests/interop's locked dependencies installed."""
@@ -88,15 +112,21 @@ def node() -> list[str]:
         pytest.skip("node is not installed: the Node `ws` interop tests need it (apt-get install nodejs npm)")
     npm = shutil.which("npm")
     assert npm is not None, "node is installed but npm is not: cannot install tests/interop's dependencies"
-    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"], cwd=INTEROP,
-                          capture_output=True, text=True, timeout=NPM_TIMEOUT)
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=INTEROP,
+        capture_output=True,
+        text=True,
+        timeout=NPM_TIMEOUT,
+    )
     assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
     return [node, str(INTEROP / "node_client.js")]
 
 
 def test_node_ws(node, gateway):
-    done = subprocess.run([*node, "run", gateway.url, str(TIMES)], capture_output=True, text=True,
-                          timeout=SCENARIO_TIMEOUT)
+    done = subprocess.run(
+        [*node, "run", gateway.url, str(TIMES)], capture_output=True, text=True, timeout=SCENARIO_TIMEOUT
+    )
     assert done.returncode == 0, done.stderr
     check_report(json.loads(done.stdout))
 
@@ -104,8 +134,9 @@ def test_node_ws(node, gateway):
 @pytest.mark.parametrize("args", stopped_gateway_args(), ids=["serve", "serve --workers 2"])
 def test_node_ws_sees_1001_at_shutdown(node, args):
     with running_server(*args) as server:
-        proc = subprocess.Popen([*node, "shutdown", server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [*node, "shutdown", server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             assert proc.stdout.readline() == "ready\n", proc.stderr.read()
             server.signal()
@@ -121,6 +152,7 @@ def test_node_ws_sees_1001_at_shutdown(node, args):
 
 
 # ---------------------------------------------------------------- Chromium
+
 
 def test_chromium(browser, gateway):
     page = browser.new_page()
@@ -138,12 +170,15 @@ def test_chromium_sees_1001_at_shutdown(browser, args):
         page = browser.new_page()
         try:
             page.add_script_tag(path=str(SCENARIO))
-            page.evaluate("""async (url) => {
+            page.evaluate(
+                """async (url) => {
                 let ready;
                 const loggedIn = new Promise((resolve) => { ready = resolve; });
                 window.wsaClosed = wsaInterop.untilShutdown(WebSocket, url, ready);
                 await loggedIn;
-            }""", server.url)
+            }""",
+                server.url,
+            )
             server.signal()
             outcome = page.evaluate("window.wsaClosed")
         finally:
@@ -152,6 +187,7 @@ def test_chromium_sees_1001_at_shutdown(browser, args):
 
 
 # ---------------------------------------------------------------- aiohttp (the same scenario, in Python)
+
 
 class AioPeer:
     """One aiohttp WebSocket; ``next()`` the next JSON message, read by one task at a time."""
@@ -201,8 +237,9 @@ async def relay(sender: AioPeer, target: AioPeer, build: Callable[[str], dict]) 
     """Send until the target gets it: with --workers 2 a fresh login takes milliseconds to be known."""
     for _ in range(200):
         await sender.send(build(new_id()))
-        done, _ = await asyncio.wait({target.receiving(), sender.receiving()}, timeout=REPLY_TIMEOUT,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {target.receiving(), sender.receiving()}, timeout=REPLY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
         assert done, "no answer and no delivery"
         if target.reading in done:
             return await target.next()
@@ -216,6 +253,7 @@ async def aiohttp_scenario(url: str, times: int) -> dict:
     tag = new_id()
     ida, idb = f"a-{tag}", f"b-{tag}"
     async with aiohttp.ClientSession() as session:
+
         async def connect(protocol: str, **kw: Any) -> AioPeer:
             return AioPeer(await session.ws_connect(url, protocols=(protocol,), **kw))
 
@@ -227,18 +265,36 @@ async def aiohttp_scenario(url: str, times: int) -> dict:
         await a.send(verbose_request(ida, "server", new_id(), "wsa@v1/ping"))
         await b.send({"f": idb, "t": "s", "y": "q", "i": new_id(), "p": {"m": "wsa@v1/ping"}})
         report["ping"] = [await a.next(), await b.next()]
-        report["requestAtB"] = await relay(a, b, lambda id: verbose_request(ida, idb, id, "chat@v1/hello",
-                                                                           {"text": "héllo ✓"}))
+        report["requestAtB"] = await relay(
+            a, b, lambda id: verbose_request(ida, idb, id, "chat@v1/hello", {"text": "héllo ✓"})
+        )
         await b.send({"f": idb, "t": ida, "y": "r", "i": report["requestAtB"]["i"], "p": {"r": "s", "c": "got it"}})
         report["responseAtA"] = await a.next()
-        report["eventAtA"] = await relay(b, a, lambda id: {"f": idb, "t": ida, "y": "e", "i": id,
-                                                           "p": {"m": "chat@v1/note", "p": ["from b"]}})
-        await a.send({"from": ida, "to": "client", "type": "event", "id": new_id(),
-                      "payload": {"method": "chat@v1/all", "params": {"n": 1}}})
+        report["eventAtA"] = await relay(
+            b, a, lambda id: {"f": idb, "t": ida, "y": "e", "i": id, "p": {"m": "chat@v1/note", "p": ["from b"]}}
+        )
+        await a.send(
+            {
+                "from": ida,
+                "to": "client",
+                "type": "event",
+                "id": new_id(),
+                "payload": {"method": "chat@v1/all", "params": {"n": 1}},
+            }
+        )
         report["broadcastAtB"] = await b.next()
         big = "0123456789abcdef" * (32 * 1024)
-        big_at_b = await relay(a, b, lambda id: {"from": ida, "to": idb, "type": "event", "id": id,
-                                                  "payload": {"method": "chat@v1/big", "params": [big]}})
+        big_at_b = await relay(
+            a,
+            b,
+            lambda id: {
+                "from": ida,
+                "to": idb,
+                "type": "event",
+                "id": id,
+                "payload": {"method": "chat@v1/big", "params": [big]},
+            },
+        )
         received = big_at_b["p"]["p"][0]
         report["big"] = {"sent": len(big), "received": len(received), "same": received == big}
         own = []

@@ -6,14 +6,15 @@ bob (verbose), each sends the other a direct message (a request relayed both way
 the other page), and alice broadcasts. The test reads what each page shows from its log and
 saves screenshots under the test's tmp_path.
 """
+
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlencode
 
 import pytest
@@ -48,7 +49,9 @@ def static_server(js_client_built: None) -> Iterator[str]:
     """The README's static server at the repository root, on a free port: its base URL."""
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(ROOT), "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -1,5 +1,6 @@
 """End to end, the limits of README's table: hit each one, get the documented answer, and see the
 connection (or the other clients) carry on. docs/protocol.md "Overload" and "Limits"."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +10,9 @@ import os
 import socket
 
 import pytest
+from test_overload import login, ping, short_id, until_reachable
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
-from test_overload import login, ping, short_id, until_reachable
 from wsa_ws import aio, close_code
 
 
@@ -47,7 +47,7 @@ async def codes_until_admitted(ws, client_id: str) -> list[str]:
 
 
 async def refused_then_delivered(gateway, count: int, message) -> tuple[list[str], int]:
-    """"sender" sends ``count`` messages back to back to "receiver" (or all); returns the codes it
+    """ "sender" sends ``count`` messages back to back to "receiver" (or all); returns the codes it
     got back and how many the receiver received (each message is answered or delivered, not both)."""
     async with connect(gateway.url) as sender, connect(gateway.url) as receiver:
         await login(sender, "sender")
@@ -69,8 +69,7 @@ def test_message_rate_limit_refuses_without_delivering(start_gateway):
 
     @aio
     async def run() -> None:
-        codes, received = await refused_then_delivered(
-            gateway, 60, lambda msg_id: event("sender", "receiver", msg_id))
+        codes, received = await refused_then_delivered(gateway, 60, lambda msg_id: event("sender", "receiver", msg_id))
         assert codes and set(codes) == {"RATE_LIMITED"}
         assert received + len(codes) == 60
 
@@ -84,7 +83,8 @@ def test_byte_rate_limit(start_gateway):
     @aio
     async def run() -> None:
         codes, received = await refused_then_delivered(
-            gateway, 6, lambda msg_id: event("sender", "receiver", msg_id, {"blob": blob}))
+            gateway, 6, lambda msg_id: event("sender", "receiver", msg_id, {"blob": blob})
+        )
         assert codes and set(codes) == {"RATE_LIMITED"}
         assert received + len(codes) == 6 and received >= 2
 
@@ -145,8 +145,17 @@ def test_max_pending(start_gateway, workers):
             arrived = [await recv_json(target) for _ in range(5)]
             assert [m["id"] for m in arrived] == [short_id("q", n) for n in range(5)]
             # One answered: room for one more.
-            await target.send(json.dumps({"from": "target", "to": "requester", "type": "response",
-                                          "id": arrived[0]["id"], "payload": {"result": "success"}}))
+            await target.send(
+                json.dumps(
+                    {
+                        "from": "target",
+                        "to": "requester",
+                        "type": "response",
+                        "id": arrived[0]["id"],
+                        "payload": {"result": "success"},
+                    }
+                )
+            )
             assert (await recv_json(requester))["payload"]["result"] == "success"
             await requester.send(request("requester", "target", "again", "app@v1/slow"))
             assert (await recv_json(target))["id"] == "again"
@@ -250,8 +259,15 @@ def test_partial_messages_of_a_worker_are_capped(start_gateway):
             await login(first, "first")
             await login(second, "second")
             go_on = asyncio.Event()
-            text = json.dumps({"from": "first", "to": "server", "type": "request", "id": "whole",
-                               "payload": {"method": "wsa@v1/ping", "params": {"pad": "p" * 60000}}})
+            text = json.dumps(
+                {
+                    "from": "first",
+                    "to": "server",
+                    "type": "request",
+                    "id": "whole",
+                    "payload": {"method": "wsa@v1/ping", "params": {"pad": "p" * 60000}},
+                }
+            )
 
             async def first_parts():
                 yield text[:60000]
@@ -279,8 +295,12 @@ def test_partial_messages_of_a_worker_are_capped(start_gateway):
 def open_raw(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     response = b""
     while b"\r\n\r\n" not in response:
         response += sock.recv(4096)
@@ -299,7 +319,7 @@ def test_keepalive_closes_a_peer_that_does_not_answer_pings(start_gateway, worke
             mute = await asyncio.to_thread(open_raw, gateway.port)
             received = await asyncio.to_thread(read_until_eof, mute)
             opcodes = [frame[0] & 0x0F for frame in received]
-            assert opcodes[0] == 0x9 and opcodes[-1] == 0x8, opcodes       # PING, then CLOSE
+            assert opcodes[0] == 0x9 and opcodes[-1] == 0x8, opcodes  # PING, then CLOSE
             assert int.from_bytes(received[-1][2:4], "big") == 1001
             # websockets answers pings: idle as long, it is still connected.
             assert (await ping(alive, "alive"))["payload"]["result"] == "success"
@@ -315,8 +335,8 @@ def test_keepalive_closes_a_peer_that_does_not_answer_pings(start_gateway, worke
         frames = []
         while len(data) >= 2:
             size = data[1] & 0x7F
-            frames.append(data[:2 + size])
-            data = data[2 + size:]
+            frames.append(data[: 2 + size])
+            data = data[2 + size :]
         return frames
 
     run()

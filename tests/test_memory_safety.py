@@ -6,6 +6,7 @@ lookup through a dangling view then finds nothing. The zero-length copies are un
 behaviour only a sanitizer sees: ``make sanitize`` runs these same tests on an ASan+UBSan
 build, where the old code aborted. Two threads decoding at once must never mix messages.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -13,12 +14,12 @@ import sys
 import threading
 
 import pytest
-
 from raw_ws import RawWS, fragments, frame
+from wsa_ws import Clients, aio, expect_fail, expect_response, new_id, running_server, uid
+
 from wsa_fast import _codec as compiled
 from wsa_fast import codec_py as pure
 from wsa_fast.message import DecodeError
-from wsa_ws import Clients, aio, expect_fail, expect_response, new_id, running_server, uid
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,11 @@ async def test_app_send_event_reaches_a_connected_client_under_a_debug_allocator
 
 def test_first_decode_of_a_process_may_be_empty(tmp_path):
     """The parser's buffer is not yet allocated at the first decode: an empty input must not copy into NULL."""
-    code = ("from wsa_fast import _codec\n"
-            "from wsa_fast.message import DecodeError\n"
-            "try:\n    _codec.decode(b'')\nexcept DecodeError as e:\n    print('refused:', e.reason)\n")
+    code = (
+        "from wsa_fast import _codec\n"
+        "from wsa_fast.message import DecodeError\n"
+        "try:\n    _codec.decode(b'')\nexcept DecodeError as e:\n    print('refused:', e.reason)\n"
+    )
     # Run outside the source tree, so that the installed build is the one imported (make sanitize's).
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -73,18 +76,25 @@ def server():
         yield srv
 
 
-@pytest.mark.parametrize("cuts", [[0], [0, 0], [5, 5], ["end"]], ids=["empty-first", "two-empty", "empty-middle",
-                                                                      "empty-last"])
+@pytest.mark.parametrize(
+    "cuts", [[0], [0, 0], [5, 5], ["end"]], ids=["empty-first", "two-empty", "empty-middle", "empty-last"]
+)
 def test_a_message_with_empty_fragments_is_reassembled(server, cuts):
     """An empty fragment (first, repeated, in the middle or last) is appended as nothing at all."""
     with RawWS(server.host, server.port) as ws:
         me = uid("frag")
-        ws.send(frame(b'{"from":"%s","to":"server","type":"request","id":"log01","payload":{"method":"auth@v1/login"}}'
-                      % me.encode()))
+        ws.send(
+            frame(
+                b'{"from":"%s","to":"server","type":"request","id":"log01","payload":{"method":"auth@v1/login"}}'
+                % me.encode()
+            )
+        )
         assert '"success"' in ws.recv_text()
         id = new_id()
         ping = b'{"from":"%s","to":"server","type":"request","id":"%s","payload":{"method":"wsa@v1/ping"}}' % (
-            me.encode(), id.encode())
+            me.encode(),
+            id.encode(),
+        )
         cuts = [len(ping) if c == "end" else c for c in cuts]
         ws.send(fragments(ping, cuts))
         reply = ws.recv_text()
@@ -93,10 +103,16 @@ def test_a_message_with_empty_fragments_is_reassembled(server, cuts):
 
 def test_two_threads_decoding_at_once_never_mix_their_messages():
     """Each thread decodes its own messages; every result must be what the reference codec reads."""
+
     def messages(who: str) -> list[bytes]:
-        return [(b'{"from":"%s","to":"server","type":"request","id":"%05d","payload":'
-                 b'{"method":"t@v1/%s","params":{"n":%d,"pad":"%s"}}}'
-                 % (who.encode(), i, who.encode(), i, who.encode() * (i % 40))) for i in range(20000)]
+        return [
+            (
+                b'{"from":"%s","to":"server","type":"request","id":"%05d","payload":'
+                b'{"method":"t@v1/%s","params":{"n":%d,"pad":"%s"}}}'
+                % (who.encode(), i, who.encode(), i, who.encode() * (i % 40))
+            )
+            for i in range(20000)
+        ]
 
     inputs = {"alice": messages("alice"), "bob": messages("bob")}
     expected = {who: [pure.decode(m) for m in ms] for who, ms in inputs.items()}
@@ -115,7 +131,7 @@ def test_two_threads_decoding_at_once_never_mix_their_messages():
         wrong[who] = bad
 
     switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)     # switch threads as often as possible
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
     try:
         threads = [threading.Thread(target=run, args=(who,)) for who in inputs]
         for t in threads:

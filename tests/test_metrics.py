@@ -5,15 +5,14 @@ series with what it sent, so a counter that moves when it should not fails too. 
 ``--workers 2`` the answer covers the whole node whichever worker takes the scrape.
 Debian's ``promtool check metrics`` (installed when missing) must accept the output.
 """
+
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import time
-from typing import Optional
 
 import pytest
-
 from apt import find_binary, install
 from wsa_ws import Clients, aio, expect_fail, http_get, uid
 
@@ -24,7 +23,7 @@ SCRAPE_PATIENCE = 10.0
 Metrics = dict[str, float]
 
 
-def find_promtool() -> Optional[str]:
+def find_promtool() -> str | None:
     return find_binary("promtool", "/usr/bin/promtool")
 
 
@@ -110,35 +109,36 @@ def test_every_series_moves_exactly_with_the_traffic(start_gateway):
             a = await cl.open("verbose")
             b = await cl.open("verbose")
             c = await cl.open("compact")
-            await a.ping()                                          # anonymous ping
+            await a.ping()  # anonymous ping
             for peer, cid in ((a, a_id), (b, b_id), (c, c_id)):
                 assert (await peer.login(cid))["payload"]["result"] == "success"
             intruder = await cl.open("compact")
-            reply = await intruder.login(a_id)                      # rejected duplicate: a failed login
+            reply = await intruder.login(a_id)  # rejected duplicate: a failed login
             assert reply["payload"] == {"result": "fail", "code": "CONFLICT"}, reply
 
-            request_id = await a.request(b_id, "chat@v1/ask", {"q": 1})     # relayed request...
+            request_id = await a.request(b_id, "chat@v1/ask", {"q": 1})  # relayed request...
             assert (await b.recv())["id"] == request_id
             _, pending = await asyncio.to_thread(scrape, server)
             assert pending["wsa_pending_requests"] == before["wsa_pending_requests"] + 1
-            await b.respond(a_id, request_id)                       # ...and its response
+            await b.respond(a_id, request_id)  # ...and its response
             assert (await a.recv())["id"] == request_id
-            await a.event(c_id, "chat@v1/note")                     # relayed event
+            await a.event(c_id, "chat@v1/note")  # relayed event
             assert (await c.recv())["payload"]["method"] == "chat@v1/note"
-            await a.event("client", "chat@v1/all")                  # a broadcast reaching b and c
+            await a.event("client", "chat@v1/all")  # a broadcast reaching b and c
             assert (await b.recv())["payload"]["method"] == "chat@v1/all"
             assert (await c.recv())["payload"]["method"] == "chat@v1/all"
-            await a.call("server", "echo@v1/echo", {"x": 1})        # an app handler
-            reply = await a.call(uid("nobody"), "chat@v1/ask")      # NOT_FOUND
+            await a.call("server", "echo@v1/echo", {"x": 1})  # an app handler
+            reply = await a.call(uid("nobody"), "chat@v1/ask")  # NOT_FOUND
             expect_fail(reply, "NOT_FOUND", id=reply["id"], to=a_id)
-            reply = await a.call("server", "echo@v1/fail", {"code": "TEAPOT"})     # an app's own code
+            reply = await a.call("server", "echo@v1/fail", {"code": "TEAPOT"})  # an app's own code
             assert reply["payload"] == {"result": "fail", "code": "TEAPOT"}, reply
-            await a.send_raw("not json")                            # unreadable: a wsa@v1/error event
+            await a.send_raw("not json")  # unreadable: a wsa@v1/error event
             assert (await a.recv())["payload"]["method"] == "wsa@v1/error"
             await intruder.close()
             # The intruder's close reaches the server after the client returns: wait for the gauge.
-            return await asyncio.to_thread(wait_for, server, 'wsa_connections{form="compact"}',
-                                           before['wsa_connections{form="compact"}'] + 1)
+            return await asyncio.to_thread(
+                wait_for, server, 'wsa_connections{form="compact"}', before['wsa_connections{form="compact"}'] + 1
+            )
 
     changed = delta(before, traffic())
     histogram = {k: v for k, v in changed.items() if k.startswith("wsa_handler_duration_seconds")}
@@ -166,7 +166,7 @@ def test_every_series_moves_exactly_with_the_traffic(start_gateway):
         'wsa_fails_total{code="other"}': 1,
         'wsa_relays_total{where="local"}': 2,
         'wsa_broadcasts_total{origin="client"}': 1,
-        'wsa_broadcast_deliveries_total': 2,
+        "wsa_broadcast_deliveries_total": 2,
     }, changed
     assert histogram['wsa_handler_duration_seconds_count{method="echo@v1/echo"}'] == 1
     assert histogram['wsa_handler_duration_seconds_count{method="echo@v1/fail"}'] == 1
@@ -201,7 +201,9 @@ def test_two_workers_answer_for_the_whole_node(start_gateway):
                 assert moved['wsa_messages_out_total{type="event"}'] == clients, moved
                 assert moved['wsa_messages_out_total{type="response"}'] == 2 * clients + misses, moved
                 assert moved.get('wsa_fails_total{code="NOT_FOUND"}', 0) == misses, moved
-                relays = moved.get('wsa_relays_total{where="local"}', 0) + moved.get('wsa_relays_total{where="remote"}', 0)
+                relays = moved.get('wsa_relays_total{where="local"}', 0) + moved.get(
+                    'wsa_relays_total{where="remote"}', 0
+                )
                 assert relays == clients, moved
                 assert now["wsa_nats_connected"] == 2, now
 

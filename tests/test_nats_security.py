@@ -7,6 +7,7 @@ spoken with the ``websockets`` library, shows the nodes joined. The certificates
 here with ``cryptography``, the NKEYs with ``nkeys``, and the JWTs are written by hand
 (header, claims, Ed25519 signature by the issuer's NKEY), as ``nsc`` would write them.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,36 +25,52 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from nats_server import NatsServer
 from test_cluster import gateway, relay_round_trip
 from wsa_ws import Clients, aio, uid
 
-
 # ---------------------------------------------------------------- certificates
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
 
 
 def make_ca(folder: Path, name: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     path = folder / f"{name}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path, key, cert
@@ -63,16 +80,23 @@ def make_server_cert(folder: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: 
     """A certificate for 127.0.0.1 and localhost, signed by the CA."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name("nats-test")).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("nats-test"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "server.pem", folder / "server-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key_path, key)
@@ -94,6 +118,7 @@ def tls_flags(pki: dict[str, Path]) -> list[str]:
 
 # ---------------------------------------------------------------- NKEYs and JWTs
 
+
 def new_key(prefix: int) -> nkeys.KeyPair:
     return nkeys.from_seed(bytearray(nkeys.encode_seed(secrets.token_bytes(32), prefix)))
 
@@ -109,8 +134,14 @@ def _b64(data: bytes) -> str:
 def make_jwt(issuer: nkeys.KeyPair, subject: str, name: str, nats: dict) -> str:
     """A NATS JWT (v2): ``ed25519-nkey`` header, claims, and the issuer's signature over both."""
     header = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
-    claims = {"jti": _b64(secrets.token_bytes(24)), "iat": int(time.time()), "iss": public(issuer),
-              "name": name, "sub": subject, "nats": {**nats, "version": 2}}
+    claims = {
+        "jti": _b64(secrets.token_bytes(24)),
+        "iat": int(time.time()),
+        "iss": public(issuer),
+        "name": name,
+        "sub": subject,
+        "nats": {**nats, "version": 2},
+    }
     body = _b64(json.dumps(claims).encode())
     signature = issuer.sign(f"{header}.{body}".encode())
     return f"{header}.{body}.{_b64(signature)}"
@@ -118,10 +149,12 @@ def make_jwt(issuer: nkeys.KeyPair, subject: str, name: str, nats: dict) -> str:
 
 def write_creds(path: Path, user_jwt: str, user_seed: bytes) -> None:
     """The layout of the .creds files ``nsc`` writes."""
-    path.write_text("-----BEGIN NATS USER JWT-----\n" + user_jwt + "\n------END NATS USER JWT------\n\n"
-                    "************************* IMPORTANT *************************\n"
-                    "NKEY Seed printed below can be used to sign and prove identity.\n\n"
-                    "-----BEGIN USER NKEY SEED-----\n" + user_seed.decode() + "\n------END USER NKEY SEED------\n")
+    path.write_text(
+        "-----BEGIN NATS USER JWT-----\n" + user_jwt + "\n------END NATS USER JWT------\n\n"
+        "************************* IMPORTANT *************************\n"
+        "NKEY Seed printed below can be used to sign and prove identity.\n\n"
+        "-----BEGIN USER NKEY SEED-----\n" + user_seed.decode() + "\n------END USER NKEY SEED------\n"
+    )
     os.chmod(path, 0o600)
 
 
@@ -133,12 +166,20 @@ def operator_mode(folder: Path) -> tuple[Path, Path, Path]:
     operator = new_key(nkeys.PREFIX_BYTE_OPERATOR)
     account = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
     operator_jwt = make_jwt(operator, public(operator), "test-operator", {"type": "operator"})
-    account_jwt = make_jwt(operator, public(account), "gateway", {
-        "type": "account",
-        "limits": {**UNLIMITED, "imports": -1, "exports": -1, "wildcards": True, "conn": -1, "leaf": -1}})
+    account_jwt = make_jwt(
+        operator,
+        public(account),
+        "gateway",
+        {
+            "type": "account",
+            "limits": {**UNLIMITED, "imports": -1, "exports": -1, "wildcards": True, "conn": -1, "leaf": -1},
+        },
+    )
     config = folder / "operator.conf"
-    config.write_text(f'operator: "{operator_jwt}"\nresolver: MEMORY\n'
-                      f'resolver_preload: {{\n  {public(account)}: "{account_jwt}"\n}}\n')
+    config.write_text(
+        f'operator: "{operator_jwt}"\nresolver: MEMORY\n'
+        f'resolver_preload: {{\n  {public(account)}: "{account_jwt}"\n}}\n'
+    )
     creds = []
     for name, signer in (("gw", account), ("stranger", new_key(nkeys.PREFIX_BYTE_ACCOUNT))):
         user = new_key(nkeys.PREFIX_BYTE_USER)
@@ -163,13 +204,16 @@ def check_joined(one, two) -> None:
 
 # ---------------------------------------------------------------- TLS
 
+
 @pytest.mark.parametrize("scheme", ["tls", "nats"])
 def test_nats_over_tls_with_the_servers_certificate_verified(pki: dict[str, Path], scheme: str) -> None:
     """tls:// asks for TLS; nats:// to a server whose INFO requires TLS gets it too."""
     with NatsServer(extra=tls_flags(pki)) as nats:
         url = f"{scheme}://127.0.0.1:{nats.port}"
-        with gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as one, \
-                gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as two:
+        with (
+            gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as one,
+            gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as two,
+        ):
             check_joined(one, two)
         assert f"connected to NATS server tls://127.0.0.1:{nats.port}" in one.log or scheme == "nats", one.log
 
@@ -192,6 +236,7 @@ def test_tls_url_to_a_server_without_tls_is_refused(pki: dict[str, Path]) -> Non
 
 # ---------------------------------------------------------------- NKEY users and credentials files
 
+
 def test_an_nkey_user_over_tls(pki: dict[str, Path], tmp_path: Path) -> None:
     user = new_key(nkeys.PREFIX_BYTE_USER)
     config = tmp_path / "nkey.conf"
@@ -203,8 +248,10 @@ def test_an_nkey_user_over_tls(pki: dict[str, Path], tmp_path: Path) -> None:
     with NatsServer(extra=["-c", str(config), *tls_flags(pki)]) as nats:
         url = f"tls://127.0.0.1:{nats.port}"
         common = ("--nats", url, "--nats-ca-file", str(pki["ca"]))
-        with gateway(*common, "--nats-nkey-seed-file", str(seed_file)) as one, \
-                gateway(*common, "--nats-nkey-seed-file", str(seed_file)) as two:
+        with (
+            gateway(*common, "--nats-nkey-seed-file", str(seed_file)) as one,
+            gateway(*common, "--nats-nkey-seed-file", str(seed_file)) as two,
+        ):
             check_joined(one, two)
         for node in (one, two):
             assert user.seed.decode() not in node.log, "the NKEY seed was logged"
@@ -217,8 +264,10 @@ def test_an_nkey_user_over_tls(pki: dict[str, Path], tmp_path: Path) -> None:
 def test_a_credentials_file_in_operator_mode(tmp_path: Path) -> None:
     config, creds, stranger = operator_mode(tmp_path)
     with NatsServer(extra=["-c", str(config)]) as nats:
-        with gateway("--nats", nats.url, "--nats-creds-file", str(creds)) as one, \
-                gateway("--nats", nats.url, "--nats-creds-file", str(creds)) as two:
+        with (
+            gateway("--nats", nats.url, "--nats-creds-file", str(creds)) as one,
+            gateway("--nats", nats.url, "--nats-creds-file", str(creds)) as two,
+        ):
             check_joined(one, two)
         seed = [line for line in creds.read_text().split() if line.startswith("SU")][0]
         for node in (one, two):

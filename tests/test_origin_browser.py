@@ -5,12 +5,13 @@ The page comes from a small HTTP server on 127.0.0.1, reached as ``http://127.0.
 ``http://localhost:PORT``: two origins to the browser, both on loopback, since Chromium's local
 network checks stop a page from elsewhere before the gateway would see it.
 """
+
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 

@@ -4,6 +4,7 @@ one sender cannot get other clients disconnected.
 The floods run with ``--limits off``: they check the flow control and the slow-consumer
 rule, not the rate limits (tests/test_limits.py), which would refuse them first.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,6 @@ import json
 
 import pytest
 from websockets.asyncio.client import connect
-
 from wsa_ws import aio
 
 PENDING = 60_000
@@ -30,23 +30,44 @@ def short_id(prefix: str, n: int) -> str:
 
 
 async def login(ws, client_id: str) -> None:
-    await ws.send(json.dumps({"from": client_id, "to": "server", "type": "request", "id": "login",
-                              "payload": {"method": "auth@v1/login"}}))
+    await ws.send(
+        json.dumps(
+            {
+                "from": client_id,
+                "to": "server",
+                "type": "request",
+                "id": "login",
+                "payload": {"method": "auth@v1/login"},
+            }
+        )
+    )
     reply = json.loads(await ws.recv())
     assert reply["payload"]["result"] == "success", reply
 
 
 async def ping(ws, client_id: str, msg_id: str = "ping1") -> dict:
-    await ws.send(json.dumps({"from": client_id, "to": "server", "type": "request", "id": msg_id,
-                              "payload": {"method": "wsa@v1/ping"}}))
+    await ws.send(
+        json.dumps(
+            {"from": client_id, "to": "server", "type": "request", "id": msg_id, "payload": {"method": "wsa@v1/ping"}}
+        )
+    )
     return json.loads(await ws.recv())
 
 
 async def until_reachable(ws, client_id: str, target, target_id: str) -> None:
     """Wait until ``target_id``'s login is known where ``client_id`` is (with --workers 2 it may be elsewhere)."""
     for attempt in range(500):
-        await ws.send(json.dumps({"from": client_id, "to": target_id, "type": "event", "id": short_id("p", attempt),
-                                  "payload": {"method": "app@v1/probe"}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "from": client_id,
+                    "to": target_id,
+                    "type": "event",
+                    "id": short_id("p", attempt),
+                    "payload": {"method": "app@v1/probe"},
+                }
+            )
+        )
         bounce, arrival = asyncio.create_task(ws.recv()), asyncio.create_task(target.recv())
         done, _ = await asyncio.wait({bounce, arrival}, return_when=asyncio.FIRST_COMPLETED)
         if arrival in done:
@@ -65,8 +86,7 @@ def test_a_burst_of_gone_answers_reaches_a_requester_that_reads(start_gateway, w
 
     @aio
     async def run() -> None:
-        async with connect(gateway.url, max_queue=None) as requester, \
-                connect(gateway.url, max_queue=None) as target:
+        async with connect(gateway.url, max_queue=None) as requester, connect(gateway.url, max_queue=None) as target:
             await login(requester, "requester")
             await login(target, "target")
             await until_reachable(requester, "requester", target, "target")
@@ -84,8 +104,17 @@ def test_a_burst_of_gone_answers_reaches_a_requester_that_reads(start_gateway, w
 
     async def send_requests(ws) -> None:
         for n in range(PENDING):
-            await ws.send(json.dumps({"from": "requester", "to": "target", "type": "request",
-                                      "id": short_id("r", n), "payload": {"method": "app@v1/wait"}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "from": "requester",
+                        "to": "target",
+                        "type": "request",
+                        "id": short_id("r", n),
+                        "payload": {"method": "app@v1/wait"},
+                    }
+                )
+            )
 
     run()
     assert "slow" not in gateway.log
@@ -105,9 +134,17 @@ def test_large_broadcasts_do_not_cut_off_receivers_that_read(start_gateway, work
         async with connect(gateway.url) as sender:
             await login(sender, "sender")
             for n in range(BROADCASTS):
-                await sender.send(json.dumps({"from": "sender", "to": "client", "type": "event",
-                                              "id": f"b{n:04d}", "payload": {"method": "app@v1/big",
-                                                                             "params": {"text": text}}}))
+                await sender.send(
+                    json.dumps(
+                        {
+                            "from": "sender",
+                            "to": "client",
+                            "type": "event",
+                            "id": f"b{n:04d}",
+                            "payload": {"method": "app@v1/big", "params": {"text": text}},
+                        }
+                    )
+                )
             counts = await asyncio.gather(*(count_broadcasts(ws) for ws in receivers))
             assert counts == [BROADCASTS] * RECEIVERS
             assert (await ping(sender, "sender"))["payload"]["result"] == "success"

@@ -3,20 +3,24 @@
 The full path (sdist, a wheel built from it, auditwheel, the end-to-end tests against the installed
 wheel) is `make dist`, which CI runs (.ci/run).
 """
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 from gateway_process import ROOT
 
 # Cython output, compiled modules and build folders: what `make clean` must remove.
 GENERATED = [
-    "src_cy/wsa_fast/_codec.cpp", "src_cy/wsa_fast/_gateway.cpp", "src_cy/wsa_fast/_codec.html",
-    "wsa_fast/_codec.cpython-311-x86_64-linux-gnu.so", "build/temp/x.o", "wsa_fast.egg-info/PKG-INFO",
+    "src_cy/wsa_fast/_codec.cpp",
+    "src_cy/wsa_fast/_gateway.cpp",
+    "src_cy/wsa_fast/_codec.html",
+    "wsa_fast/_codec.cpython-311-x86_64-linux-gnu.so",
+    "build/temp/x.o",
+    "wsa_fast.egg-info/PKG-INFO",
 ]
 
 
@@ -40,14 +44,20 @@ def test_make_clean_removes_generated_files_and_keeps_every_tracked_one(tmp_path
 
 
 def test_sdist_holds_the_build_sources_and_nothing_generated(tmp_path):
-    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     (sdist,) = tmp_path.glob("wsa_fast-*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    expected = {name for name in tracked_files()
-                if name.startswith(("src_cy/", "wsa_fast/")) or name in ("README.md", "LICENSE", "CHANGELOG.md",
-                                                                          "pyproject.toml", "setup.py")}
+    expected = {
+        name
+        for name in tracked_files()
+        if name.startswith(("src_cy/", "wsa_fast/"))
+        or name in ("README.md", "LICENSE", "CHANGELOG.md", "pyproject.toml", "setup.py")
+    }
     assert expected - names == set()
     generated = sorted(n for n in names if n.endswith((".cpp", ".c", ".so", ".html")) and n not in expected)
     assert generated == []

@@ -4,18 +4,18 @@ Another release is installed for real (pip, into a folder put first on PYTHONPAT
 `wsa-fast serve` and `wsa-fast bench` must refuse it with one line and exit 2, before loading
 any compiled module.
 """
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
 import pytest
-
 from gateway_process import ROOT, WSA_FAST
 
 try:
     import tomllib
-except ModuleNotFoundError:      # Python 3.10
+except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 OTHER_PICOWS = "2.3.0"
@@ -37,8 +37,12 @@ def test_build_and_runtime_pin_the_same_picows():
 def other_picows(tmp_path_factory) -> str:
     """A folder holding another picows release, really installed by pip."""
     folder = tmp_path_factory.mktemp("picows")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder),
-                    f"picows=={OTHER_PICOWS}"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder), f"picows=={OTHER_PICOWS}"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return str(folder)
 
 
@@ -46,9 +50,16 @@ def other_picows(tmp_path_factory) -> str:
 def test_another_picows_release_is_refused_in_one_line(other_picows, command):
     pinned = pins()[1].split("==")[1]
     assert OTHER_PICOWS != pinned
-    done = subprocess.run([WSA_FAST, *command], env={"PYTHONPATH": other_picows, "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [WSA_FAST, *command],
+        env={"PYTHONPATH": other_picows, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.startswith(f"wsa-fast: error: picows {OTHER_PICOWS} is installed, but wsa-fast was built "
-                                  f"and tested against picows {pinned}"), done.stderr
+    assert done.stderr.startswith(
+        f"wsa-fast: error: picows {OTHER_PICOWS} is installed, but wsa-fast was built "
+        f"and tested against picows {pinned}"
+    ), done.stderr

@@ -6,15 +6,15 @@ crosses NATS) and the ``websockets`` library. Each kind of message (server metho
 request, relay event, broadcast) is allowed and refused, by client id and by role, with
 roles from a JWT claim and from the token file.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import jwt
 import pytest
-
 from gateway_process import GatewayProcess
 from test_cluster import APP, where
 from wsa_ws import Clients, Peer, aio, expect_fail, expect_response, uid
@@ -56,8 +56,9 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=[1, 2], ids=["one worker", "two workers"])
 def server(request: pytest.FixtureRequest, config: Path) -> Iterator[GatewayProcess]:
     env = {"WSA_JWT_SECRET": SECRET}
-    with GatewayProcess("--app", APP, "--config", config, "--auth", "jwt", "--workers", str(request.param),
-                        env=env) as gateway:
+    with GatewayProcess(
+        "--app", APP, "--config", config, "--auth", "jwt", "--workers", str(request.param), env=env
+    ) as gateway:
         gateway.workers = request.param
         yield gateway
 
@@ -68,7 +69,7 @@ class Placed:
     def __init__(self, server: GatewayProcess, clients: Clients) -> None:
         self.clients = clients
         self.workers = server.workers
-        self.pids: list[int] = []      # worker processes in the order first seen
+        self.pids: list[int] = []  # worker processes in the order first seen
 
     async def open(self, sub: str, *roles: str, worker: int = 0) -> Peer:
         """A peer bound to ``sub`` with ``roles`` on the ``worker``-th worker (the kernel picks; we retry)."""
@@ -168,8 +169,11 @@ async def test_a_role_or_an_id_may_message_anyone(server: GatewayProcess) -> Non
             for send in (sender.request, sender.event):
                 msg_id = await send(target.cid, "admin@v1/anything")
                 got = await target.recv()
-                assert (got["from"], got["id"], got["payload"]["method"]) == \
-                    (sender.cid, msg_id, "admin@v1/anything"), got
+                assert (got["from"], got["id"], got["payload"]["method"]) == (
+                    sender.cid,
+                    msg_id,
+                    "admin@v1/anything",
+                ), got
 
 
 @aio
@@ -183,8 +187,11 @@ async def test_only_the_announcer_role_broadcasts(server: GatewayProcess) -> Non
         await refused(announcer, announcer.event, "client", "chat@v1/hello")
         msg_id = await announcer.event("client", "news@v1/today", {"n": 1})
         got = await listener.recv()
-        assert (got["from"], got["id"], got["payload"]) == \
-            (announcer.cid, msg_id, {"method": "news@v1/today", "params": {"n": 1}}), got
+        assert (got["from"], got["id"], got["payload"]) == (
+            announcer.cid,
+            msg_id,
+            {"method": "news@v1/today", "params": {"n": 1}},
+        ), got
         assert (await agent.recv())["id"] == msg_id
         await listener.silent()
 

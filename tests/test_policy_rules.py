@@ -1,4 +1,5 @@
 """The [policy] table: its errors at start-up, and the compiled check held to the plain-Python rule."""
+
 from __future__ import annotations
 
 import re
@@ -6,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsa_fast._policy import Policy
 from wsa_fast.config import ConfigError, Settings
@@ -56,12 +58,18 @@ def test_no_policy_allows_everything_with_one_and() -> None:
 
 
 def test_everything_of_a_kind_costs_no_lookup() -> None:
-    rules = parse_policy({"allow": [{"who": ["role:admin"], "message": ["*"]},
-                                    {"who": ["*"], "message": ["chat@v1/*"], "to": ["support-*"]}]})
+    rules = parse_policy(
+        {
+            "allow": [
+                {"who": ["role:admin"], "message": ["*"]},
+                {"who": ["*"], "message": ["chat@v1/*"], "to": ["support-*"]},
+            ]
+        }
+    )
     policy = Policy(rules)
     admin = policy.principals_of("a", ["admin"])
     assert admin & policy.all_of[1] and not 1 & policy.all_of[1]
-    assert policy.all_of[0] == policy.all_of[2] == 2**64 - 1      # call and broadcast: open
+    assert policy.all_of[0] == policy.all_of[2] == 2**64 - 1  # call and broadcast: open
 
 
 NAMES = ["alice", "bob", "role:agent", "role:ops", "*"]
@@ -83,11 +91,17 @@ def rule_tables(draw: st.DrawFn) -> dict:
 
 
 @settings(max_examples=300, deadline=None)
-@given(table=rule_tables(), client=st.sampled_from(["alice", "bob", "carol"]),
-       roles=st.frozensets(st.sampled_from(["agent", "ops", "other"])), kind=st.sampled_from(KINDS),
-       method=st.sampled_from(VALUES), target=st.sampled_from(VALUES))
-def test_the_compiled_check_agrees_with_the_rule(table: dict, client: str, roles: frozenset, kind: str,
-                                                  method: str, target: str) -> None:
+@given(
+    table=rule_tables(),
+    client=st.sampled_from(["alice", "bob", "carol"]),
+    roles=st.frozensets(st.sampled_from(["agent", "ops", "other"])),
+    kind=st.sampled_from(KINDS),
+    method=st.sampled_from(VALUES),
+    target=st.sampled_from(VALUES),
+)
+def test_the_compiled_check_agrees_with_the_rule(
+    table: dict, client: str, roles: frozenset, kind: str, method: str, target: str
+) -> None:
     rules = parse_policy(table)
     policy = Policy(rules)
     expected = rules.allows(kind, client, roles, method, target if kind == "message" else "")
@@ -100,10 +114,18 @@ def test_the_production_policy_of_deploy_md_lets_only_its_role_broadcast() -> No
     settings = Settings(**document)
     rules = parse_policy(settings.policy)
     assert settings.jwt_roles_claim == "roles"
-    everyone = ("ann", frozenset({"announcer"})), ("sue", frozenset({"support"})), ("ops-console", frozenset()), \
-        ("joe", frozenset())
-    assert [rules.allows("broadcast", who, roles, "news@v1/today") for who, roles in everyone] == \
-        [True, False, False, False]
+    everyone = (
+        ("ann", frozenset({"announcer"})),
+        ("sue", frozenset({"support"})),
+        ("ops-console", frozenset()),
+        ("joe", frozenset()),
+    )
+    assert [rules.allows("broadcast", who, roles, "news@v1/today") for who, roles in everyone] == [
+        True,
+        False,
+        False,
+        False,
+    ]
     assert not rules.allows("broadcast", "ann", frozenset({"announcer"}), "chat@v1/all")
     assert rules.allows("message", "joe", frozenset(), "chat@v1/say", "support-7")
     assert not rules.allows("message", "joe", frozenset(), "chat@v1/say", "sue")

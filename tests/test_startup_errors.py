@@ -4,16 +4,16 @@ Each case runs the command as a user would and checks its whole output: the one
 ``wsa-fast: error:`` line says what is wrong, nothing else is above INFO but the
 dev-auth warning, and no traceback.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import socket
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from gateway_process import ROOT, WSA_FAST
 
 EXIT_USAGE = 2
@@ -21,8 +21,14 @@ START_TIMEOUT = 60
 
 
 def run(*args: str) -> tuple[int, str]:
-    done = subprocess.run([WSA_FAST, "serve", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=START_TIMEOUT)
+    done = subprocess.run(
+        [WSA_FAST, "serve", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
     return done.returncode, done.stdout
 
 
@@ -79,9 +85,14 @@ def test_a_nats_server_named_without_port_or_scheme():
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_while_waiting_for_nats(closed_port, workers):
     """Ctrl-C reaches the whole foreground process group, supervisor and workers alike."""
-    proc = subprocess.Popen([WSA_FAST, "serve", "--port", "0", "--nats", f"127.0.0.1:{closed_port}",
-                             "--workers", workers], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [WSA_FAST, "serve", "--port", "0", "--nats", f"127.0.0.1:{closed_port}", "--workers", workers],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         lines = []
         while "connecting to NATS" not in (line := proc.stdout.readline()):

@@ -4,6 +4,7 @@ A test CA (tests/tls_ca.py) signs the server's certificates; clients trust only 
 check the name, as a browser would. A certificate replaced on disk is served to connections
 made after SIGHUP, while connections already open carry on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,11 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidMessage
-
 from gateway_process import WSA_FAST
 from tls_ca import Issued, TestCA
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidMessage
 from wsa_ws import Clients, aio, http_get, open_ws, uid
 
 from wsa_fast.client import Client

@@ -4,6 +4,7 @@
 a server certificate for 127.0.0.1 and localhost signed by the CA, and returns both paths and
 the certificate's DER bytes (what a client sees). ``client_context()`` trusts only this CA.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -28,7 +29,7 @@ class Issued:
 
 
 class TestCA:
-    __test__ = False        # not a pytest test class
+    __test__ = False  # not a pytest test class
 
     def __init__(self, directory: Path, name: str = "wsa-fast test CA") -> None:
         self.directory = directory
@@ -37,15 +38,27 @@ class TestCA:
         now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (
             x509.CertificateBuilder()
-            .subject_name(self.name).issuer_name(self.name)
+            .subject_name(self.name)
+            .issuer_name(self.name)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(self.key, hashes.SHA256())
         )
         self.path = directory / "ca.pem"
@@ -61,15 +74,19 @@ class TestCA:
             .issuer_name(self.name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + VALIDITY)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         cert_path, key_path = self.directory / f"{name}.pem", self.directory / f"{name}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         return Issued(cert_path, key_path, cert.public_bytes(serialization.Encoding.DER))
 
     def client_context(self) -> ssl.SSLContext:

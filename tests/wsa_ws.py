@@ -4,6 +4,7 @@ independent ``websockets`` client, and the WSA message shapes written out by han
 Nothing here imports the gateway: messages are built as JSON text and replies are parsed
 with ``json``, so the tests check the wire as any other client would see it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,12 +16,12 @@ import json
 import random
 import re
 import ssl
-from typing import Any, Iterator, Optional
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from collections.abc import Iterator
+from typing import Any
 
 from gateway_process import ROOT, GatewayProcess
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 # How long a reply may take before a test fails, and how long "nothing arrives" is watched.
 REPLY_TIMEOUT = 3.0
@@ -38,8 +39,9 @@ SHORT_ID = re.compile(r"^[a-z0-9]{5}$")
 
 # ---------------------------------------------------------------- the server process
 
+
 @contextlib.contextmanager
-def running_server(*args: str, env: Optional[dict] = None, allow_tracebacks: bool = False) -> Iterator[GatewayProcess]:
+def running_server(*args: str, env: dict | None = None, allow_tracebacks: bool = False) -> Iterator[GatewayProcess]:
     """A started ``wsa-fast serve --port 0 ARGS`` for a ``with`` block (use it inside a module-scoped fixture).
 
     On the way out it is stopped, and a traceback in its log fails the test unless allowed.
@@ -48,8 +50,9 @@ def running_server(*args: str, env: Optional[dict] = None, allow_tracebacks: boo
         yield server
 
 
-def http_get(server: GatewayProcess, path: str, headers: Optional[dict] = None,
-             context: Optional[ssl.SSLContext] = None) -> tuple[int, bytes]:
+def http_get(
+    server: GatewayProcess, path: str, headers: dict | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
     """A plain HTTP GET to the gateway, over TLS when ``context`` (the client side) is given."""
     if context is not None:
         conn = http.client.HTTPSConnection(server.host, server.port, timeout=REPLY_TIMEOUT, context=context)
@@ -65,6 +68,7 @@ def http_get(server: GatewayProcess, path: str, headers: Optional[dict] = None,
 
 # ---------------------------------------------------------------- running async tests
 
+
 def aio(fn):
     """Run an ``async def`` test on a fresh event loop (no pytest plugin needed), bounded in time."""
 
@@ -77,7 +81,7 @@ def aio(fn):
 
 # ---------------------------------------------------------------- ids
 
-_counter = itertools.count(random.randrange(36 ** 4, 36 ** 5 - 10 ** 6))
+_counter = itertools.count(random.randrange(36**4, 36**5 - 10**6))
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _RUN = "".join(random.choice(_BASE36) for _ in range(4))
 
@@ -101,6 +105,7 @@ def uid(prefix: str = "c") -> str:
 
 
 # ---------------------------------------------------------------- encoding by hand
+
 
 class Raw(str):
     """JSON text put into a message exactly as written (to check bytes are passed through)."""
@@ -129,8 +134,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def payload_dict(form: str, *, method: Any = ABSENT, params: Any = ABSENT, result: Any = ABSENT,
-                 receipt: Any = ABSENT, code: Any = ABSENT, data: Any = ABSENT) -> dict:
+def payload_dict(
+    form: str,
+    *,
+    method: Any = ABSENT,
+    params: Any = ABSENT,
+    result: Any = ABSENT,
+    receipt: Any = ABSENT,
+    code: Any = ABSENT,
+    data: Any = ABSENT,
+) -> dict:
     compact = form == "compact"
     p: dict = {}
     if method is not ABSENT:
@@ -151,8 +164,13 @@ def payload_dict(form: str, *, method: Any = ABSENT, params: Any = ABSENT, resul
 def envelope(form: str, frm: Any, to: Any, type: Any, id: Any, payload: Any) -> dict:
     """The message as an ordered dict in ``form`` (peer and type words translated)."""
     if form == "compact":
-        return {"f": _COMPACT_PEERS.get(frm, frm), "t": _COMPACT_PEERS.get(to, to),
-                "y": _COMPACT_TYPES.get(type, type), "i": id, "p": payload}
+        return {
+            "f": _COMPACT_PEERS.get(frm, frm),
+            "t": _COMPACT_PEERS.get(to, to),
+            "y": _COMPACT_TYPES.get(type, type),
+            "i": id,
+            "p": payload,
+        }
     return {"from": frm, "to": to, "type": type, "id": id, "payload": payload}
 
 
@@ -187,14 +205,21 @@ def normalize(obj: dict) -> dict:
     form = form_of(obj)
     if form == "verbose":
         assert isinstance(obj["payload"], dict), obj
-        allowed = {"request": {"method", "params"}, "event": {"method", "params"},
-                   "response": {"result", "receipt", "code", "data"}}[obj["type"]]
+        allowed = {
+            "request": {"method", "params"},
+            "event": {"method", "params"},
+            "response": {"result", "receipt", "code", "data"},
+        }[obj["type"]]
         assert set(obj["payload"]) <= allowed, obj
         return obj
     p = obj["p"]
     assert isinstance(p, dict), obj
-    out = {"from": _VERBOSE_PEERS.get(obj["f"], obj["f"]), "to": _VERBOSE_PEERS.get(obj["t"], obj["t"]),
-           "type": _VERBOSE_TYPES[obj["y"]], "id": obj["i"]}
+    out = {
+        "from": _VERBOSE_PEERS.get(obj["f"], obj["f"]),
+        "to": _VERBOSE_PEERS.get(obj["t"], obj["t"]),
+        "type": _VERBOSE_TYPES[obj["y"]],
+        "id": obj["i"],
+    }
     payload: dict = {}
     if out["type"] == "response":
         assert set(p) <= {"r", "c", "d"}, obj
@@ -214,33 +239,58 @@ def normalize(obj: dict) -> dict:
 
 # ---------------------------------------------------------------- a raw client
 
+
 class Peer:
     """One ``websockets`` connection that speaks WSA in ``form`` (the form it negotiated)."""
 
     def __init__(self, ws: ClientConnection, form: str, cid: str = "") -> None:
         self.ws = ws
         self.form = form
-        self.cid = cid            # the bound id, "" while anonymous
+        self.cid = cid  # the bound id, "" while anonymous
 
     # -- sending
 
     async def send_raw(self, data: Any) -> None:
         await self.ws.send(data)
 
-    async def request(self, to: str, method: str, params: Any = ABSENT, *, id: Optional[str] = None,
-                      frm: Optional[str] = None, form: Optional[str] = None) -> str:
+    async def request(
+        self,
+        to: str,
+        method: str,
+        params: Any = ABSENT,
+        *,
+        id: str | None = None,
+        frm: str | None = None,
+        form: str | None = None,
+    ) -> str:
         id = id or new_id()
         await self.ws.send(request(form or self.form, self.cid if frm is None else frm, to, id, method, params))
         return id
 
-    async def event(self, to: str, method: str, params: Any = ABSENT, *, id: Optional[str] = None,
-                    frm: Optional[str] = None, form: Optional[str] = None) -> str:
+    async def event(
+        self,
+        to: str,
+        method: str,
+        params: Any = ABSENT,
+        *,
+        id: str | None = None,
+        frm: str | None = None,
+        form: str | None = None,
+    ) -> str:
         id = id or new_id()
         await self.ws.send(event(form or self.form, self.cid if frm is None else frm, to, id, method, params))
         return id
 
-    async def respond(self, to: str, id: str, result: str = "success", *, frm: Optional[str] = None,
-                      form: Optional[str] = None, **payload: Any) -> None:
+    async def respond(
+        self,
+        to: str,
+        id: str,
+        result: str = "success",
+        *,
+        frm: str | None = None,
+        form: str | None = None,
+        **payload: Any,
+    ) -> None:
         await self.ws.send(response(form or self.form, self.cid if frm is None else frm, to, id, result, **payload))
 
     # -- receiving
@@ -296,7 +346,7 @@ async def assert_silent(ws: ClientConnection, seconds: float = SILENCE) -> None:
     raise AssertionError(f"expected nothing, got {message!r}")
 
 
-async def close_code(ws: ClientConnection, timeout: float = REPLY_TIMEOUT) -> tuple[Optional[int], list]:
+async def close_code(ws: ClientConnection, timeout: float = REPLY_TIMEOUT) -> tuple[int | None, list]:
     """Read until the server closes; returns (its close code, the messages that came first)."""
     messages = []
     try:
@@ -305,13 +355,20 @@ async def close_code(ws: ClientConnection, timeout: float = REPLY_TIMEOUT) -> tu
     except ConnectionClosed as closed:
         return (closed.rcvd.code if closed.rcvd is not None else None), messages
     except asyncio.TimeoutError:
-        raise AssertionError(f"the server did not close the connection within {timeout}s; got {messages}") \
-            from None
+        raise AssertionError(f"the server did not close the connection within {timeout}s; got {messages}") from None
 
 
-async def open_ws(server: GatewayProcess, form: str = "verbose", how: Optional[str] = "subprotocol", *,
-                  path: str = "/", query: Optional[dict] = None, headers: Optional[dict] = None,
-                  subprotocols: Optional[list] = None, **kw: Any) -> ClientConnection:
+async def open_ws(
+    server: GatewayProcess,
+    form: str = "verbose",
+    how: str | None = "subprotocol",
+    *,
+    path: str = "/",
+    query: dict | None = None,
+    headers: dict | None = None,
+    subprotocols: list | None = None,
+    **kw: Any,
+) -> ClientConnection:
     query = dict(query or {})
     if subprotocols is None and how == "subprotocol":
         subprotocols = [SUBPROTOCOL[form]]
@@ -321,8 +378,15 @@ async def open_ws(server: GatewayProcess, form: str = "verbose", how: Optional[s
     # A server reached over wss:// may say how to verify it (a test CA).
     if getattr(server, "ssl_context", None) is not None:
         kw.setdefault("ssl", server.ssl_context)
-    return await connect(url, subprotocols=subprotocols, additional_headers=headers, compression=None,
-                         open_timeout=REPLY_TIMEOUT, close_timeout=1, **kw)
+    return await connect(
+        url,
+        subprotocols=subprotocols,
+        additional_headers=headers,
+        compression=None,
+        open_timeout=REPLY_TIMEOUT,
+        close_timeout=1,
+        **kw,
+    )
 
 
 class Clients:
@@ -332,7 +396,7 @@ class Clients:
         self.server = server
         self.peers: list[Peer] = []
 
-    async def __aenter__(self) -> "Clients":
+    async def __aenter__(self) -> Clients:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -340,8 +404,9 @@ class Clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(peer.ws.close(), 2)
 
-    async def open(self, form: str = "verbose", how: Optional[str] = "subprotocol", *,
-                   login: Optional[str] = None, **kw: Any) -> Peer:
+    async def open(
+        self, form: str = "verbose", how: str | None = "subprotocol", *, login: str | None = None, **kw: Any
+    ) -> Peer:
         """A connection in ``form``; ``login``: an id to log in as (dev auth) before returning."""
         ws = await open_ws(self.server, form, how, **kw)
         peer = Peer(ws, form)
@@ -356,11 +421,13 @@ class Clients:
         return [await self.open(form, login=uid(prefix)) for form in forms]
 
 
-def expect_response(reply: dict, *, id: str, to: str, frm: str = "server", result: str = "success",
-                    **payload: Any) -> None:
+def expect_response(
+    reply: dict, *, id: str, to: str, frm: str = "server", result: str = "success", **payload: Any
+) -> None:
     """The reply is exactly this response (payload: receipt=, code=, data= when expected)."""
-    assert reply == {"from": frm, "to": to, "type": "response", "id": id,
-                     "payload": {"result": result, **payload}}, reply
+    assert reply == {"from": frm, "to": to, "type": "response", "id": id, "payload": {"result": result, **payload}}, (
+        reply
+    )
 
 
 def expect_fail(reply: dict, code: str, *, id: str, to: str) -> None:
@@ -382,8 +449,36 @@ def expect_error_event(message: dict, code: str, *, to: str, id: Any = ABSENT) -
 
 
 __all__ = [
-    "ABSENT", "FORMS", "ISO_ID", "InvalidStatus", "NEGOTIATIONS", "Peer", "Raw", "SHORT_ID", "SUBPROTOCOL",
-    "Clients", "GatewayProcess", "aio", "assert_silent", "close_code", "dumps", "encode", "envelope",
-    "event", "expect_error_event", "expect_fail", "expect_response", "form_of", "http_get", "new_id",
-    "normalize", "open_ws", "payload_dict", "request", "response", "running_server", "uid", "ROOT",
+    "ABSENT",
+    "FORMS",
+    "ISO_ID",
+    "InvalidStatus",
+    "NEGOTIATIONS",
+    "Peer",
+    "Raw",
+    "SHORT_ID",
+    "SUBPROTOCOL",
+    "Clients",
+    "GatewayProcess",
+    "aio",
+    "assert_silent",
+    "close_code",
+    "dumps",
+    "encode",
+    "envelope",
+    "event",
+    "expect_error_event",
+    "expect_fail",
+    "expect_response",
+    "form_of",
+    "http_get",
+    "new_id",
+    "normalize",
+    "open_ws",
+    "payload_dict",
+    "request",
+    "response",
+    "running_server",
+    "uid",
+    "ROOT",
 ]

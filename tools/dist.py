@@ -10,6 +10,7 @@
 Leaves dist/wsa_fast-VERSION.tar.gz and the wheel in dist/. cibuildwheel does the same per
 platform in CI (.github/workflows/wheels.yml); this proves it on this machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,9 +58,14 @@ def main() -> int:
         python = venv / "bin" / "python"
         run(python, "-m", "pip", "install", "-q", f"{wheel}[test]")
         # From outside the tree, the package must come from the venv, with its compiled modules.
-        run(python, "-c", "import wsa_fast._codec as c, wsa_fast._gateway, sys; "
-                          "assert c.__file__.startswith(sys.prefix), c.__file__; "
-                          "print('installed:', c.__file__, '| simdjson kernel:', c.kernel())", cwd=tmp)
+        run(
+            python,
+            "-c",
+            "import wsa_fast._codec as c, wsa_fast._gateway, sys; "
+            "assert c.__file__.startswith(sys.prefix), c.__file__; "
+            "print('installed:', c.__file__, '| simdjson kernel:', c.kernel())",
+            cwd=tmp,
+        )
         run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(ROOT / t for t in E2E_TESTS), cwd=tmp)
     print(f"\ndist/: {sdist.name}, {wheel.name}")
     return 0

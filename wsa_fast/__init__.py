@@ -1,4 +1,5 @@
 """wsa-fast: a Cython-accelerated gateway for the WSA WebSocket protocol."""
+
 from .app import App, Context
 from .errors import WSAError
 from .message import COMPACT, VERBOSE, Message

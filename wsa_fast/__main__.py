@@ -1,4 +1,5 @@
 """``python -m wsa_fast`` is the ``wsa-fast`` command."""
+
 import sys
 
 from .cli import main

@@ -1,9 +1,11 @@
 """The application API: handler registration and the server's own messages to clients."""
+
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .errors import WSAError
 from .grammar import is_method
@@ -25,12 +27,12 @@ class Context:
 
     __slots__ = ("app", "client_id", "id", "method", "connection")
 
-    def __init__(self, app: "App", client_id: str, id: str, method: str, connection: Any) -> None:
+    def __init__(self, app: App, client_id: str, id: str, method: str, connection: Any) -> None:
         self.app = app
-        self.client_id = client_id      # the sender's bound id
-        self.id = id                    # the message id, echoed by the response
+        self.client_id = client_id  # the sender's bound id
+        self.id = id  # the message id, echoed by the response
         self.method = method
-        self.connection = connection    # the sender's wsa_fast._gateway.Connection
+        self.connection = connection  # the sender's wsa_fast._gateway.Connection
 
     def __repr__(self) -> str:
         return f"Context(client_id={self.client_id!r}, id={self.id!r}, method={self.method!r})"
@@ -44,11 +46,11 @@ class App:
     handlers answer only when they raise. Handlers may be sync or async.
     """
 
-    def __init__(self, *, authenticator: Any = None, authorize: Optional[Policy] = None) -> None:
+    def __init__(self, *, authenticator: Any = None, authorize: Policy | None = None) -> None:
         self.request_handlers: dict[str, tuple[Handler, bool]] = {}
         self.event_handlers: dict[str, tuple[Handler, bool]] = {}
-        self.authenticator = authenticator   # a wsa_fast.auth.Authenticator; None: from settings
-        self.authorize = authorize           # called for each client-to-client message when set
+        self.authenticator = authenticator  # a wsa_fast.auth.Authenticator; None: from settings
+        self.authorize = authorize  # called for each client-to-client message when set
         self._joined: list[Callable[[str], Any]] = []
         self._left: list[Callable[[str], Any]] = []
         self._gateway: Any = None
@@ -118,8 +120,9 @@ class App:
         """Ids of the clients logged in to this worker."""
         return self.gateway.client_ids()
 
-    async def send_request(self, client_id: str, method: str, params: Any = None, *,
-                           timeout: Optional[float] = None) -> Message:
+    async def send_request(
+        self, client_id: str, method: str, params: Any = None, *, timeout: float | None = None
+    ) -> Message:
         """Ask a client and wait for its answer (default timeout: ``request_timeout``).
 
         Returns the success response; raises WSAError with the client's code on fail,
@@ -137,4 +140,3 @@ class App:
     def broadcast(self, method: str, params: Any = None) -> int:
         """Send an event to every logged-in client (encoded once per form); returns the count."""
         return self.gateway.broadcast(method, params)
-

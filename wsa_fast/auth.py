@@ -3,6 +3,7 @@
 Bad credentials are never an exception: every method answers None, which the
 gateway turns into ``PERMISSION_DENIED`` (login) or a refused upgrade (token).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,12 @@ from .config import AUTH_DEV, AUTH_JWT, DEFAULT_JWT_ALGORITHMS, ConfigError, Set
 from .grammar import is_client_id
 
 __all__ = [
-    "Identity", "Authenticator", "DevAuthenticator", "TokenFileAuthenticator", "JWTAuthenticator", "make_authenticator",
+    "Identity",
+    "Authenticator",
+    "DevAuthenticator",
+    "TokenFileAuthenticator",
+    "JWTAuthenticator",
+    "make_authenticator",
 ]
 
 
@@ -29,7 +35,7 @@ class Identity(str):
 
     roles: frozenset[str]
 
-    def __new__(cls, client_id: str, roles: object = ()) -> "Identity":
+    def __new__(cls, client_id: str, roles: object = ()) -> Identity:
         identity = super().__new__(cls, client_id)
         identity.roles = frozenset(roles)
         return identity
@@ -82,7 +88,7 @@ class _CredentialAuthenticator(Authenticator):
 
 
 class TokenFileAuthenticator(_CredentialAuthenticator):
-    """Static tokens from a file of ``TOKEN CLIENT_ID [ROLE,ROLE...]`` lines (blank lines and ``#`` comments ignored)."""
+    """Static tokens from a file of ``TOKEN CLIENT_ID [ROLE,ROLE...]`` lines (blank lines, ``#`` comments ignored)."""
 
     def __init__(self, path: str | Path) -> None:
         # Keyed by the token's digest, so lookup time says nothing about the token's bytes.

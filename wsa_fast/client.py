@@ -10,6 +10,7 @@ Runs on any asyncio loop (uvloop included, not required)::
 ``await c.close()``) or used directly as an async context manager; a connected
 ``Client`` is itself an async context manager that closes on exit.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,8 @@ import logging
 import math
 import ssl
 from collections import deque
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
@@ -52,10 +54,10 @@ Handler = Callable[[Message], Any]
 class _Listener(WSListener):
     """picows callbacks for one connection: reassembles messages and hands them to the Client."""
 
-    def __init__(self, client: "Client") -> None:
+    def __init__(self, client: Client) -> None:
         super().__init__()
         self.client = client
-        self.fragments: Optional[bytearray] = None
+        self.fragments: bytearray | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.client._connected(transport)
@@ -111,14 +113,14 @@ def _close_code_int(code: Any) -> int:
 class _Connecting:
     """What ``Client.connect`` returns: awaitable, and an async context manager that closes on exit."""
 
-    def __init__(self, opening: Awaitable["Client"]) -> None:
+    def __init__(self, opening: Awaitable[Client]) -> None:
         self._opening = opening
-        self._client: Optional[Client] = None
+        self._client: Client | None = None
 
     def __await__(self):
         return self._opening.__await__()
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         self._client = await self._opening
         return self._client
 
@@ -130,39 +132,57 @@ class _Connecting:
 class Client:
     """One WSA connection: requests, events, handlers for what the server or other clients send."""
 
-    def __init__(self, *, form: int, request_timeout: float, id_style: str,
-                 client_id: Optional[str], max_message_size: int, max_queued_events: int) -> None:
-        self.form = form                        # the connection's form: what the server writes to us
-        self.client_id = client_id              # the bound id ("from" of everything sent), None if unknown
+    def __init__(
+        self,
+        *,
+        form: int,
+        request_timeout: float,
+        id_style: str,
+        client_id: str | None,
+        max_message_size: int,
+        max_queued_events: int,
+    ) -> None:
+        self.form = form  # the connection's form: what the server writes to us
+        self.client_id = client_id  # the bound id ("from" of everything sent), None if unknown
         self.request_timeout = request_timeout
         self.max_message_size = max_message_size
         self.max_queued_events = max_queued_events
         self.closed = False
         self.stats = {"dropped_responses": 0, "bad_messages": 0, "dropped_events": 0, "handler_errors": 0}
         self._new_id = id_factory(id_style)
-        self._transport: Optional[WSTransport] = None
-        self._close_code: Optional[int] = None
-        self._close_reason: Optional[str] = None
+        self._transport: WSTransport | None = None
+        self._close_code: int | None = None
+        self._close_reason: str | None = None
         self._pending: dict[str, asyncio.Future] = {}
         self._request_handlers: dict[str, Handler] = {}
         self._event_handlers: dict[str, Handler] = {}
         self._events: deque[Message] = deque()
-        self._event_waiters: list[tuple[Optional[str], asyncio.Future]] = []
+        self._event_waiters: list[tuple[str | None, asyncio.Future]] = []
         self._tasks: set[asyncio.Task] = set()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._gone: Optional[asyncio.Event] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gone: asyncio.Event | None = None
         self._negotiate = "none"
-        self._connect_error: Optional[Exception] = None
+        self._connect_error: Exception | None = None
 
     # ---- connecting and closing ----
 
     @classmethod
-    def connect(cls, url: str, *, form: str = "verbose", negotiate: str = "subprotocol",
-                token: Optional[str] = None, request_timeout: float = 30.0, id_style: str = "iso8601",
-                client_id: Optional[str] = None, max_message_size: int = 16 * 1024 * 1024,
-                max_queued_events: int = 10_000, handshake_timeout: float = 5.0,
-                extra_headers: Optional[dict[str, str]] = None,
-                ssl_context: Optional[ssl.SSLContext] = None) -> _Connecting:
+    def connect(
+        cls,
+        url: str,
+        *,
+        form: str = "verbose",
+        negotiate: str = "subprotocol",
+        token: str | None = None,
+        request_timeout: float = 30.0,
+        id_style: str = "iso8601",
+        client_id: str | None = None,
+        max_message_size: int = 16 * 1024 * 1024,
+        max_queued_events: int = 10_000,
+        handshake_timeout: float = 5.0,
+        extra_headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> _Connecting:
         """Open a connection; await the result, or use it as ``async with``.
 
         ``form``: "verbose" or "compact", asked for by ``negotiate``: "subprotocol"
@@ -180,16 +200,40 @@ class Client:
             raise ValueError("without negotiation the connection's form is verbose")
         if client_id is not None and not is_client_id(client_id):
             raise ValueError(f"{client_id!r} is not a client id")
-        id_factory(id_style)        # reject an unknown style before connecting
-        return _Connecting(cls._open(
-            url, FORMS[form], negotiate, token, request_timeout, id_style, client_id,
-            max_message_size, max_queued_events, handshake_timeout, extra_headers, ssl_context))
+        id_factory(id_style)  # reject an unknown style before connecting
+        return _Connecting(
+            cls._open(
+                url,
+                FORMS[form],
+                negotiate,
+                token,
+                request_timeout,
+                id_style,
+                client_id,
+                max_message_size,
+                max_queued_events,
+                handshake_timeout,
+                extra_headers,
+                ssl_context,
+            )
+        )
 
     @classmethod
-    async def _open(cls, url: str, form: int, negotiate: str, token: Optional[str], request_timeout: float,
-                    id_style: str, client_id: Optional[str], max_message_size: int, max_queued_events: int,
-                    handshake_timeout: float, extra_headers: Optional[dict[str, str]],
-                    ssl_context: Optional[ssl.SSLContext]) -> "Client":
+    async def _open(
+        cls,
+        url: str,
+        form: int,
+        negotiate: str,
+        token: str | None,
+        request_timeout: float,
+        id_style: str,
+        client_id: str | None,
+        max_message_size: int,
+        max_queued_events: int,
+        handshake_timeout: float,
+        extra_headers: dict[str, str] | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> Client:
         headers = dict(extra_headers or {})
         if negotiate == "subprotocol":
             headers["Sec-WebSocket-Protocol"] = PROTOCOLS[form]
@@ -197,15 +241,26 @@ class Client:
             url = _with_query(url, "format", "compact" if form == COMPACT else "verbose")
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        client = cls(form=form if negotiate == "query" else VERBOSE, request_timeout=request_timeout,
-                     id_style=id_style, client_id=client_id, max_message_size=max_message_size,
-                     max_queued_events=max_queued_events)
+        client = cls(
+            form=form if negotiate == "query" else VERBOSE,
+            request_timeout=request_timeout,
+            id_style=id_style,
+            client_id=client_id,
+            max_message_size=max_message_size,
+            max_queued_events=max_queued_events,
+        )
         client._loop = asyncio.get_running_loop()
         client._gone = asyncio.Event()
         client._negotiate = negotiate
-        await ws_connect(lambda: _Listener(client), url, extra_headers=headers or None,
-                         max_frame_size=max_message_size, websocket_handshake_timeout=handshake_timeout,
-                         logger_name="wsa_fast.client", ssl_context=ssl_context)
+        await ws_connect(
+            lambda: _Listener(client),
+            url,
+            extra_headers=headers or None,
+            max_frame_size=max_message_size,
+            websocket_handshake_timeout=handshake_timeout,
+            logger_name="wsa_fast.client",
+            ssl_context=ssl_context,
+        )
         if client._connect_error is not None:
             await client.close()
             raise client._connect_error
@@ -238,19 +293,19 @@ class Client:
         """Return once the connection is gone (for whatever reason)."""
         await self._gone.wait()
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
     @property
-    def close_code(self) -> Optional[int]:
+    def close_code(self) -> int | None:
         """The close code the server sent (4001 replaced, 1008, 1001...), None if it sent none."""
         return self._close_code
 
     @property
-    def close_reason(self) -> Optional[str]:
+    def close_reason(self) -> str | None:
         return self._close_reason
 
     @property
@@ -285,8 +340,9 @@ class Client:
             raise _error("GONE", "the connection is closed")
         self._transport.send(WSMsgType.TEXT, data.encode() if isinstance(data, str) else data)
 
-    async def request(self, method: str, params: Any = None, *, to: str = "server",
-                      timeout: Optional[float] = None) -> Message:
+    async def request(
+        self, method: str, params: Any = None, *, to: str = "server", timeout: float | None = None
+    ) -> Message:
         """Send a request and return the success response.
 
         Raises WSAError with the response's code for fail (the error's ``.response`` is the
@@ -295,10 +351,10 @@ class Client:
         """
         return await self._request(method, params, to, timeout, self.client_id or "")
 
-    async def _request(self, method: str, params: Any, to: str, timeout: Optional[float], from_: str) -> Message:
+    async def _request(self, method: str, params: Any, to: str, timeout: float | None, from_: str) -> Message:
         _check_outgoing(method, params, to)
         msg_id = self._new_id()
-        while msg_id in self._pending:      # only possible with the short style after 36**5 ids
+        while msg_id in self._pending:  # only possible with the short style after 36**5 ids
             msg_id = self._new_id()
         future = self._loop.create_future()
         self._send(Message("request", from_, to, msg_id, method=method, params=params))
@@ -326,7 +382,7 @@ class Client:
         self.client_id = bound
         return bound
 
-    async def ping(self, timeout: Optional[float] = None) -> None:
+    async def ping(self, timeout: float | None = None) -> None:
         """``wsa@v1/ping`` the server (allowed before login)."""
         await self.request(PING, timeout=timeout)
 
@@ -361,7 +417,7 @@ class Client:
 
         return decorate
 
-    async def next_event(self, method: Optional[str] = None, timeout: float = 5.0) -> Message:
+    async def next_event(self, method: str | None = None, timeout: float = 5.0) -> Message:
         """The oldest queued event (for ``method``, or any), waiting up to ``timeout``.
 
         Events with a handler are not queued; ``wsa@v1/error`` events are. Raises
@@ -456,10 +512,13 @@ class Client:
         except (TypeError, ValueError):
             log.error("handler for %s returned a value that is not JSON: %.200r", request.method, outcome)
             self.stats["handler_errors"] += 1
-            self._send(Message("response", self.client_id or "", request.from_, request.id,
-                               result="fail", code="INTERNAL_ERROR"))
+            self._send(
+                Message(
+                    "response", self.client_id or "", request.from_, request.id, result="fail", code="INTERNAL_ERROR"
+                )
+            )
         except WSAError:
-            pass        # closed meanwhile: nobody to answer
+            pass  # closed meanwhile: nobody to answer
 
     def _on_event(self, msg: Message) -> None:
         handler = self._event_handlers.get(msg.method)
@@ -501,7 +560,7 @@ class Client:
         return f"<Client {self.client_id or '(anonymous)'} {form} {state}>"
 
 
-def _error(code: str, text: str, response: Optional[Message] = None) -> WSAError:
+def _error(code: str, text: str, response: Message | None = None) -> WSAError:
     """A WSAError carrying ``.response``: the fail Message, or None when raised client-side."""
     error = WSAError(code, text)
     error.response = response

@@ -4,6 +4,7 @@ A client must not be able to fill the log, so what it does wrong or too much (pr
 errors, refusals, being cut off) is logged through the ``wsa_fast.clients`` logger, and
 picows's own ERROR lines about a client's bad frames are turned into INFO lines of it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,11 @@ class ClientLogFilter(logging.Filter):
         return verdict
 
     def _decide(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith(PICOWS_LOGGER) and isinstance(record.msg, str) \
-                and record.msg.startswith(PICOWS_CLIENT_ERRORS):
+        if (
+            record.name.startswith(PICOWS_LOGGER)
+            and isinstance(record.msg, str)
+            and record.msg.startswith(PICOWS_CLIENT_ERRORS)
+        ):
             record.levelno, record.levelname = logging.INFO, "INFO"
             if not logging.getLogger(CLIENT_LOGGER).isEnabledFor(logging.INFO):
                 return False

@@ -16,13 +16,14 @@ order announcements arrive in, and a worker holding an older binding of it close
 4001 (or, under ``duplicate_login = "reject"``, the newer one is refused or closed).
 docs/cluster.md gives the reasons and the measurements.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import secrets
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 
@@ -76,8 +77,8 @@ class Cluster:
         self.leaves: list[list[Any]] = []
         self.version = 0
         self.presence_scheduled = False
-        self.nats: Optional[NatsClient] = None
-        self.heartbeat_task: Optional[asyncio.Task] = None
+        self.nats: NatsClient | None = None
+        self.heartbeat_task: asyncio.Task | None = None
 
     # ---- lifecycle ----
 
@@ -85,9 +86,14 @@ class Cluster:
         """Join the cluster: connect, subscribe, announce, and wait briefly for the others' lists."""
         settings = self.settings
         tls = tls_context(settings.nats_ca_file) if settings.nats_ca_file is not None else None
-        self.nats = NatsClient(parse_servers(settings.nats), f"wsa-fast {self.wid}", on_up=self._up,
-                               on_down=self._down, tls=tls,
-                               credentials=load_credentials(settings.nats_creds_file, settings.nats_nkey_seed_file))
+        self.nats = NatsClient(
+            parse_servers(settings.nats),
+            f"wsa-fast {self.wid}",
+            on_up=self._up,
+            on_down=self._down,
+            tls=tls,
+            credentials=load_credentials(settings.nats_creds_file, settings.nats_nkey_seed_file),
+        )
         self.nats.subscribe(self.subject, self.gw.on_batch)
         self.nats.subscribe(self.everyone.subject, self.gw.on_batch)
         self.nats.subscribe(self.presence_subject, self._on_presence)
@@ -113,7 +119,7 @@ class Cluster:
             self.gw.count(Metric.NATS_RECONNECTS)
         now = self.loop.time()
         for state in self.peers.values():
-            state.last_seen = now       # their silence while we were away says nothing about them
+            state.last_seen = now  # their silence while we were away says nothing about them
             # Until a peer speaks again it may still be reconnecting itself: what we send it could be lost.
             state.peer.reachable = not again
         self.gw.attach_cluster(self, self.everyone, self._publish, self.nats.max_payload)
@@ -171,18 +177,18 @@ class Cluster:
 
     def _send_sync(self) -> None:
         ids = self.gw.local_presence()
-        chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)] or [[]]
+        chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)] or [[]]
         for i, chunk in enumerate(chunks):
             self._send({"k": "sync", "v": self.version, "ids": chunk, "last": i == len(chunks) - 1})
 
     # ---- other workers' clients ----
 
-    def peer_for_subject(self, subject: bytes) -> Optional[Peer]:
+    def peer_for_subject(self, subject: bytes) -> Peer | None:
         """The peer that sent a batch (known or not yet): bounces go back to it."""
         head = f"{self.prefix}.w.".encode()
         if not subject.startswith(head):
             return None
-        return self._state(subject[len(head):].decode()).peer
+        return self._state(subject[len(head) :].decode()).peer
 
     def _state(self, wid: str) -> PeerState:
         state = self.peers.get(wid)
@@ -192,7 +198,7 @@ class Cluster:
             self.gw.add_peer(peer)
         return state
 
-    def _on_presence(self, payload: bytes, reply: Optional[bytes]) -> None:
+    def _on_presence(self, payload: bytes, reply: bytes | None) -> None:
         message = orjson.loads(payload)
         wid, kind = message["w"], message["k"]
         if wid == self.wid:
@@ -239,14 +245,15 @@ class Cluster:
     def _join(self, state: PeerState, client_id: str, stamp: int) -> None:
         current = self.gw.remote_client(client_id)
         if current is not None and current.stamp >= stamp:
-            return          # we already know of a newer login of this id
+            return  # we already know of a newer login of this id
         local = self.gw.client(client_id)
         if local is not None and not local.closed:
             if self.reject and local.stamp > stamp:
                 local.send_close(CLOSE_POLICY, "client id already connected")
             elif not self.reject and local.stamp < stamp:
-                log.info("client %s logged in again on worker %s; closing the older connection",
-                         client_id, state.peer.wid)
+                log.info(
+                    "client %s logged in again on worker %s; closing the older connection", client_id, state.peer.wid
+                )
                 local.send_close(CLOSE_REPLACED, "replaced")
         if current is not None:
             owner = self.peers.get(current.peer.wid)
@@ -266,8 +273,13 @@ class Cluster:
         state = self.peers.pop(wid, None)
         if state is None:
             return
-        log.log(logging.INFO if why == "stopped" else logging.WARNING,
-                "worker %s %s: forgetting its %d clients", wid, why, len(state.ids))
+        log.log(
+            logging.INFO if why == "stopped" else logging.WARNING,
+            "worker %s %s: forgetting its %d clients",
+            wid,
+            why,
+            len(state.ids),
+        )
         for entry in state.ids.values():
             self.gw.drop_remote(entry)
         self.gw.remove_peer(state.peer)

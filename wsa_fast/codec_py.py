@@ -3,6 +3,7 @@
 Slow on purpose and written for reading: every rule of profile sections 2-3 is a line
 here. The property tests feed the same bytes to both codecs and require the same verdict.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,13 @@ from .grammar import MAX_NESTING, is_client_id, is_code, is_message_id, is_metho
 from .message import COMPACT, VERBOSE, DecodeError, Message
 
 __all__ = [
-    "VERBOSE", "COMPACT", "Message", "DecodeError", "decode", "encode", "readable_id",
+    "VERBOSE",
+    "COMPACT",
+    "Message",
+    "DecodeError",
+    "decode",
+    "encode",
+    "readable_id",
 ]
 
 # Deepest whole-document nesting: the envelope is level 1, its payload 2, params 3.
@@ -22,27 +29,39 @@ MAX_DEPTH = MAX_NESTING
 MAX_READABLE_ID = 64
 
 _ENVELOPE_KEYS = {
-    "from": ("from", VERBOSE), "to": ("to", VERBOSE), "type": ("type", VERBOSE),
-    "id": ("id", VERBOSE), "payload": ("payload", VERBOSE),
-    "f": ("from", COMPACT), "t": ("to", COMPACT), "y": ("type", COMPACT),
-    "i": ("id", COMPACT), "p": ("payload", COMPACT), "P": ("payload", COMPACT),
+    "from": ("from", VERBOSE),
+    "to": ("to", VERBOSE),
+    "type": ("type", VERBOSE),
+    "id": ("id", VERBOSE),
+    "payload": ("payload", VERBOSE),
+    "f": ("from", COMPACT),
+    "t": ("to", COMPACT),
+    "y": ("type", COMPACT),
+    "i": ("id", COMPACT),
+    "p": ("payload", COMPACT),
+    "P": ("payload", COMPACT),
 }
 # Payload keys per form; compact "c" is a receipt on success and a code on failure.
 _PAYLOAD_KEYS = (
-    {"method": "method", "params": "params", "result": "result",
-     "receipt": "receipt", "code": "code", "data": "data"},
+    {"method": "method", "params": "params", "result": "result", "receipt": "receipt", "code": "code", "data": "data"},
     {"m": "method", "p": "params", "r": "result", "c": "c", "d": "data"},
 )
-_TYPES = ({"request": "request", "response": "response", "event": "event"},
-          {"q": "request", "r": "response", "e": "event"})
+_TYPES = (
+    {"request": "request", "response": "response", "event": "event"},
+    {"q": "request", "r": "response", "e": "event"},
+)
 _RESULTS = ({"success": "success", "fail": "fail"}, {"s": "success", "f": "fail"})
 _SERVER = ("server", "s")
 _BROADCAST = ("client", "c")
-_TYPE_OUT = ({"request": "request", "response": "response", "event": "event"},
-             {"request": "q", "response": "r", "event": "e"})
+_TYPE_OUT = (
+    {"request": "request", "response": "response", "event": "event"},
+    {"request": "q", "response": "r", "event": "e"},
+)
 _RESULT_OUT = ({"success": "success", "fail": "fail"}, {"success": "s", "fail": "f"})
-_KEYS_OUT = (("from", "to", "type", "id", "payload", "method", "params", "result", "receipt", "code", "data"),
-             ("f", "t", "y", "i", "p", "m", "p", "r", "c", "c", "d"))
+_KEYS_OUT = (
+    ("from", "to", "type", "id", "payload", "method", "params", "result", "receipt", "code", "data"),
+    ("f", "t", "y", "i", "p", "m", "p", "r", "c", "c", "d"),
+)
 
 
 class _Obj(dict):
@@ -157,8 +176,7 @@ def decode(data: bytes | str) -> Message:
     if _depth(text) > MAX_DEPTH:
         raise DecodeError("nested too deeply")
     try:
-        doc = json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant,
-                         parse_int=_parse_int)
+        doc = json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant, parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise DecodeError("not JSON") from None
     # Strings must be Unicode text, which an unpaired surrogate escape ("\ud800") is not.
@@ -293,8 +311,10 @@ def encode(msg: Message, form: int = VERBOSE) -> bytes:
     k = _KEYS_OUT[form]
     from_ = _SERVER[form] if msg.from_ == "server" else msg.from_
     to = _SERVER[form] if msg.to == "server" else _BROADCAST[form] if msg.to == "client" else msg.to
-    parts = [f'{{"{k[0]}":{_json(from_)},"{k[1]}":{_json(to)},"{k[2]}":"{_TYPE_OUT[form][msg.type]}",'
-             f'"{k[3]}":{_json(msg.id)},"{k[4]}":{{']
+    parts = [
+        f'{{"{k[0]}":{_json(from_)},"{k[1]}":{_json(to)},"{k[2]}":"{_TYPE_OUT[form][msg.type]}",'
+        f'"{k[3]}":{_json(msg.id)},"{k[4]}":{{'
+    ]
     if msg.type == "response":
         success = msg.result == "success"
         parts.append(f'"{k[7]}":"{_RESULT_OUT[form][msg.result]}"')

@@ -1,4 +1,5 @@
 """Gateway settings: defaults < TOML config file < ``WSA_*`` environment < command-line flags."""
+
 from __future__ import annotations
 
 import functools
@@ -17,9 +18,18 @@ else:
     import tomli as tomllib
 
 __all__ = [
-    "ConfigError", "Settings", "load_settings",
-    "AUTH_DEV", "AUTH_JWT", "AUTH_TOKENS_PREFIX", "DEFAULT_JWT_ALGORITHMS",
-    "DUPLICATE_LOGIN_MODES", "ID_STYLES", "LIMITS_MODES", "LOG_FORMATS", "LOG_LEVELS",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "AUTH_DEV",
+    "AUTH_JWT",
+    "AUTH_TOKENS_PREFIX",
+    "DEFAULT_JWT_ALGORITHMS",
+    "DUPLICATE_LOGIN_MODES",
+    "ID_STYLES",
+    "LIMITS_MODES",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
 ]
 
 AUTH_DEV = "dev"
@@ -81,9 +91,9 @@ class Settings:
     # "off" lifts the per-connection rate limits and max_pending: for benchmarks, not production.
     limits: str = "on"
     # Token buckets per connection, refilled each second, holding a second's worth (0: no such limit).
-    rate_limit_messages: float = 1000.0       # requests and events a second (responses are never refused)
-    rate_limit_bytes: float = 4194304.0       # their bytes a second; the bucket holds max_message_size at least
-    rate_limit_broadcasts: float = 10.0       # broadcasts a second: each costs the gateway one delivery per client
+    rate_limit_messages: float = 1000.0  # requests and events a second (responses are never refused)
+    rate_limit_bytes: float = 4194304.0  # their bytes a second; the bucket holds max_message_size at least
+    rate_limit_broadcasts: float = 10.0  # broadcasts a second: each costs the gateway one delivery per client
     # Rate-limited messages in a row after which the connection is closed with 1008.
     max_refused_messages: int = 100
     # Relayed requests a client may have waiting for an answer (0: no limit).
@@ -146,38 +156,67 @@ class Settings:
         _require_choice("limits", self.limits, LIMITS_MODES)
         for name in ("rate_limit_messages", "rate_limit_bytes", "rate_limit_broadcasts"):
             value = getattr(self, name)
-            _require(value >= 0 and math.isfinite(value), name,
-                     f"{name} must be a finite rate per second, 0 (no limit) or more, got {value}")
+            _require(
+                value >= 0 and math.isfinite(value),
+                name,
+                f"{name} must be a finite rate per second, 0 (no limit) or more, got {value}",
+            )
         for name in ("max_pending", "max_connections", "max_connections_per_ip"):
             value = getattr(self, name)
             _require(value >= 0, name, f"{name} must be 0 (no limit) or more, got {value}")
         _require_positive_time("jwt_leeway", self.jwt_leeway, allow_zero=True)
         self._validate_auth()
-        _require(bool(self.jwt_algorithms) and all(self.jwt_algorithms), "jwt_algorithms",
-                 "jwt_algorithms must list at least one algorithm")
+        _require(
+            bool(self.jwt_algorithms) and all(self.jwt_algorithms),
+            "jwt_algorithms",
+            "jwt_algorithms must list at least one algorithm",
+        )
         _require_choice("duplicate_login", self.duplicate_login, DUPLICATE_LOGIN_MODES)
         _require_choice("id_style", self.id_style, ID_STYLES)
         _require_choice("log_level", self.log_level, LOG_LEVELS)
         _require_choice("log_format", self.log_format, LOG_FORMATS)
         _require(bool(self.admin_host), "admin_host", "admin_host must not be empty")
         if self.admin_port is not None:
-            _require(0 <= self.admin_port <= 65535, "admin_port",
-                     f"admin_port must be between 0 and 65535, got {self.admin_port}")
-            _require(self.admin_port != self.port or self.admin_port == 0 or self.admin_host != self.host,
-                     "admin_port", f"admin_port must differ from port ({self.port})")
-        for name in ("max_message_size", "max_bad_messages", "send_buffer_limit", "max_refused_messages",
-                     "max_partial_memory"):
+            _require(
+                0 <= self.admin_port <= 65535,
+                "admin_port",
+                f"admin_port must be between 0 and 65535, got {self.admin_port}",
+            )
+            _require(
+                self.admin_port != self.port or self.admin_port == 0 or self.admin_host != self.host,
+                "admin_port",
+                f"admin_port must differ from port ({self.port})",
+            )
+        for name in (
+            "max_message_size",
+            "max_bad_messages",
+            "send_buffer_limit",
+            "max_refused_messages",
+            "max_partial_memory",
+        ):
             value = getattr(self, name)
             _require(value >= 1, name, f"{name} must be at least 1, got {value}")
-        _require(self.send_buffer_cap >= self.send_buffer_limit, "send_buffer_cap",
-                 f"send_buffer_cap must be at least send_buffer_limit ({self.send_buffer_limit}), "
-                 f"got {self.send_buffer_cap}")
-        _require(1 <= self.workers <= MAX_WORKERS, "workers",
-                 f"workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
-        _require(CLUSTER_NAME.fullmatch(self.cluster_name) is not None, "cluster_name",
-                 f"cluster_name must be 1-64 letters, digits, '_' or '-', got {self.cluster_name!r}")
-        _require((self.tls_cert is None) == (self.tls_key is None), "tls_cert" if self.tls_key else "tls_key",
-                 "tls_cert and tls_key go together: give both to serve wss://, or neither")
+        _require(
+            self.send_buffer_cap >= self.send_buffer_limit,
+            "send_buffer_cap",
+            f"send_buffer_cap must be at least send_buffer_limit ({self.send_buffer_limit}), "
+            f"got {self.send_buffer_cap}",
+        )
+        _require(
+            1 <= self.workers <= MAX_WORKERS,
+            "workers",
+            f"workers must be between 1 and {MAX_WORKERS}, got {self.workers}",
+        )
+        _require(
+            CLUSTER_NAME.fullmatch(self.cluster_name) is not None,
+            "cluster_name",
+            f"cluster_name must be 1-64 letters, digits, '_' or '-', got {self.cluster_name!r}",
+        )
+        _require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "tls_cert" if self.tls_key else "tls_key",
+            "tls_cert and tls_key go together: give both to serve wss://, or neither",
+        )
         if self.nats is not None:
             from .nats_client import parse_servers
 
@@ -195,8 +234,11 @@ class Settings:
         from .nats_client import load_credentials, tls_context
 
         for name in ("nats_ca_file", "nats_creds_file", "nats_nkey_seed_file"):
-            _require(getattr(self, name) is None or self.nats is not None, name,
-                     f"{name} needs --nats (the embedded nats-server of --workers N has no TLS or credentials)")
+            _require(
+                getattr(self, name) is None or self.nats is not None,
+                name,
+                f"{name} needs --nats (the embedded nats-server of --workers N has no TLS or credentials)",
+            )
         if self.nats_ca_file is not None:
             try:
                 tls_context(self.nats_ca_file)
@@ -211,23 +253,27 @@ class Settings:
     @property
     def rate_limits_on(self) -> bool:
         """Whether any per-connection rate limit applies."""
-        return self.limits == "on" and bool(self.rate_limit_messages or self.rate_limit_bytes
-                                            or self.rate_limit_broadcasts)
+        return self.limits == "on" and bool(
+            self.rate_limit_messages or self.rate_limit_bytes or self.rate_limit_broadcasts
+        )
 
     def _validate_auth(self) -> None:
         known = self.auth in (None, AUTH_DEV, AUTH_JWT) or self.auth.startswith(AUTH_TOKENS_PREFIX)
         _require(known, "auth", f"auth must be dev, tokens:FILE or jwt, got {self.auth!r}")
         _require(self.tokens_path != "", "auth", "auth tokens: needs a file path, e.g. tokens:/etc/wsa/tokens")
         if self.auth == AUTH_JWT:
-            _require(self.jwt_secret is not None or self.jwt_public_key is not None, "auth",
-                     "auth jwt needs jwt_secret (HS*) or jwt_public_key (RS*/ES*)")
+            _require(
+                self.jwt_secret is not None or self.jwt_public_key is not None,
+                "auth",
+                "auth jwt needs jwt_secret (HS*) or jwt_public_key (RS*/ES*)",
+            )
 
     @property
     def tokens_path(self) -> str | None:
         """The token file of ``auth = "tokens:PATH"``, else None."""
         if self.auth is None or not self.auth.startswith(AUTH_TOKENS_PREFIX):
             return None
-        return self.auth[len(AUTH_TOKENS_PREFIX):]
+        return self.auth[len(AUTH_TOKENS_PREFIX) :]
 
     @property
     def scheme(self) -> str:
@@ -255,8 +301,7 @@ class Settings:
         if _is_loopback(self.host):
             return AUTH_DEV
         raise ConfigError(
-            "refusing to start with dev auth on a non-loopback host; "
-            "pass --auth dev explicitly, or tokens:FILE / jwt",
+            "refusing to start with dev auth on a non-loopback host; pass --auth dev explicitly, or tokens:FILE / jwt",
             "auth",
         )
 
@@ -335,8 +380,13 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
     return kinds
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
-               dict: "a table in the config file"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    tuple: "a list of strings",
+    dict: "a table in the config file",
+}
 
 
 def _convert(name: str, kind: type, optional: bool, value: object) -> object:

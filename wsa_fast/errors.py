@@ -1,15 +1,29 @@
 """WSAError and the failure codes of profile section 6."""
+
 from __future__ import annotations
 
 from .grammar import is_code
 
 __all__ = ["WSAError", "CODES"]
 
-CODES = frozenset({
-    "UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_MESSAGE", "INVALID_TARGET",
-    "METHOD_NOT_FOUND", "NOT_FOUND", "TIMEOUT", "GONE", "DUPLICATE_ID", "RATE_LIMITED",
-    "ALREADY_AUTHENTICATED", "CONFLICT", "UNAVAILABLE", "INTERNAL_ERROR",
-})
+CODES = frozenset(
+    {
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "INVALID_MESSAGE",
+        "INVALID_TARGET",
+        "METHOD_NOT_FOUND",
+        "NOT_FOUND",
+        "TIMEOUT",
+        "GONE",
+        "DUPLICATE_ID",
+        "RATE_LIMITED",
+        "ALREADY_AUTHENTICATED",
+        "CONFLICT",
+        "UNAVAILABLE",
+        "INTERNAL_ERROR",
+    }
+)
 
 
 class WSAError(Exception):

@@ -3,13 +3,20 @@
 The compiled codec checks the same rules in C (``src_cy/wsa_fast/wsa_parse.hpp``);
 the property tests hold the two to agreement.
 """
+
 from __future__ import annotations
 
 import re
 
 __all__ = [
-    "RESERVED_IDS", "is_client_id", "is_message_id", "is_method", "is_code",
-    "MAX_CLIENT_ID", "MAX_METHOD", "MAX_NESTING",
+    "RESERVED_IDS",
+    "is_client_id",
+    "is_message_id",
+    "is_method",
+    "is_code",
+    "MAX_CLIENT_ID",
+    "MAX_METHOD",
+    "MAX_NESTING",
 ]
 
 MAX_CLIENT_ID = 64

@@ -1,15 +1,16 @@
 """Message ids the server generates, in the style ``id_style`` names (profile section 3)."""
+
 from __future__ import annotations
 
 import itertools
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["id_factory"]
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_SHORT_SPACE = 36 ** 5
+_SHORT_SPACE = 36**5
 
 
 def _iso8601() -> Callable[[], str]:

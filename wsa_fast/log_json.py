@@ -3,6 +3,7 @@
 Every line has ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``pid`` and
 ``message``; a line logged with an exception adds ``exception`` (its traceback as one string).
 """
+
 from __future__ import annotations
 
 import logging

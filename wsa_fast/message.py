@@ -1,4 +1,5 @@
 """The decoded form of a WSA message and the decode error, shared by both codecs."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,13 +17,39 @@ class Message:
     ``params`` and ``data`` are Python values (``has_data`` tells a JSON null from none).
     """
 
-    __slots__ = ("form", "type", "from_", "to", "id", "method", "params",
-                 "result", "receipt", "has_receipt", "code", "data", "has_data")
+    __slots__ = (
+        "form",
+        "type",
+        "from_",
+        "to",
+        "id",
+        "method",
+        "params",
+        "result",
+        "receipt",
+        "has_receipt",
+        "code",
+        "data",
+        "has_data",
+    )
 
-    def __init__(self, type: str, from_: str, to: str, id: str, *, method: str | None = None,
-                 params: Any = None, result: str | None = None, receipt: str | None = None,
-                 has_receipt: bool = False, code: str | None = None, data: Any = None,
-                 has_data: bool = False, form: int = VERBOSE) -> None:
+    def __init__(
+        self,
+        type: str,
+        from_: str,
+        to: str,
+        id: str,
+        *,
+        method: str | None = None,
+        params: Any = None,
+        result: str | None = None,
+        receipt: str | None = None,
+        has_receipt: bool = False,
+        code: str | None = None,
+        data: Any = None,
+        has_data: bool = False,
+        form: int = VERBOSE,
+    ) -> None:
         self.form = form
         self.type = type
         self.from_ = from_
@@ -53,8 +80,7 @@ class DecodeError(ValueError):
 
     code = "INVALID_MESSAGE"
 
-    def __init__(self, reason: str, id: str | None = None, type: str | None = None,
-                 from_: str | None = None) -> None:
+    def __init__(self, reason: str, id: str | None = None, type: str | None = None, from_: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.id = id

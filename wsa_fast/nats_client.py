@@ -6,10 +6,11 @@ and reconnection over the configured and discovered servers, re-subscribing each
 Publishes are written together once per loop iteration (one system call for all of
 them). TLS (``tls://`` URLs, or a server whose INFO requires it) verifies the server's
 certificate against the system's CAs or a CA file; NKEY and credentials-file (JWT + NKEY
-seed) authentication sign the server's nonce. A publish while disconnected, or while the server is not reading fast enough,
-returns False at once instead of buffering: the gateway answers such requests itself,
+seed) authentication sign the server's nonce. A publish while disconnected, or while the server is not
+reading fast enough, returns False at once instead of buffering: the gateway answers such requests itself,
 so nothing arrives twice or late after a NATS restart, and memory stays bounded.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,7 @@ import random
 import re
 import ssl
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["NatsClient", "NatsError", "Credentials", "parse_servers", "load_credentials", "tls_context"]
@@ -40,7 +41,7 @@ RECONNECT_WAIT = 0.25
 # Unsent bytes beyond which publishing refuses: the server (or the network to it) is too slow.
 MAX_UNSENT = 64 * 1024 * 1024
 
-Callback = Callable[[bytes, Optional[bytes]], None]
+Callback = Callable[[bytes, bytes | None], None]
 
 
 class NatsError(Exception):
@@ -54,16 +55,23 @@ class NatsRefused(NatsError):
 class Server:
     __slots__ = ("host", "port", "user", "password", "token", "tls")
 
-    def __init__(self, host: str, port: int, user: str | None = None, password: str | None = None,
-                 token: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        tls: bool = False,
+    ) -> None:
         self.host, self.port, self.user, self.password, self.token = host, port, user, password, token
-        self.tls = tls      # tls:// asked for TLS whatever the server announces
+        self.tls = tls  # tls:// asked for TLS whatever the server announces
 
     def __repr__(self) -> str:
         return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
 
-def _port_of(parts) -> Optional[int]:
+def _port_of(parts) -> int | None:
     try:
         return parts.port
     except ValueError:
@@ -114,12 +122,12 @@ class Credentials:
         try:
             self._key = nkeys.from_seed(bytearray(seed))
             self.public_key = self._key.public_key.decode()
-        except Exception as error:     # nkeys raises its own errors and binascii/nacl ones
+        except Exception as error:  # nkeys raises its own errors and binascii/nacl ones
             raise ValueError(f"not a valid NKEY seed ({type(error).__name__})") from None
         self.jwt = jwt
 
     def __repr__(self) -> str:
-        return f"Credentials({self.public_key})"      # never the seed
+        return f"Credentials({self.public_key})"  # never the seed
 
     def connect_options(self, nonce: str) -> dict:
         signature = base64.urlsafe_b64encode(self._key.sign(nonce.encode())).rstrip(b"=").decode()
@@ -169,18 +177,18 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
 class _Protocol(asyncio.Protocol):
     """One TCP connection to a NATS server; parses what it sends."""
 
-    def __init__(self, client: "NatsClient", server: Server) -> None:
+    def __init__(self, client: NatsClient, server: Server) -> None:
         self.client = client
         self.server = server
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.connect_sent = False
-        self.nonce: Optional[str] = None        # from INFO: what NKEY authentication signs
-        self.upgrading: Optional[asyncio.Task] = None   # the TLS handshake, held so it is not collected
+        self.nonce: str | None = None  # from INFO: what NKEY authentication signs
+        self.upgrading: asyncio.Task | None = None  # the TLS handshake, held so it is not collected
         # Answered by the PONG to the PING sent after CONNECT: the server took us.
         self.handshake: asyncio.Future = client.loop.create_future()
         # One entry per PING in flight, in order: a future to resolve, or None for a keepalive.
-        self.pongs: deque[Optional[asyncio.Future]] = deque()
+        self.pongs: deque[asyncio.Future | None] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -191,25 +199,26 @@ class _Protocol(asyncio.Protocol):
             if not offered:
                 raise NatsRefused("tls:// asks for TLS, but the server does not offer it")
             self.transport = await self.client.loop.start_tls(
-                self.transport, self, self.client.tls, server_hostname=self.server.host)
-        except Exception as error:      # whatever went wrong, this connection attempt has failed
+                self.transport, self, self.client.tls, server_hostname=self.server.host
+            )
+        except Exception as error:  # whatever went wrong, this connection attempt has failed
             if isinstance(error, ssl.SSLCertVerificationError):
                 error = NatsRefused(f"its TLS certificate is not trusted ({error.verify_message})")
             elif not isinstance(error, NatsError):
                 error = NatsError(f"TLS handshake failed: {error!r}")
             if not self.handshake.done():
                 self.handshake.set_exception(error)
-                self.handshake.exception()      # whoever awaits it still gets it
+                self.handshake.exception()  # whoever awaits it still gets it
             if self.transport is not None:
                 self.transport.abort()
             return
         self.client._send_connect(self)
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         for waiter in (self.handshake, *self.pongs):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(NatsError(f"connection closed: {exc}"))
-                waiter.exception()      # whoever awaits it still gets it; nobody awaiting is no error
+                waiter.exception()  # whoever awaits it still gets it; nobody awaiting is no error
         self.client._lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -224,12 +233,12 @@ class _Protocol(asyncio.Protocol):
                 break
             if buf.startswith(b"MSG ", pos):
                 # MSG <subject> <sid> [reply-to] <#bytes>
-                header = bytes(buf[pos + 4:eol]).split()
+                header = bytes(buf[pos + 4 : eol]).split()
                 size = int(header[-1])
                 start = eol + 2
                 if end - start < size + 2:
                     break
-                payload = bytes(buf[start:start + size])
+                payload = bytes(buf[start : start + size])
                 pos = start + size + 2
                 callback = client.callbacks.get(header[1])
                 if callback is not None:
@@ -270,9 +279,16 @@ class _Protocol(asyncio.Protocol):
 class NatsClient:
     """``await connect()``, then ``subscribe``/``publish``; ``on_up``/``on_down`` follow the link."""
 
-    def __init__(self, servers: list[Server], name: str, *, on_up: Callable[[bool], None] = lambda again: None,
-                 on_down: Callable[[], None] = lambda: None, tls: Optional[ssl.SSLContext] = None,
-                 credentials: Optional[Credentials] = None) -> None:
+    def __init__(
+        self,
+        servers: list[Server],
+        name: str,
+        *,
+        on_up: Callable[[bool], None] = lambda again: None,
+        on_down: Callable[[], None] = lambda: None,
+        tls: ssl.SSLContext | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self._tls = tls
         self.credentials = credentials
@@ -281,19 +297,19 @@ class NatsClient:
         self.on_up = on_up
         self.on_down = on_down
         self.callbacks: dict[bytes, Callback] = {}
-        self.subjects: dict[bytes, bytes] = {}          # sid -> subject, resent on every connection
-        self.protocol: Optional[_Protocol] = None
+        self.subjects: dict[bytes, bytes] = {}  # sid -> subject, resent on every connection
+        self.protocol: _Protocol | None = None
         self.connected = False
         self.closed = False
         self.max_payload = 1048576
         self.outstanding_pings = 0
         self._next_sid = 0
-        self._out: list[bytes] = []                       # this loop iteration's publishes
+        self._out: list[bytes] = []  # this loop iteration's publishes
         self._write_scheduled = False
         self._ever_connected = False
-        self._reconnector: Optional[asyncio.Task] = None
-        self.refused: Optional[NatsError] = None          # a server turned our credentials down
-        self._pinger: Optional[asyncio.Task] = None
+        self._reconnector: asyncio.Task | None = None
+        self.refused: NatsError | None = None  # a server turned our credentials down
+        self._pinger: asyncio.Task | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -309,7 +325,7 @@ class NatsClient:
             if await self._try_all(deadline):
                 break
             if self.refused is not None:
-                raise self.refused      # wrong credentials do not get better by waiting
+                raise self.refused  # wrong credentials do not get better by waiting
             if self.loop.time() >= deadline:
                 raise NatsError(f"no NATS server reachable at {', '.join(map(repr, self.servers))}")
             await asyncio.sleep(RECONNECT_WAIT)
@@ -328,8 +344,10 @@ class NatsClient:
         if not self.connected or len(payload) > self.max_payload:
             return False
         if self.protocol.transport.get_write_buffer_size() > MAX_UNSENT:
-            log.warning("the NATS server is not keeping up (%d bytes unsent); refusing to queue more",
-                        self.protocol.transport.get_write_buffer_size())
+            log.warning(
+                "the NATS server is not keeping up (%d bytes unsent); refusing to queue more",
+                self.protocol.transport.get_write_buffer_size(),
+            )
             return False
         if reply:
             head = b"PUB %s %s %d\r\n" % (subject, reply, len(payload))
@@ -372,7 +390,7 @@ class NatsClient:
 
     # ---- connection management ----
 
-    async def _try_all(self, deadline: Optional[float] = None) -> bool:
+    async def _try_all(self, deadline: float | None = None) -> bool:
         # Start from a random server so that many workers spread over a cluster.
         order = self.servers[:]
         random.shuffle(order)
@@ -415,8 +433,17 @@ class NatsClient:
     def _send_connect(self, protocol: _Protocol) -> None:
         protocol.pongs.append(protocol.handshake)
         server = protocol.server
-        options = {"verbose": False, "pedantic": False, "echo": False, "name": self.name, "lang": "python",
-                   "version": "wsa-fast", "protocol": 1, "headers": False, "no_responders": False}
+        options = {
+            "verbose": False,
+            "pedantic": False,
+            "echo": False,
+            "name": self.name,
+            "lang": "python",
+            "version": "wsa-fast",
+            "protocol": 1,
+            "headers": False,
+            "no_responders": False,
+        }
         if server.user is not None:
             options.update(user=server.user, **{"pass": server.password})
         if server.token is not None:
@@ -437,8 +464,9 @@ class NatsClient:
             host, _, port = address.rpartition(":")
             host = host.strip("[]")
             if host and port.isdigit() and (host, int(port)) not in known:
-                self.servers.append(Server(host, int(port), template.user, template.password, template.token,
-                                           template.tls))
+                self.servers.append(
+                    Server(host, int(port), template.user, template.password, template.token, template.tls)
+                )
                 known.add((host, int(port)))
 
     def _lost(self, protocol: _Protocol) -> None:

@@ -4,6 +4,7 @@ The compiled gateway cimports picows's classes (their C layout) and uses some of
 members (src_cy/wsa_fast/_picows_internals.pxd): another picows release could corrupt memory
 rather than fail, so `wsa-fast serve` refuses to start on one.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,7 +37,11 @@ def check_picows() -> None:
     try:
         installed = metadata.version("picows")
     except metadata.PackageNotFoundError:
-        raise PicowsMismatch("picows is not installed; wsa-fast needs picows" + (f"=={pinned}" if pinned else ""))
+        raise PicowsMismatch(
+            "picows is not installed; wsa-fast needs picows" + (f"=={pinned}" if pinned else "")
+        ) from None
     if pinned is not None and installed != pinned:
-        raise PicowsMismatch(f"picows {installed} is installed, but wsa-fast was built and tested against picows "
-                             f"{pinned} (whose C layout it compiles in): install picows=={pinned}")
+        raise PicowsMismatch(
+            f"picows {installed} is installed, but wsa-fast was built and tested against picows "
+            f"{pinned} (whose C layout it compiles in): install picows=={pinned}"
+        )

@@ -18,10 +18,11 @@ This module checks the table and normalises it (``parse_policy``); ``wsa_fast._p
 compiles the result into bit masks and C pattern tables for the hot path, and
 ``PolicyRules.allows`` is the plain-Python statement of the same rule, for the tests.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .config import ConfigError
 from .grammar import is_client_id
@@ -38,10 +39,10 @@ RULE_KEYS = frozenset({"who", "to", *KINDS})
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str                 # call, message or broadcast
-    who: tuple[str, ...]      # client ids, "role:NAME", "*"
+    kind: str  # call, message or broadcast
+    who: tuple[str, ...]  # client ids, "role:NAME", "*"
     methods: tuple[str, ...]  # patterns
-    to: tuple[str, ...]       # target id patterns (message only; ("*",) otherwise)
+    to: tuple[str, ...]  # target id patterns (message only; ("*",) otherwise)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,13 @@ class PolicyRules:
         if kind not in self.closed_kinds:
             return True
         names = {EVERYONE, client_id, *(ROLE_PREFIX + role for role in roles)}
-        return any(rule.kind == kind and names.intersection(rule.who) and any(matches(p, method) for p in rule.methods)
-                   and any(matches(p, target) for p in rule.to) for rule in self.rules)
+        return any(
+            rule.kind == kind
+            and names.intersection(rule.who)
+            and any(matches(p, method) for p in rule.methods)
+            and any(matches(p, target) for p in rule.to)
+            for rule in self.rules
+        )
 
 
 def matches(pattern: str, value: str) -> bool:
@@ -87,8 +93,9 @@ def parse_policy(table: object) -> PolicyRules:
         where = f"policy.allow rule {number}"
         unknown = sorted(set(entry) - RULE_KEYS)
         if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (expected who, call, message, to, broadcast)",
-                              "policy")
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r} (expected who, call, message, to, broadcast)", "policy"
+            )
         who = _strings(entry, "who", where, required=True)
         for name in who:
             if name.startswith(ROLE_PREFIX) and len(name) == len(ROLE_PREFIX):
@@ -108,8 +115,11 @@ def parse_policy(table: object) -> PolicyRules:
             rules.append(Rule(kind, who, methods, to if kind == "message" else (EVERYONE,)))
     parsed = PolicyRules(tuple(rules))
     if len(parsed.principals()) > MAX_PRINCIPALS:
-        raise ConfigError(f"policy names {len(parsed.principals()) - 1} ids and roles; at most "
-                          f"{MAX_PRINCIPALS - 1} (give the others a role)", "policy")
+        raise ConfigError(
+            f"policy names {len(parsed.principals()) - 1} ids and roles; at most "
+            f"{MAX_PRINCIPALS - 1} (give the others a role)",
+            "policy",
+        )
     return parsed
 
 

@@ -1,4 +1,5 @@
 """Process plumbing shared by the supervisor and the embedded nats-server."""
+
 from __future__ import annotations
 
 import ctypes

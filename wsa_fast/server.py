@@ -3,6 +3,7 @@
 This module owns the upgrade (form negotiation, tokens at the handshake), startup and
 the graceful stop; everything per message happens in ``wsa_fast._gateway``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,21 +13,23 @@ import os
 import resource
 import signal
 import socket
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import uvloop
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
-from ._frame_gate import create_protocol
 from . import client_log
+from ._frame_gate import create_protocol
 from ._gateway import CLOSE_TIMEOUT, Connection, Gateway, Metric
 from .auth import make_authenticator
 from .cluster import Cluster
 from .config import ConfigError, Settings
 from .grammar import is_client_id
 from .message import COMPACT, VERBOSE
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsBlock
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import MetricsBlock
 from .tls import reload_certificate, server_context
 
 __all__ = ["run", "serve", "listen_error", "PROTOCOLS"]
@@ -58,8 +61,14 @@ NATS_CONNECT_TIMEOUT = 10.0
 EXIT_NO_NATS = 1
 
 
-def run(settings: Settings, app: Any = None, *, worker: Optional[int] = None,
-        on_ready: Optional[Callable[[int], None]] = None, metrics: Optional[MetricsBlock] = None) -> int:
+def run(
+    settings: Settings,
+    app: Any = None,
+    *,
+    worker: int | None = None,
+    on_ready: Callable[[int], None] | None = None,
+    metrics: MetricsBlock | None = None,
+) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit status.
 
     ``worker`` is this process's number under a supervisor (``--workers N``), which
@@ -68,9 +77,15 @@ def run(settings: Settings, app: Any = None, *, worker: Optional[int] = None,
     return uvloop.run(serve(settings, app, worker=worker, on_ready=on_ready, metrics=metrics))
 
 
-async def serve(settings: Settings, app: Any = None, *, started: Optional[asyncio.Future] = None,
-                worker: Optional[int] = None, on_ready: Optional[Callable[[int], None]] = None,
-                metrics: Optional[MetricsBlock] = None) -> int:
+async def serve(
+    settings: Settings,
+    app: Any = None,
+    *,
+    started: asyncio.Future | None = None,
+    worker: int | None = None,
+    on_ready: Callable[[int], None] | None = None,
+    metrics: MetricsBlock | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     # picows logs every connect and disconnect at INFO: too chatty for a gateway's log.
     picows_log = logging.getLogger("picows.wsa_fast.picows")
@@ -96,12 +111,20 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
             log.error("cannot join the cluster: %s", error)
             return EXIT_NO_NATS
     tls = server_context(settings)
+
     def make_protocol():
         # picows's protocol behind the FrameGate, which checks the frame rules and does the closing
         # handshake; the acceptor also gets the gate, for the client's address.
-        gate = create_protocol(lambda request: acceptor(request, gate), picows_log, settings.max_message_size,
-                               READ_BUFFER_INIT, HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT,
-                               settings.ping_interval, settings.ping_timeout)
+        gate = create_protocol(
+            lambda request: acceptor(request, gate),
+            picows_log,
+            settings.max_message_size,
+            READ_BUFFER_INIT,
+            HANDSHAKE_TIMEOUT,
+            CLOSE_TIMEOUT,
+            settings.ping_interval,
+            settings.ping_timeout,
+        )
         return gate
 
     try:
@@ -121,9 +144,13 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
         admin_acceptor = _with_admin(lambda request, gate=None: _refuse(404, b"not found\n"), gateway, metrics)
         try:
             admin = await loop.create_server(
-                lambda: create_protocol(admin_acceptor, picows_log, ADMIN_REQUEST_SIZE, READ_BUFFER_INIT,
-                                        HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT),
-                settings.admin_host, settings.admin_port, reuse_port=settings.workers > 1)
+                lambda: create_protocol(
+                    admin_acceptor, picows_log, ADMIN_REQUEST_SIZE, READ_BUFFER_INIT, HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT
+                ),
+                settings.admin_host,
+                settings.admin_port,
+                reuse_port=settings.workers > 1,
+            )
         except OSError as error:
             raise listen_error(settings.admin_host, settings.admin_port, error) from None
     # Signals are handled before the port is announced, so whoever waits for it may stop us at once.
@@ -136,8 +163,9 @@ async def serve(settings: Settings, app: Any = None, *, started: Optional[asynci
     if worker is None:
         if admin is not None:
             log.info("admin endpoints on http://%s:%d", settings.admin_host, admin.sockets[0].getsockname()[1])
-        log.info("listening on %s://%s:%d (auth: %s)", settings.scheme, settings.host, port,
-                 type(authenticator).__name__)
+        log.info(
+            "listening on %s://%s:%d (auth: %s)", settings.scheme, settings.host, port, type(authenticator).__name__
+        )
     else:
         log.info("worker %d serving %s://%s:%d", worker, settings.scheme, settings.host, port)
     gauges = loop.create_task(_refresh_gauges(gateway))
@@ -180,8 +208,9 @@ def listen_error(host: str, port: int, error: OSError) -> ConfigError:
     return ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}", "port")
 
 
-def _with_admin(accept: Callable[..., WSUpgradeResponseWithListener], gateway: Gateway,
-                metrics: MetricsBlock) -> Callable[..., WSUpgradeResponseWithListener]:
+def _with_admin(
+    accept: Callable[..., WSUpgradeResponseWithListener], gateway: Gateway, metrics: MetricsBlock
+) -> Callable[..., WSUpgradeResponseWithListener]:
     """``accept``, answering /healthz, /readyz and /metrics first (plain HTTP, no upgrade)."""
 
     def answer(request: WSUpgradeRequest, gate: Any = None) -> WSUpgradeResponseWithListener:
@@ -197,8 +226,9 @@ def _with_admin(accept: Callable[..., WSUpgradeResponseWithListener], gateway: G
             return _answer(WSUpgradeResponse.create_ok_response(b"ready\n"))
         if path == METRICS_PATH:
             gateway.refresh_gauges()
-            return _answer(WSUpgradeResponse.create_ok_response(metrics.render(),
-                                                                {"Content-Type": METRICS_CONTENT_TYPE}))
+            return _answer(
+                WSUpgradeResponse.create_ok_response(metrics.render(), {"Content-Type": METRICS_CONTENT_TYPE})
+            )
         return accept(request, gate)
 
     return answer
@@ -225,8 +255,7 @@ def _connection_budget(settings: Settings) -> int:
         return budget
     if settings.max_connections <= budget:
         return settings.max_connections
-    log.warning("max_connections is %d per worker: this process may open only %d files (ulimit -n)",
-                budget, soft)
+    log.warning("max_connections is %d per worker: this process may open only %d files (ulimit -n)", budget, soft)
     return budget
 
 
@@ -290,12 +319,15 @@ def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
         headers = {"Sec-WebSocket-Protocol": protocol} if protocol else None
         return WSUpgradeResponseWithListener(
             WSUpgradeResponse.create_101_response(headers),
-            Connection(gateway, form, str(client_id) if client_id is not None else None, getattr(client_id, "roles", ()), ip))
+            Connection(
+                gateway, form, str(client_id) if client_id is not None else None, getattr(client_id, "roles", ()), ip
+            ),
+        )
 
     return accept
 
 
-def _handshake_token(request: WSUpgradeRequest, query: dict[str, list[str]]) -> Optional[str]:
+def _handshake_token(request: WSUpgradeRequest, query: dict[str, list[str]]) -> str | None:
     authorization = request.headers.get("Authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -305,5 +337,5 @@ def _handshake_token(request: WSUpgradeRequest, query: dict[str, list[str]]) -> 
     return values[0] if values else None
 
 
-def _refuse(status: int, body: bytes, headers: Optional[dict[str, str]] = None) -> WSUpgradeResponseWithListener:
+def _refuse(status: int, body: bytes, headers: dict[str, str] | None = None) -> WSUpgradeResponseWithListener:
     return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(status, body, headers), None)

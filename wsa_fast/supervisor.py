@@ -6,6 +6,7 @@ announces ``listening on`` once every worker serves, restarts a worker that dies
 an exponential backoff, passes SIGHUP on to the workers (they re-read the TLS certificate),
 and on SIGTERM/SIGINT has every worker drain, then exits 0.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ import socket
 import sys
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any
 
 from .config import ConfigError, Settings
 from .embedded_nats import EmbeddedNats
@@ -89,11 +90,11 @@ class Worker:
         self.started = 0.0
         self.ready = False
         self.failures = 0
-        self.restart_at: Optional[float] = None
+        self.restart_at: float | None = None
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, app: Any, embedded: Optional[EmbeddedNats] = None) -> None:
+    def __init__(self, settings: Settings, app: Any, embedded: EmbeddedNats | None = None) -> None:
         self.settings = settings
         self.app = app
         self.embedded = embedded
@@ -102,7 +103,7 @@ class Supervisor:
         self.metrics = MetricsBlock(settings.workers, app)
         self.stopping = False
         self.announced = False
-        self.exit_code = EXIT_FAILED        # if a worker dies while starting
+        self.exit_code = EXIT_FAILED  # if a worker dies while starting
         self.ready_r, self.ready_w = os.pipe()
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.ready_r, self.wake_r, self.wake_w):
@@ -132,7 +133,7 @@ class Supervisor:
                 try:
                     self.embedded.restart_if_dead()
                 except RuntimeError as error:
-                    log.error("%s", error)      # tried again on the next round
+                    log.error("%s", error)  # tried again on the next round
             if not self.announced and time.monotonic() > deadline:
                 log.error("the workers did not all start within %gs", START_TIMEOUT)
                 return self._stop(EXIT_FAILED)
@@ -178,13 +179,18 @@ class Supervisor:
                 os.close(fd)
             from .server import run
 
-            code = run(self.settings, self.app, worker=index, metrics=self.metrics,
-                       on_ready=lambda port: os.write(self.ready_w, b"%d\n" % index))
+            code = run(
+                self.settings,
+                self.app,
+                worker=index,
+                metrics=self.metrics,
+                on_ready=lambda port: os.write(self.ready_w, b"%d\n" % index),
+            )
         except ConfigError as error:
             print(f"wsa-fast: error: worker {index}: {error}", file=sys.stderr)
             code = EXIT_USAGE
         except KeyboardInterrupt:
-            code = EXIT_FAILED          # Ctrl-C reached the whole process group: the supervisor says it
+            code = EXIT_FAILED  # Ctrl-C reached the whole process group: the supervisor says it
         except BaseException:
             traceback.print_exc()
         finally:
@@ -205,8 +211,14 @@ class Supervisor:
             nats = ", ".join(map(repr, parse_servers(self.settings.nats)))
             if self.settings.admin_port is not None:
                 log.info("admin endpoints on http://%s:%d", self.settings.admin_host, self.settings.admin_port)
-            log.info("listening on %s://%s:%d (%d workers, NATS %s)", self.settings.scheme, self.settings.host,
-                     self.settings.port, len(self.workers), nats)
+            log.info(
+                "listening on %s://%s:%d (%d workers, NATS %s)",
+                self.settings.scheme,
+                self.settings.host,
+                self.settings.port,
+                len(self.workers),
+                nats,
+            )
 
     def _reap(self) -> bool:
         """Collect dead workers and plan their restart; False if one died before all ever started."""
@@ -228,7 +240,7 @@ class Supervisor:
             why = _describe(status)
             if not self.announced:
                 if os.waitstatus_to_exitcode(status) == EXIT_USAGE:
-                    self.exit_code = EXIT_USAGE     # it said why in one line
+                    self.exit_code = EXIT_USAGE  # it said why in one line
                 else:
                     log.error("worker %d %s while starting", worker.index, why)
                 return False
@@ -236,8 +248,9 @@ class Supervisor:
             worker.failures = 0 if lived > STABLE_AFTER else worker.failures + 1
             delay = min(FIRST_BACKOFF * 2 ** (worker.failures - 1), MAX_BACKOFF) if worker.failures else 0.0
             worker.restart_at = time.monotonic() + delay
-            log.warning("worker %d (pid %d) %s after %.1fs; restarting it in %.1fs",
-                        worker.index, pid, why, lived, delay)
+            log.warning(
+                "worker %d (pid %d) %s after %.1fs; restarting it in %.1fs", worker.index, pid, why, lived, delay
+            )
 
     def _restart_due(self) -> None:
         now = time.monotonic()

@@ -1,4 +1,5 @@
 """wss:// served by the gateway itself: the server's TLS context and its reload on SIGHUP."""
+
 from __future__ import annotations
 
 import logging
@@ -53,4 +54,6 @@ def _load(context: ssl.SSLContext, cert: str, key: str) -> None:
     except (OSError, ssl.SSLError) as error:
         # OpenSSL's reason ("KEY_VALUES_MISMATCH", "PEM lib") is the useful part of its message.
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
-        raise ConfigError(f"tls_cert, tls_key: cannot use certificate {cert} with key {key}: {reason}", "tls_cert") from None
+        raise ConfigError(
+            f"tls_cert, tls_key: cannot use certificate {cert} with key {key}: {reason}", "tls_cert"
+        ) from None

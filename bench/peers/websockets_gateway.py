@@ -8,10 +8,10 @@ encoded once per form and sent with `websockets.broadcast`.
 
 Run: python bench/peers/websockets_gateway.py --port 8765   (uvloop, orjson)
 """
+
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,8 +42,13 @@ def expand(m: dict) -> dict:
             payload["params"] = p["p"]
     if "d" in p:
         payload["data"] = p["d"]
-    return {"from": PEER_LONG.get(m["f"], m["f"]), "to": PEER_LONG.get(m["t"], m["t"]),
-            "type": typ, "id": m["i"], "payload": payload}
+    return {
+        "from": PEER_LONG.get(m["f"], m["f"]),
+        "to": PEER_LONG.get(m["t"], m["t"]),
+        "type": typ,
+        "id": m["i"],
+        "payload": payload,
+    }
 
 
 def shrink(m: dict) -> dict:
@@ -60,8 +65,13 @@ def shrink(m: dict) -> dict:
             p["p"] = pl["params"]
     if "data" in pl:
         p["d"] = pl["data"]
-    return {"f": PEER_SHORT.get(m["from"], m["from"]), "t": PEER_SHORT.get(m["to"], m["to"]),
-            "y": TYPE_SHORT[m["type"]], "i": m["id"], "p": p}
+    return {
+        "f": PEER_SHORT.get(m["from"], m["from"]),
+        "t": PEER_SHORT.get(m["to"], m["to"]),
+        "y": TYPE_SHORT[m["type"]],
+        "i": m["id"],
+        "p": p,
+    }
 
 
 class Client:
@@ -178,8 +188,15 @@ async def session(ws) -> None:
                 m["id"]
             except (ValueError, KeyError, TypeError, AttributeError):
                 error = {"code": "INVALID_MESSAGE", "reason": "not a WSA message"}
-                await me.send({"from": "server", "to": me.cid or "", "type": "event", "id": "error",
-                               "payload": {"method": "wsa@v1/error", "params": error}})
+                await me.send(
+                    {
+                        "from": "server",
+                        "to": me.cid or "",
+                        "type": "event",
+                        "id": "error",
+                        "payload": {"method": "wsa@v1/error", "params": error},
+                    }
+                )
                 continue
             await handle(me, raw, m, arrived_compact)
     except ConnectionClosed:

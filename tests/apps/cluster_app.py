@@ -4,6 +4,7 @@
 on different workers; the others make the server itself speak to clients that may be on
 any worker: ``ask`` (send_request), ``tell`` (send_event) and ``announce`` (broadcast).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def where(ctx: Context, params: Any) -> dict:
 @app.request("cluster@v1/ask")
 async def ask(ctx: Context, params: Any) -> dict:
     try:
-        response = await ctx.app.send_request(params["target"], params["method"], params.get("params"),
-                                              timeout=params.get("timeout"))
+        response = await ctx.app.send_request(
+            params["target"], params["method"], params.get("params"), timeout=params.get("timeout")
+        )
     except WSAError as error:
         return {"error": error.code}
     return {"result": response.result, "receipt": response.receipt, "data": response.data}

@@ -1,4 +1,5 @@
 """A small app for end-to-end tests: ``--app tests.apps.echo_app:app`` (cwd = repo root)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,9 @@ async def fail(ctx: Context, params: Any) -> None:
 @app.request("echo@v1/ask")
 async def ask(ctx: Context, params: Any) -> Any:
     """Ask the caller ``params["method"]`` with ``params["params"]``; answer with its reply."""
-    reply = await ctx.app.send_request(ctx.client_id, params["method"], params.get("params"),
-                                       timeout=params.get("timeout"))
+    reply = await ctx.app.send_request(
+        ctx.client_id, params["method"], params.get("params"), timeout=params.get("timeout")
+    )
     return {"from": reply.from_, "receipt": reply.receipt, "data": reply.data}
 
 

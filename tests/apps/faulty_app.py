@@ -5,6 +5,7 @@ The policy raises for methods under ``crash@``, the on_join hook for ids startin
 id ``authcrash``; handlers return values that cannot be encoded or raise while being awaited.
 Every one must end as fail INTERNAL_ERROR (or, where nobody waits, one logged error).
 """
+
 from __future__ import annotations
 
 import asyncio

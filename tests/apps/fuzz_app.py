@@ -4,6 +4,7 @@
 client's, ``fuzz@v1/broadcast`` (request or event) broadcasts; each has an async twin, so
 the act lands in the middle of a read batch or between two.
 """
+
 from __future__ import annotations
 
 import asyncio

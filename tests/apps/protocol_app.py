@@ -5,6 +5,7 @@ async, WSAError and crashes, event handlers with a visible side effect, and the 
 speaking first (``send_request``, ``send_event``, ``broadcast``). ``auth_app`` serves an
 asynchronous, slow authenticator for the session tests.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,6 +29,7 @@ app = App(authorize=policy)
 
 
 # ---- request handlers: the return shapes, sync and async
+
 
 @app.request("test@v1/none")
 def none_sync(ctx: Context, params: Any) -> None:
@@ -69,6 +71,7 @@ def context(ctx: Context, params: Any) -> dict:
 
 # ---- request handlers: failures
 
+
 @app.request("test@v1/raise")
 def raise_sync(ctx: Context, params: Any) -> None:
     raise WSAError(params["code"])
@@ -99,13 +102,21 @@ async def slow(ctx: Context, params: Any) -> str:
 
 # ---- the server speaking first
 
+
 @app.request("test@v1/ask")
 async def ask(ctx: Context, params: Any) -> dict:
     """Ask ``target`` ``method`` and report its answer; its fail code (or TIMEOUT/GONE/NOT_FOUND) propagates."""
-    answer = await ctx.app.send_request(params["target"], params["method"], params.get("params"),
-                                        timeout=params.get("timeout"))
-    return {"from": answer.from_, "to": answer.to, "id": answer.id, "result": answer.result,
-            "receipt": answer.receipt, "data": answer.data}
+    answer = await ctx.app.send_request(
+        params["target"], params["method"], params.get("params"), timeout=params.get("timeout")
+    )
+    return {
+        "from": answer.from_,
+        "to": answer.to,
+        "id": answer.id,
+        "result": answer.result,
+        "receipt": answer.receipt,
+        "data": answer.data,
+    }
 
 
 @app.request("test@v1/tell")
@@ -125,6 +136,7 @@ def policy_calls(ctx: Context, params: Any) -> list:
 
 
 # ---- event handlers: their only trace is a side effect
+
 
 @app.event("test@v1/notify")
 def notify(ctx: Context, params: Any) -> None:

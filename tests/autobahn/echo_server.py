@@ -7,6 +7,7 @@ CLOSE and checks UTF-8 as wsa_fast._gateway.Connection does.
 
     python tests/autobahn/echo_server.py PORT [MAX_MESSAGE_SIZE]
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,9 @@ async def main(port: int, max_message_size: int) -> None:
     log = logging.getLogger("picows.autobahn")
     server = await loop.create_server(
         lambda: create_protocol(lambda request: Echo(), log, max_message_size, 2048, 10.0, CLOSE_TIMEOUT),
-        "127.0.0.1", port)
+        "127.0.0.1",
+        port,
+    )
     print(f"echo on ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     await asyncio.Event().wait()
 

@@ -7,6 +7,7 @@ autobahntestsuite (PyPI, 25.10.1) runs on Python 2.7 only: this looks for ``pyth
 pip, starts the echo server on a free port and prints each case's verdict. Exit status 1
 if any case failed. Not part of ``make test``: a fresh machine has no Python 2.7.
 """
+
 from __future__ import annotations
 
 import collections
@@ -30,8 +31,12 @@ def python27() -> str:
     candidates.append(shutil.which("python2.7") or "")
     for candidate in filter(None, candidates):
         # pyenv's shim exists even when no 2.7 is selected: ask the interpreter itself.
-        if subprocess.run([candidate, "-c", "import sys; assert sys.version_info[:2] == (2, 7)"],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(
+                [candidate, "-c", "import sys; assert sys.version_info[:2] == (2, 7)"], capture_output=True
+            ).returncode
+            == 0
+        ):
             return candidate
     sys.exit("autobahntestsuite needs Python 2.7, which is not installed here")
 
@@ -48,18 +53,29 @@ def main(cases: list[str]) -> int:
     if not (target / "autobahntestsuite").exists():
         subprocess.run([py2, "-m", "pip", "install", "-q", "--target", str(target), SUITE], check=True)
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), str(port)], stdout=subprocess.PIPE,
-                              text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "echo_server.py"), str(port)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert "echo on" in server.stdout.readline()
         reports = WORK / "reports"
         shutil.rmtree(reports, ignore_errors=True)
         spec = WORK / "fuzzingclient.json"
-        spec.write_text(json.dumps({"outdir": str(reports), "cases": cases, "exclude-cases": [],
-                                    "servers": [{"agent": "wsa-fast", "url": f"ws://127.0.0.1:{port}"}]}))
+        spec.write_text(
+            json.dumps(
+                {
+                    "outdir": str(reports),
+                    "cases": cases,
+                    "exclude-cases": [],
+                    "servers": [{"agent": "wsa-fast", "url": f"ws://127.0.0.1:{port}"}],
+                }
+            )
+        )
         # The suite's packages live in a --target directory; addsitedir reads its .pth files (zope).
-        runner = (f"import site, sys; site.addsitedir({str(target)!r}); from autobahntestsuite.wstest import run; "
-                  f"sys.argv = ['wstest', '-m', 'fuzzingclient', '-s', {str(spec)!r}]; run()")
+        runner = (
+            f"import site, sys; site.addsitedir({str(target)!r}); from autobahntestsuite.wstest import run; "
+            f"sys.argv = ['wstest', '-m', 'fuzzingclient', '-s', {str(spec)!r}]; run()"
+        )
         subprocess.run([py2, "-c", runner], cwd=WORK, check=True, stdout=subprocess.DEVNULL)
     finally:
         server.terminate()

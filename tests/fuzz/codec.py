@@ -10,6 +10,7 @@ round-trip through both encoders. Run it under ``make fuzz`` (an ASan+UBSan buil
 extensions, so a memory error aborts with a report). A failing input is written by
 libFuzzer as ``crash-*``; keep it in tests/fuzz/corpus/codec once fixed.
 """
+
 from __future__ import annotations
 
 import sys

@@ -21,6 +21,7 @@ After every round a watching client must still get its ping answered. The server
 ``wsa-fast`` beside this Python: under ``make fuzz`` an ASan+UBSan build whose reports go
 to files the target checks. Findings are written as JSON rounds to --findings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
 
 from gateway_process import GatewayProcess  # noqa: E402
 from raw_ws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawWS, frame  # noqa: E402
+
 from wsa_fast import codec_py  # noqa: E402
 from wsa_fast.message import DecodeError  # noqa: E402
 
@@ -49,16 +51,69 @@ MAX_MESSAGE = 1 << 20
 # Handlers fail on purpose at times (a NaN to broadcast): their tracebacks are expected, a sanitizer
 # report is not (GatewayProcess.stop fails on one whatever allow_tracebacks says).
 # Rate limits off: the oracle predicts the protocol's answers, and a burst would also draw RATE_LIMITED.
-SERVER_ARGS = ("--app", "tests.apps.fuzz_app:app", "--max-bad-messages", "1000000000",
-               "--request-timeout", "3600", "--drain-timeout", "0.5", "--limits", "off")
+SERVER_ARGS = (
+    "--app",
+    "tests.apps.fuzz_app:app",
+    "--max-bad-messages",
+    "1000000000",
+    "--request-timeout",
+    "3600",
+    "--drain-timeout",
+    "0.5",
+    "--limits",
+    "off",
+)
 EVENT_HANDLERS = {"fuzz@v1/shout"}
 LENGTHS = [n + d for n in (125, 126, 65535, 65536, MAX_MESSAGE) for d in (-1, 0, 1)]
-TOKENS = [b'"', b"{", b"}", b"[", b"]", b",", b":", b"\\", b"\\u", b"\\ud800", b"null", b"true", b"-0", b"1e999",
-          b'"from"', b'"f"', b'"payload"', b'"p"', b'"id"', b'"i"', b'"server"', b'"client"', b'""',
-          b'"request"', b'"response"', b'"event"', b'"q"', b'"r"', b'"e"', b'"s"', b'"c"', b'"result"',
-          b'"fail"', b'"success"', b'"code"', b'"receipt"', b'"data"', b'"method"', b'"params"',
-          "é".encode(), "😀".encode(), b"\xff", b"\xc3", b"\x00", b" ", b"\t\n",
-          b"2024-02-29T23:59:60.123456789+23:59"]
+TOKENS = [
+    b'"',
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\\",
+    b"\\u",
+    b"\\ud800",
+    b"null",
+    b"true",
+    b"-0",
+    b"1e999",
+    b'"from"',
+    b'"f"',
+    b'"payload"',
+    b'"p"',
+    b'"id"',
+    b'"i"',
+    b'"server"',
+    b'"client"',
+    b'""',
+    b'"request"',
+    b'"response"',
+    b'"event"',
+    b'"q"',
+    b'"r"',
+    b'"e"',
+    b'"s"',
+    b'"c"',
+    b'"result"',
+    b'"fail"',
+    b'"success"',
+    b'"code"',
+    b'"receipt"',
+    b'"data"',
+    b'"method"',
+    b'"params"',
+    "é".encode(),
+    "😀".encode(),
+    b"\xff",
+    b"\xc3",
+    b"\x00",
+    b" ",
+    b"\t\n",
+    b"2024-02-29T23:59:60.123456789+23:59",
+]
 _ids = itertools.count()
 
 
@@ -69,16 +124,25 @@ class Finding(Exception):
 def new_id() -> str:
     """Ids of the fuzzer's own pings: a pattern no seed uses."""
     n = next(_ids)
-    return "z" + "".join("0123456789abcdefghijklmnopqrstuvwxyz"[(n // 36 ** i) % 36] for i in range(4))
+    return "z" + "".join("0123456789abcdefghijklmnopqrstuvwxyz"[(n // 36**i) % 36] for i in range(4))
 
 
 def envelope(frm: str, to: str, type: str, id: str, payload: dict, compact: bool = False) -> bytes:
     if compact:
         short = {"server": "s", "client": "c"}
-        return json.dumps({"f": short.get(frm, frm), "t": short.get(to, to), "y": type[0] if type != "request" else "q",
-                           "i": id, "p": payload}, separators=(",", ":")).encode()
-    return json.dumps({"from": frm, "to": to, "type": type, "id": id, "payload": payload},
-                      separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            {
+                "f": short.get(frm, frm),
+                "t": short.get(to, to),
+                "y": type[0] if type != "request" else "q",
+                "i": id,
+                "p": payload,
+            },
+            separators=(",", ":"),
+        ).encode()
+    return json.dumps(
+        {"from": frm, "to": to, "type": type, "id": id, "payload": payload}, separators=(",", ":"), ensure_ascii=False
+    ).encode()
 
 
 def seeds(me: str) -> list[bytes]:
@@ -89,8 +153,14 @@ def seeds(me: str) -> list[bytes]:
         out += [
             envelope(me, "server", "request", "abcde", {m: "wsa@v1/ping"}, compact),
             envelope(me, "server", "request", "abcdf", {m: "auth@v1/login"}, compact),
-            envelope(me, "server", "request", "2024-01-02T03:04:05.5Z", {m: "fuzz@v1/echo", p: {"x": [1, "é", None]}},
-                     compact),
+            envelope(
+                me,
+                "server",
+                "request",
+                "2024-01-02T03:04:05.5Z",
+                {m: "fuzz@v1/echo", p: {"x": [1, "é", None]}},
+                compact,
+            ),
             envelope(me, "server", "request", "bcdef", {m: "fuzz@v1/broadcast", p: [1]}, compact),
             envelope(me, "server", "event", "cdefg", {m: "fuzz@v1/shout", p: {"a": 1}}, compact),
             envelope(me, "server", "event", "cdefh", {m: "fuzz@v1/nothing"}, compact),
@@ -101,8 +171,9 @@ def seeds(me: str) -> list[bytes]:
             envelope("server", "server", "request", "ghijk", {m: "wsa@v1/ping"}, compact),
             envelope("intruder", "server", "event", "hijkl", {m: "wsa@v1/x"}, compact),
         ]
-    out.append(b'{"from":"%s","to":"server","type":"request","id":"ijklm","payload":{"method":"bad method"}}'
-               % me.encode())
+    out.append(
+        b'{"from":"%s","to":"server","type":"request","id":"ijklm","payload":{"method":"bad method"}}' % me.encode()
+    )
     out.append(b"[1,2,3]")
     return out
 
@@ -142,7 +213,7 @@ def encodable(value: Any) -> bool:
     return True
 
 
-def answered_id(raw: bytes, me: str) -> Optional[str]:
+def answered_id(raw: bytes, me: str) -> str | None:
     """The id the gateway must answer ``raw`` (sent by ``me``) at exactly once, or None; "?" if unknowable."""
     try:
         m = codec_py.decode(raw)
@@ -172,7 +243,7 @@ def is_utf8(data: bytes) -> bool:
     return True
 
 
-def frames_for(message: bytes, rng: random.Random, opcode: Optional[int] = None) -> bytes:
+def frames_for(message: bytes, rng: random.Random, opcode: int | None = None) -> bytes:
     """One message as a frame or as fragments cut anywhere, a ping sometimes between them.
 
     Text unless told otherwise, but binary when it is not UTF-8 (a text message would close 1007).
@@ -199,7 +270,7 @@ def send_cut(ws: RawWS, data: bytes, rng: random.Random) -> None:
     pos = 0
     while pos < len(data):
         n = rng.choice((1, 1, 2, 3, 7, 64, 1000, len(data)))
-        ws.send(data[pos:pos + n])
+        ws.send(data[pos : pos + n])
         pos += n
         time.sleep(0.0005)
 
@@ -213,17 +284,22 @@ def server_message(payload: bytes) -> dict:
         problem = e.reason
     # A bad message is answered at the id it carried, valid or not (docs/protocol.md section 3).
     obj = json.loads(payload)
-    if (list(obj) == ["from", "to", "type", "id", "payload"] and obj["from"] == "server" and obj["type"] == "response"
-            and obj["payload"] == {"result": "fail", "code": "INVALID_MESSAGE"} and isinstance(obj["id"], str)):
+    if (
+        list(obj) == ["from", "to", "type", "id", "payload"]
+        and obj["from"] == "server"
+        and obj["type"] == "response"
+        and obj["payload"] == {"result": "fail", "code": "INVALID_MESSAGE"}
+        and isinstance(obj["id"], str)
+    ):
         return {"type": "response", "id": obj["id"]}
     raise Finding(f"the server sent an invalid message ({problem}): {payload[:300]!r}")
 
 
-def close_code(payload: bytes) -> Optional[int]:
+def close_code(payload: bytes) -> int | None:
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
-def read_until(ws: RawWS, ping_id: Optional[str], closes_with: Optional[int] = None) -> list[dict]:
+def read_until(ws: RawWS, ping_id: str | None, closes_with: int | None = None) -> list[dict]:
     """Every message the server sends until its answer to ``ping_id`` (or its CLOSE with ``closes_with``)."""
     got = []
     while True:
@@ -250,7 +326,7 @@ class Fuzzer:
     def __init__(self, server: GatewayProcess) -> None:
         self.server = server
         self.counts: Counter = Counter()
-        self.sent: dict = {}            # what the current round sent, saved with a finding
+        self.sent: dict = {}  # what the current round sent, saved with a finding
 
     def connect(self, prefix: str = "fz") -> tuple[RawWS, str]:
         ws = RawWS(self.server.host, self.server.port, timeout=30)
@@ -263,13 +339,15 @@ class Fuzzer:
 
     # ---- scenarios; each gets its own Random and returns what it sent, for a finding
 
-    def burst(self, rng: random.Random, messages: Optional[list[bytes]] = None) -> dict:
+    def burst(self, rng: random.Random, messages: list[bytes] | None = None) -> dict:
         ws, me = self.connect()
         with ws:
             if messages is None:
                 pool = seeds(me)
-                messages = [mutate(rng.choice(pool), pool, rng) if rng.random() < 0.8 else rng.choice(pool)
-                            for _ in range(rng.randrange(1, 40))]
+                messages = [
+                    mutate(rng.choice(pool), pool, rng) if rng.random() < 0.8 else rng.choice(pool)
+                    for _ in range(rng.randrange(1, 40))
+                ]
             else:
                 messages = [m.replace(b"@ME@", me.encode()) for m in messages]
             self.sent = {"messages": [m.replace(me.encode(), b"@ME@") for m in messages]}
@@ -305,7 +383,7 @@ class Fuzzer:
                     try:
                         send_cut(a, frames_for(message, rng), rng)
                         opcode, payload = a.recv()
-                        while opcode == PONG:           # the answer to a ping between fragments
+                        while opcode == PONG:  # the answer to a ping between fragments
                             opcode, payload = a.recv()
                     except OSError:
                         opcode, payload = CLOSE, struct.pack("!H", 1009)
@@ -326,13 +404,14 @@ class Fuzzer:
 
     def reset(self, rng: random.Random) -> dict:
         ws, me = self.connect()
-        message = envelope(me, "server", "request", "reset", {"method": "fuzz@v1/echo", "params": ["y" * rng.choice(
-            (10, 200, 70000))]})
+        message = envelope(
+            me, "server", "request", "reset", {"method": "fuzz@v1/echo", "params": ["y" * rng.choice((10, 200, 70000))]}
+        )
         data = frames_for(message, rng)
         cut = rng.randrange(1, len(data))
         ws.send(data[:cut])
         if rng.random() < 0.5:
-            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # RST
+            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
         ws.close()
         self.counts["resets"] += 1
         return {}
@@ -340,8 +419,19 @@ class Fuzzer:
     def handlers(self, rng: random.Random) -> dict:
         (a, me), (b, peer), (c, third) = self.connect(), self.connect(), self.connect()
         with a, b, c:
-            plan = rng.sample(["echo", "broadcast", "broadcast_async", "close_peer", "close_peer_async", "shout",
-                               "close", "close_async"], k=rng.randrange(2, 7))
+            plan = rng.sample(
+                [
+                    "echo",
+                    "broadcast",
+                    "broadcast_async",
+                    "close_peer",
+                    "close_peer_async",
+                    "shout",
+                    "close",
+                    "close_async",
+                ],
+                k=rng.randrange(2, 7),
+            )
             data = b""
             ids = []
             for i, what in enumerate(plan):
@@ -388,7 +478,7 @@ class Fuzzer:
 
     SCENARIOS = ("burst", "burst", "burst", "lengths", "reset", "handlers")
 
-    def round(self, seed: int, scenario: str, messages: Optional[list[bytes]] = None) -> dict:
+    def round(self, seed: int, scenario: str, messages: list[bytes] | None = None) -> dict:
         rng = random.Random(seed)
         self.sent = {}
         self.counts[scenario] += 1
@@ -404,7 +494,7 @@ def save(path: Path, scenario: str, seed: int, sent: dict, problem: str = "") ->
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def load(path: Path) -> tuple[str, int, Optional[list[bytes]]]:
+def load(path: Path) -> tuple[str, int, list[bytes] | None]:
     record = json.loads(path.read_text())
     messages = [base64.b64decode(m) for m in record["messages"]] if "messages" in record else None
     return record["scenario"], record["seed"], messages
@@ -428,8 +518,9 @@ def run(seconds: float, seed: int, findings: Path, keep: int = 0) -> int:
                 ping(watch, watcher)
             except (Finding, OSError) as problem:
                 found += 1
-                save(findings / f"finding-{scenario}-{round_seed}.json", scenario, round_seed, fuzzer.sent,
-                     repr(problem))
+                save(
+                    findings / f"finding-{scenario}-{round_seed}.json", scenario, round_seed, fuzzer.sent, repr(problem)
+                )
                 print(f"FINDING in {scenario} round {round_seed}: {problem!r}", flush=True)
                 if server.proc.poll() is not None:
                     print(server.log[-5000:], flush=True)
@@ -441,8 +532,11 @@ def run(seconds: float, seed: int, findings: Path, keep: int = 0) -> int:
             rounds += 1
         watch.close()
     elapsed = time.monotonic() - start
-    print(f"network fuzzer: {rounds} rounds in {elapsed:.0f}s (seed {seed}), {found} findings; "
-          + ", ".join(f"{k}: {v}" for k, v in sorted(fuzzer.counts.items())), flush=True)
+    print(
+        f"network fuzzer: {rounds} rounds in {elapsed:.0f}s (seed {seed}), {found} findings; "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(fuzzer.counts.items())),
+        flush=True,
+    )
     return 1 if found else 0
 
 
@@ -464,7 +558,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.replay:
         return replay(args.replay)
-    seed = args.seed if args.seed is not None else random.randrange(2 ** 32)
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
     return run(args.seconds, seed, args.findings, args.keep)
 
 

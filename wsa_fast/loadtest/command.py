@@ -4,6 +4,7 @@ Exit status: 0 when every message was answered once and every --slo was met; 1 w
 was lost, duplicated, failed or garbled, nothing was answered, an --slo was missed, or the load
 could not start; 2 for a usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,64 +21,140 @@ EXIT_FAILED = 1
 def add_parser(commands) -> argparse.ArgumentParser:
     """The ``bench`` subcommand, on the ``wsa-fast`` parser's subparsers."""
     p = commands.add_parser(
-        "bench", help="load-test a WSA server (wsa-fast bench URL ... | wsa-fast bench merge A.json B.json)",
+        "bench",
+        help="load-test a WSA server (wsa-fast bench URL ... | wsa-fast bench merge A.json B.json)",
         description="Load-test a WSA server: exact accounting of every message, latency as an HDR histogram. "
-                    "`wsa-fast bench merge A.json B.json ...` merges --json outputs of runs made at the same time.",
+        "`wsa-fast bench merge A.json B.json ...` merges --json outputs of runs made at the same time.",
         epilog="Exit status: 0 all answered once and SLOs met; 1 anything lost, duplicated, failed or garbled, "
-               "an SLO missed, or the load could not start; 2 usage error.")
+        "an SLO missed, or the load could not start; 2 usage error.",
+    )
     p.add_argument("url", metavar="URL", help="ws://HOST:PORT/PATH or wss://...")
-    p.add_argument("--scenario", nargs="+", default=["ping"], metavar="NAME",
-                   help="ping | relay | broadcast | call METHOD | connect (default ping)")
+    p.add_argument(
+        "--scenario",
+        nargs="+",
+        default=["ping"],
+        metavar="NAME",
+        help="ping | relay | broadcast | call METHOD | connect (default ping)",
+    )
     p.add_argument("--params", metavar="JSON", help="call: the params of each request (an object or an array)")
-    p.add_argument("--clients", type=int, default=8, metavar="N",
-                   help="connections: ping/call one sender each; relay N/2 sender->receiver pairs; "
-                        "broadcast one sender and N-1 receivers; connect N to open and hold (default 8)")
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=8,
+        metavar="N",
+        help="connections: ping/call one sender each; relay N/2 sender->receiver pairs; "
+        "broadcast one sender and N-1 receivers; connect N to open and hold (default 8)",
+    )
     loop = p.add_mutually_exclusive_group()
-    loop.add_argument("--window", type=int, default=64, metavar="K",
-                      help="closed loop: messages in flight per sender (connect: handshakes at a time) (default 64)")
-    loop.add_argument("--rate", type=float, default=0.0, metavar="R",
-                      help="open loop: messages (connect: connections) per second in total, paced; latency runs "
-                           "from when each was due, so stalls are not hidden")
-    p.add_argument("--spin", action="store_true",
-                   help="open loop: pace within microseconds by keeping a core busy (default: 1 ms ticks, "
-                        "whose wait counts in the latency)")
-    p.add_argument("--duration", type=float, default=10.0, metavar="S",
-                   help="seconds of load (connect: seconds to hold the connections) (default 10)")
-    p.add_argument("--warmup", type=float, default=0.0, metavar="S",
-                   help="seconds of load before the measured window (counted, not in throughput/latency)")
-    p.add_argument("--drain", type=float, default=3.0, metavar="S",
-                   help="seconds to wait for late answers after the load (default 3)")
+    loop.add_argument(
+        "--window",
+        type=int,
+        default=64,
+        metavar="K",
+        help="closed loop: messages in flight per sender (connect: handshakes at a time) (default 64)",
+    )
+    loop.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="open loop: messages (connect: connections) per second in total, paced; latency runs "
+        "from when each was due, so stalls are not hidden",
+    )
+    p.add_argument(
+        "--spin",
+        action="store_true",
+        help="open loop: pace within microseconds by keeping a core busy (default: 1 ms ticks, "
+        "whose wait counts in the latency)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds of load (connect: seconds to hold the connections) (default 10)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds of load before the measured window (counted, not in throughput/latency)",
+    )
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="seconds to wait for late answers after the load (default 3)",
+    )
     p.add_argument("--max-messages", type=int, default=0, metavar="N", help="stop sending after N messages")
     p.add_argument("--form", choices=("verbose", "compact"), default="verbose", help="wire form (default verbose)")
-    p.add_argument("--rx-form", choices=("verbose", "compact"),
-                   help="relay: the receivers' form, when it differs (the gateway re-encodes)")
-    p.add_argument("--payload-bytes", type=int, default=0, metavar="B",
-                   help="pad each message to B bytes of JSON (default: as small as it gets)")
+    p.add_argument(
+        "--rx-form",
+        choices=("verbose", "compact"),
+        help="relay: the receivers' form, when it differs (the gateway re-encodes)",
+    )
+    p.add_argument(
+        "--payload-bytes",
+        type=int,
+        default=0,
+        metavar="B",
+        help="pad each message to B bytes of JSON (default: as small as it gets)",
+    )
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument("--token-file", metavar="FILE",
-                      help="log client k in with line k of FILE ('TOKEN CLIENT_ID' lines, as --auth tokens:FILE)")
-    auth.add_argument("--jwt-secret", metavar="SECRET",
-                      help="mint a JWT per client with this HS* secret (prefer $WSA_JWT_SECRET); default: dev auth")
+    auth.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="log client k in with line k of FILE ('TOKEN CLIENT_ID' lines, as --auth tokens:FILE)",
+    )
+    auth.add_argument(
+        "--jwt-secret",
+        metavar="SECRET",
+        help="mint a JWT per client with this HS* secret (prefer $WSA_JWT_SECRET); default: dev auth",
+    )
     p.add_argument("--jwt-algorithm", default="HS256", help="algorithm of minted JWTs (default HS256)")
     p.add_argument("--ca-file", metavar="PEM", help="wss://: trust these CA certificates")
     p.add_argument("--insecure", action="store_true", help="wss://: do not verify the server's certificate")
-    p.add_argument("--procs", type=int, default=1, metavar="N",
-                   help="load-generating processes; counts and histograms merge exactly (default 1)")
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="load-generating processes; counts and histograms merge exactly (default 1)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON (- for stdout)")
     p.add_argument("--plot", metavar="PNG", help="draw latency over time and its distribution (needs matplotlib)")
-    p.add_argument("--slo", action="append", default=[], metavar="pNN=TIME",
-                   help="fail (exit 1) unless the latency percentile is within TIME: p99=5ms, p99.9=20ms, max=1s")
+    p.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="pNN=TIME",
+        help="fail (exit 1) unless the latency percentile is within TIME: p99=5ms, p99.9=20ms, max=1s",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     measure = p.add_argument_group("measuring a server on this machine (the bench suite uses these)")
-    measure.add_argument("--server-pid", type=int, default=0, metavar="PID",
-                         help="report this process tree's CPU per message")
-    measure.add_argument("--server-core", type=int, default=-1, metavar="CPU",
-                         help="with --server-pid: the core it is pinned to, for steal time")
-    measure.add_argument("--idle", type=int, default=0, metavar="N",
-                         help="before the load, log in N more connections that stay silent "
-                              "(with --server-pid: the server's RSS per idle connection)")
-    measure.add_argument("--echo", action="store_true",
-                         help="the server echoes each message back (a raw echo floor): check only the id")
+    measure.add_argument(
+        "--server-pid", type=int, default=0, metavar="PID", help="report this process tree's CPU per message"
+    )
+    measure.add_argument(
+        "--server-core",
+        type=int,
+        default=-1,
+        metavar="CPU",
+        help="with --server-pid: the core it is pinned to, for steal time",
+    )
+    measure.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before the load, log in N more connections that stay silent "
+        "(with --server-pid: the server's RSS per idle connection)",
+    )
+    measure.add_argument(
+        "--echo", action="store_true", help="the server echoes each message back (a raw echo floor): check only the id"
+    )
     measure.add_argument("--rx-url", metavar="URL", help="relay: receivers connect here (another node)")
     # Internal: one of --procs N processes (procs.py).
     p.add_argument("--part", help=argparse.SUPPRESS)
@@ -86,9 +163,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def merge_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{PROG} bench merge",
-                                description="Merge --json outputs of loads run at the same time (several machines) "
-                                            "into one result: counts add up, histograms merge exactly.")
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} bench merge",
+        description="Merge --json outputs of loads run at the same time (several machines) "
+        "into one result: counts add up, histograms merge exactly.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE.json")
     p.add_argument("--json", metavar="FILE", help="write the merged result (- for stdout)")
     p.add_argument("--plot", metavar="PNG", help="draw the merged latency (needs matplotlib)")
@@ -151,6 +230,7 @@ def merge_main(argv: list[str]) -> int:
 def finish(result: dict, json_path: str | None, plot_path: str | None, slos) -> int:
     """Table on stdout (stderr when the JSON goes to stdout), --json, --plot; the exit status."""
     from . import results
+
     missed = results.check_slos(result, slos)
     result["slo"] = {"given": [f"{n}={v}ns" for n, v in slos], "missed": missed}
     result["summary"] = results.summary(result)

@@ -1,9 +1,11 @@
-"""The ``connect`` scenario: open and log in N connections (at --rate per second, or --window at a time), then hold them.
+"""The ``connect`` scenario: open and log in N connections (at --rate per second, or --window at a time),
+then hold them.
 
 Counted per connection: an attempt is sent, a login that succeeds is answered (its latency runs
 from when the attempt was due to the login's success), a refused login or failed connect is a
 fail by code, and a connection the server closes while held is a disconnect.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -86,7 +88,15 @@ class ConnectScenario:
             ticks.cancel()
         await _call(on_tick, d.tick(time.monotonic() - t0))
         st = d.stats
-        counts = {"sent": st.sent, "answered": st.delivered, "failed": st.failed, "lost": 0,
-                  "duplicated": 0, "unknown": st.unknown, "garbled": st.bad, "skipped": 0,
-                  "disconnects": st.disconnects}
+        counts = {
+            "sent": st.sent,
+            "answered": st.delivered,
+            "failed": st.failed,
+            "lost": 0,
+            "duplicated": 0,
+            "unknown": st.unknown,
+            "garbled": st.bad,
+            "skipped": 0,
+            "disconnects": st.disconnects,
+        }
         return d.result(counts, start, stop)

@@ -3,6 +3,7 @@
 The file and the JWTs are the ones ``wsa-fast serve --auth tokens:FILE`` and ``--auth jwt``
 accept (wsa_fast/auth.py): ``TOKEN CLIENT_ID`` lines, and tokens whose ``sub`` is the client id.
 """
+
 from __future__ import annotations
 
 import time
@@ -56,9 +57,10 @@ def from_token_file(path: str, first: int, count: int) -> Credentials:
             raise CredentialError(f"token file {path}, line {number}: expected 'TOKEN CLIENT_ID'")
         entries.append(parts)
     if len(entries) < first + count:
-        raise CredentialError(f"token file {path} has {len(entries)} tokens; this run needs {first + count} "
-                              "(one per client)")
-    chosen = entries[first:first + count]
+        raise CredentialError(
+            f"token file {path} has {len(entries)} tokens; this run needs {first + count} (one per client)"
+        )
+    chosen = entries[first : first + count]
     return Credentials([c for _, c in chosen], [t for t, _ in chosen])
 
 

@@ -4,6 +4,7 @@
 (results.py). With ``--procs N`` each of N processes runs a Driver with its share of the
 clients and of the rate (procs.py); alone, part 0 of 1 does everything.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -89,15 +90,23 @@ class Driver:
         check = _loadgen.CHECK_ID_ONLY if self.a.echo else _loadgen.CHECK_KEY_VALUE
         headers = {"Sec-WebSocket-Protocol": "wsa.v1.compact"} if compact else None
         try:
-            _, conn = await ws_connect(lambda: Conn(self.stats, compact, check, ok_key, ok_val), url or self.a.url,
-                                       ssl_context=self.ssl_context, extra_headers=headers,
-                                       websocket_handshake_timeout=SETUP_TIMEOUT_S, max_frame_size=1 << 24)
+            _, conn = await ws_connect(
+                lambda: Conn(self.stats, compact, check, ok_key, ok_val),
+                url or self.a.url,
+                ssl_context=self.ssl_context,
+                extra_headers=headers,
+                websocket_handshake_timeout=SETUP_TIMEOUT_S,
+                max_frame_size=1 << 24,
+            )
         except (OSError, asyncio.TimeoutError) as error:
-            raise SetupError(f"cannot connect to {url or self.a.url}: {error or type(error).__name__}",
-                             f"connect: {type(error).__name__}") from None
+            raise SetupError(
+                f"cannot connect to {url or self.a.url}: {error or type(error).__name__}",
+                f"connect: {type(error).__name__}",
+            ) from None
         except Exception as error:  # picows raises its own upgrade errors (HTTP status, bad handshake)
-            raise SetupError(f"WebSocket upgrade at {url or self.a.url} failed: {error}",
-                             f"upgrade: {type(error).__name__}") from None
+            raise SetupError(
+                f"WebSocket upgrade at {url or self.a.url} failed: {error}", f"upgrade: {type(error).__name__}"
+            ) from None
         conn.closed = asyncio.get_running_loop().create_future()
         self.conns.append(conn)
         return conn
@@ -112,8 +121,9 @@ class Driver:
         try:
             reply = _json(await conn.next_payload(SETUP_TIMEOUT_S))
         except asyncio.TimeoutError:
-            raise SetupError(f"{what} of {frm or 'an anonymous client'}: no answer in {SETUP_TIMEOUT_S:g}s",
-                             f"{what}: no answer") from None
+            raise SetupError(
+                f"{what} of {frm or 'an anonymous client'}: no answer in {SETUP_TIMEOUT_S:g}s", f"{what}: no answer"
+            ) from None
         body = reply.get("p" if conn.compact else "payload") or {}
         if body.get("r" if conn.compact else "result") not in ("s", "success"):
             code = body.get("c" if conn.compact else "code")
@@ -161,13 +171,15 @@ class Driver:
             async def open_one(k):
                 c = await self.connect(compact, "response")
                 if creds is None:
-                    msg = self.build(lambda pad: message(compact, "", "server", "request", PING,
-                                                         {"pad": pad} if pad else None))
+                    msg = self.build(
+                        lambda pad: message(compact, "", "server", "request", PING, {"pad": pad} if pad else None)
+                    )
                 else:
                     cid, params = creds.login(k)
                     await self.login(c, cid, params)
-                    msg = self.build(lambda pad: message(compact, cid, "server", "request", a.method,
-                                                         _padded_params(a.params, pad)))
+                    msg = self.build(
+                        lambda pad: message(compact, cid, "server", "request", a.method, _padded_params(a.params, pad))
+                    )
                 c.receive_from(self.sender_for(c, msg, 1))
 
             await self.connect_many(count, open_one)
@@ -227,8 +239,9 @@ class Driver:
             tx.transport.send(WSMsgType.TEXT, messages.encode(msg))
             arrived = asyncio.ensure_future(rx.next_payload(PRESENCE_TIMEOUT_S))
             refused = asyncio.ensure_future(tx.next_payload(PRESENCE_TIMEOUT_S))
-            done, _ = await asyncio.wait({arrived, refused}, timeout=max(0.0, deadline - time.monotonic()),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {arrived, refused}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
             for waiting in (arrived, refused):
                 waiting.cancel()
             await asyncio.gather(arrived, refused, return_exceptions=True)
@@ -236,8 +249,10 @@ class Driver:
                 return
             answer = refused.result() if refused in done and refused.exception() is None else None
             if answer is None or time.monotonic() > deadline:
-                raise SetupError(f"events from {src} never reached {dst} in {PRESENCE_TIMEOUT_S:g}s"
-                                 + (f" (the gateway answered {answer[:200]!r})" if answer else ""))
+                raise SetupError(
+                    f"events from {src} never reached {dst} in {PRESENCE_TIMEOUT_S:g}s"
+                    + (f" (the gateway answered {answer[:200]!r})" if answer else "")
+                )
             await asyncio.sleep(PRESENCE_RETRY_S)
 
     async def open_idle(self) -> dict:
@@ -259,15 +274,24 @@ class Driver:
             return {"idle": count, "idle_setup_s": setup_s}
         await asyncio.sleep(1.0)  # let the server finish whatever each login set off
         after = proctree.rss_bytes(a.server_pid)
-        return {"idle": count, "idle_setup_s": setup_s, "idle_rss_before": before, "idle_rss_after": after,
-                "idle_rss_bytes_per_conn": (after - before) / count if count else None}
+        return {
+            "idle": count,
+            "idle_setup_s": setup_s,
+            "idle_rss_before": before,
+            "idle_rss_after": after,
+            "idle_rss_bytes_per_conn": (after - before) / count if count else None,
+        }
 
     # ------------------------------------------------------------ the load
 
     def snapshot(self) -> dict:
         # process_time is exact (not 10 ms ticks): short runs still get their generator CPU per message.
-        snap = {"t": time.monotonic(), "answered": self.stats.delivered, "sent": self.stats.sent,
-                "cpu": time.process_time()}
+        snap = {
+            "t": time.monotonic(),
+            "answered": self.stats.delivered,
+            "sent": self.stats.sent,
+            "cpu": time.process_time(),
+        }
         if self.a.server_pid:
             snap["idle"] = proctree.idle_seconds()
             snap["scan"] = proctree.scan()
@@ -278,10 +302,14 @@ class Driver:
         st = self.stats
         hist = results.to_hdr(st.interval)
         st.interval.reset()
-        tick = {"t": round(t, 3), "sent": st.sent, "answered": st.delivered,
-                "errors": st.failed + st.bad + st.unknown + st.duplicated + st.disconnects,
-                "connected": sum(1 for c in self.conns if not c.transport.is_disconnected),
-                "hist": results.encode_hdr(hist)}
+        tick = {
+            "t": round(t, 3),
+            "sent": st.sent,
+            "answered": st.delivered,
+            "errors": st.failed + st.bad + st.unknown + st.duplicated + st.disconnects,
+            "connected": sum(1 for c in self.conns if not c.transport.is_disconnected),
+            "hist": results.encode_hdr(hist),
+        }
         self.timeline.append(tick)
         return tick
 
@@ -313,8 +341,14 @@ class Driver:
                 next_tick += TICK_S
             if all_sent_at is None and 0 <= st.budget <= st.sent:
                 all_sent_at = now
-            if now >= end or self.interrupted.is_set() or (all_sent_at is not None and (
-                    all(s.outstanding == 0 for s in self.senders) or now >= all_sent_at + a.drain)):
+            if (
+                now >= end
+                or self.interrupted.is_set()
+                or (
+                    all_sent_at is not None
+                    and (all(s.outstanding == 0 for s in self.senders) or now >= all_sent_at + a.drain)
+                )
+            ):
                 break
             await asyncio.sleep(max(0.0, min(0.02, end - now, next_tick - now)))
         stop = self.snapshot()
@@ -357,9 +391,17 @@ class Driver:
             start, stop = await self.load(on_tick)
             st = self.stats
             lost = sum(s.leftover() for s in self.senders) + st.lost_overwritten
-            counts = {"sent": st.sent, "answered": st.delivered, "failed": st.failed, "lost": lost,
-                      "duplicated": st.duplicated, "unknown": st.unknown, "garbled": st.bad,
-                      "skipped": st.skipped, "disconnects": st.disconnects}
+            counts = {
+                "sent": st.sent,
+                "answered": st.delivered,
+                "failed": st.failed,
+                "lost": lost,
+                "duplicated": st.duplicated,
+                "unknown": st.unknown,
+                "garbled": st.bad,
+                "skipped": st.skipped,
+                "disconnects": st.disconnects,
+            }
             return self.result(counts, start, stop)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
@@ -371,14 +413,23 @@ class Driver:
         st = self.stats
         dt = stop["t"] - start["t"]
         out = {
-            "format": results.FORMAT, "scenario": a.scenario, "parts": 1, "urls": sorted({a.url, a.rx_url or a.url}),
+            "format": results.FORMAT,
+            "scenario": a.scenario,
+            "parts": 1,
+            "urls": sorted({a.url, a.rx_url or a.url}),
             "settings": settings_of(a),
-            "counts": counts, "fails": dict(sorted(st.fails.items())),
+            "counts": counts,
+            "fails": dict(sorted(st.fails.items())),
             "histogram": results.encode_hdr(results.to_hdr(st.latency)),
-            "measured": {"seconds": dt, "sent": stop["sent"] - start["sent"],
-                         "answered": stop["answered"] - start["answered"],
-                         "generator_cpu_s": stop["cpu"] - start["cpu"]},
-            "setup_s": self.setup_s, "bad_samples": st.bad_samples, "timeline": self.timeline,
+            "measured": {
+                "seconds": dt,
+                "sent": stop["sent"] - start["sent"],
+                "answered": stop["answered"] - start["answered"],
+                "generator_cpu_s": stop["cpu"] - start["cpu"],
+            },
+            "setup_s": self.setup_s,
+            "bad_samples": st.bad_samples,
+            "timeline": self.timeline,
             "interrupted": self.interrupted.is_set(),
         }
         if a.server_pid:
@@ -388,8 +439,23 @@ class Driver:
 
 
 def settings_of(a) -> dict:
-    keys = ("scenario", "method", "clients", "window", "rate", "spin", "duration", "warmup", "form", "rx_form",
-            "payload_bytes", "procs", "max_messages", "echo", "idle")
+    keys = (
+        "scenario",
+        "method",
+        "clients",
+        "window",
+        "rate",
+        "spin",
+        "duration",
+        "warmup",
+        "form",
+        "rx_form",
+        "payload_bytes",
+        "procs",
+        "max_messages",
+        "echo",
+        "idle",
+    )
     out = {k: getattr(a, k, None) for k in keys}
     out["auth"] = "token-file" if a.token_file else "jwt" if a.jwt_secret else "dev"
     out["loop"] = "open" if a.rate else "closed"
@@ -404,8 +470,12 @@ def server_usage(pid: int, start: dict, stop: dict, answered: int) -> dict:
     s0, s1 = start["scan"], stop["scan"]
     t0, t1 = proctree.tree(s0, pid), proctree.tree(s1, pid)
     cpu = proctree.cpu_of(s1, t1) - proctree.cpu_of(s0, t0)
-    out = {"pid": pid, "cpu_s": cpu, "util": cpu / dt if dt > 0 else None,
-           "cpu_us_per_msg": cpu / answered * 1e6 if answered else None}
+    out = {
+        "pid": pid,
+        "cpu_s": cpu,
+        "util": cpu / dt if dt > 0 else None,
+        "cpu_us_per_msg": cpu / answered * 1e6 if answered else None,
+    }
     mine = t0 | t1 | {os.getpid()}
     others = proctree.delta_except(s0, s1, mine)
     # Softirq work the kernel defers to ksoftirqd is the loopback TCP stack carrying this run's traffic.
@@ -416,8 +486,10 @@ def server_usage(pid: int, start: dict, stop: dict, answered: int) -> dict:
         out["ksoftirqd_util"] = softirq / dt
         # Machine busy time not spent by the server, this process or ksoftirqd: other people's work.
         out["others_util"] = max(0.0, busy - cpu - generator - softirq) / dt
-        out["others_top"] = sorted(((k, round(v / dt, 3)) for k, v in others.items()
-                                    if v > 0 and not k.startswith("ksoftirqd")), key=lambda kv: -kv[1])[:4]
+        out["others_top"] = sorted(
+            ((k, round(v / dt, 3)) for k, v in others.items() if v > 0 and not k.startswith("ksoftirqd")),
+            key=lambda kv: -kv[1],
+        )[:4]
         out["steal_util"] = (stop["steal"] - start["steal"]) / dt
     return out
 

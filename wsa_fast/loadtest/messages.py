@@ -1,4 +1,5 @@
 """The WSA messages the load generator sends, as pre-masked frame templates whose id is written per message."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def padded(build, payload_bytes: int) -> dict:
         return build("")
     smallest = len(encode(build("x")))
     if payload_bytes < smallest:
-        raise ValueError(f"--payload-bytes {payload_bytes} is below this scenario's smallest padded message "
-                         f"({smallest} bytes)")
+        raise ValueError(
+            f"--payload-bytes {payload_bytes} is below this scenario's smallest padded message ({smallest} bytes)"
+        )
     return build("x" * (payload_bytes - smallest + 1))
 
 

@@ -3,6 +3,7 @@
 matplotlib is an optional extra (``pip install 'wsa-fast[plot]'``): importing this module
 without it raises ImportError with that advice, before any load runs.
 """
+
 from __future__ import annotations
 
 from . import results
@@ -55,8 +56,10 @@ def draw(result: dict, path: str) -> None:
 
     s = result["settings"]
     load = f"rate {s['rate']:,g}/s" if s["rate"] else f"window {s['window']}"
-    fig.suptitle(f"wsa-fast bench {result['scenario']}: {s['clients']:,} clients, {load}, {s['form']}, "
-                 f"{results.summary(result)['throughput']:,.0f}/s")
+    fig.suptitle(
+        f"wsa-fast bench {result['scenario']}: {s['clients']:,} clients, {load}, {s['form']}, "
+        f"{results.summary(result)['throughput']:,.0f}/s"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

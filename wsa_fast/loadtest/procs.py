@@ -5,6 +5,7 @@ logs in its share of the clients, says ``ready`` on stdout, starts the load when
 writes ``go`` (so all start together), then writes one JSON line per tick and its result.
 The parent merges ticks into the progress line and results into one (results.merge).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,16 @@ def run_all(args) -> dict:
 def run_children(args, tag: str, progress: Progress) -> dict:
     n = args.procs
     argv = list(args.argv)
-    children = [subprocess.Popen([sys.executable, "-m", "wsa_fast", "bench", *argv, "--part", f"{i}/{n}", "--tag", tag],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-                for i in range(n)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "wsa_fast", "bench", *argv, "--part", f"{i}/{n}", "--tag", tag],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        for i in range(n)
+    ]
     lines: queue.Queue = queue.Queue()
 
     def read(i, child):

@@ -5,6 +5,7 @@ each with its own utime+stime and the cutime+cstime of children it has already r
 Everything else that ran meanwhile is noise from the shared machine; we measure it the
 same way so a run can say how quiet the box was.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ def _stat(pid: int) -> tuple[str, list[str]] | None:
         return None
     # The command name is in parentheses and may hold spaces: split after the last ')'.
     close = raw.rindex(")")
-    return raw[raw.index("(") + 1:close], raw[close + 2:].split()
+    return raw[raw.index("(") + 1 : close], raw[close + 2 :].split()
 
 
 def scan() -> Scan:

@@ -4,6 +4,7 @@ A result is a plain dict, the same in memory and in ``--json``. Results of proce
 machines that ran at the same time merge exactly: counts add up, histograms add bucket by
 bucket (``hdrhistogram``), timelines add tick by tick.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,12 @@ def merge(results: list[dict]) -> dict:
         if r.get("format") != FORMAT:
             raise ResultError(f"not a wsa-fast bench result (format {r.get('format')!r}, expected {FORMAT!r})")
     first = results[0]
-    out = {"format": FORMAT, "scenario": first["scenario"], "settings": dict(first["settings"]),
-           "parts": sum(r.get("parts", 1) for r in results)}
+    out = {
+        "format": FORMAT,
+        "scenario": first["scenario"],
+        "settings": dict(first["settings"]),
+        "parts": sum(r.get("parts", 1) for r in results),
+    }
     out["urls"] = sorted({u for r in results for u in r.get("urls", [])})
     out["counts"] = {k: sum(r["counts"].get(k, 0) for r in results) for k in COUNTS}
     fails: dict[str, int] = {}
@@ -100,11 +105,13 @@ def merge_timelines(timelines: list[list[dict]]) -> list[dict]:
         for t in timelines:
             if i < len(t):
                 hdr.add(decode_hdr(t[i]["hist"]))
-        merged.append({
-            "t": max(x["t"] for x in ticks),
-            **{k: sum(x[k] for x in ticks) for k in ("sent", "answered", "errors", "connected")},
-            "hist": encode_hdr(hdr),
-        })
+        merged.append(
+            {
+                "t": max(x["t"] for x in ticks),
+                **{k: sum(x[k] for x in ticks) for k in ("sent", "answered", "errors", "connected")},
+                "hist": encode_hdr(hdr),
+            }
+        )
     return merged
 
 

@@ -8,6 +8,7 @@ one JSON command a line from stdin and prints one JSON line for each result:
 It answers py@v1/echo with what it got (and its form), py@v1/refuse with fail REFUSED, and
 prints every event it receives as {"event": METHOD, "from": F, "to": T, "params": P}.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,7 @@ def out(value: object) -> None:
 async def main(url: str, form: str, client_id: str) -> None:
     loop = asyncio.get_running_loop()
     async with Client.connect(url, form=form) as client:
+
         @client.on_request("py@v1/echo")
         def echo(msg):
             return {"params": msg.params, "from": msg.from_, "form": form}
@@ -35,8 +37,9 @@ async def main(url: str, form: str, client_id: str) -> None:
 
         await client.login(client_id)
         for method in ("chat@v1/shouted", "chat@v1/poke"):
-            client.on_event(method)(lambda msg: out(
-                {"event": msg.method, "from": msg.from_, "to": msg.to, "params": msg.params}))
+            client.on_event(method)(
+                lambda msg: out({"event": msg.method, "from": msg.from_, "to": msg.to, "params": msg.params})
+            )
         out({"ready": client_id})
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
