@@ -7,12 +7,16 @@ import asyncio
 import base64
 import json
 import os
+import select
 import socket
 
 import pytest
 from test_overload import login, ping, short_id, until_reachable
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+
+from raw_ws import CLOSE, RawWS, frame
+from test_overload import login, ping, short_id, until_reachable
 from wsa_ws import aio, close_code
 
 
@@ -248,6 +252,45 @@ def test_an_incomplete_fragmented_message_times_out(start_gateway):
             assert (await ping(other, "other"))["payload"]["result"] == "success"
 
     run()
+
+
+def trickle_until_closed(port: int, data: bytes, pause: float) -> tuple[int, int, str]:
+    """Send ``data`` a byte every ``pause`` seconds until the server's CLOSE arrives: (bytes sent, code, reason)."""
+    with RawWS("127.0.0.1", port) as raw:
+        for sent in range(len(data)):
+            raw.send(data[sent:sent + 1])
+            if select.select([raw.sock], [], [], pause)[0]:
+                opcode, payload = raw.recv()
+                assert opcode == CLOSE, (opcode, payload)
+                return sent + 1, int.from_bytes(payload[:2], "big"), payload[2:].decode()
+        raise AssertionError(f"the whole frame ({len(data)} bytes) went through without a close")
+
+
+def test_a_frame_trickled_slower_than_message_timeout_is_closed(start_gateway):
+    gateway = start_gateway("--message-timeout", "0.5")
+    # One frame, a whole ping request, its bytes 20 ms apart: 400 bytes would take 8 s, 16 timeouts.
+    text = json.dumps({"from": "slow", "to": "server", "type": "request", "id": "slow1",
+                       "payload": {"method": "wsa@v1/ping"}})
+    data = frame(text.ljust(400).encode())
+
+    @aio
+    async def run() -> None:
+        async with connect(gateway.url) as other:
+            await login(other, "other")
+            trickling = asyncio.create_task(asyncio.to_thread(trickle_until_closed, gateway.port, data, 0.02))
+            while not trickling.done():
+                assert (await ping(other, "other"))["payload"]["result"] == "success"
+                await asyncio.sleep(0.05)
+            sent, code, reason = await trickling
+            assert (code, reason) == (1008, "message incomplete")
+            assert 2 < sent < len(data)
+            assert (await ping(other, "other", "after"))["payload"]["result"] == "success"
+
+    run()
+    # Written before the CLOSE went out; the test's reader of the server's output may lag behind.
+    assert gateway.wait_for_log("message_timeout"), gateway.log
+    lines = [line for line in gateway.log.splitlines() if "message_timeout" in line]
+    assert len(lines) == 1 and " INFO " in lines[0] and "wsa_fast.clients" in lines[0], lines
 
 
 def test_partial_messages_of_a_worker_are_capped(start_gateway):

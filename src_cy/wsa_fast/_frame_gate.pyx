@@ -10,6 +10,10 @@ gate or by the gateway, nothing more reaches picows: the gate skips frames by th
 (without buffering them) until the peer's CLOSE arrives, then closes TCP first, as the
 server should (section 7.1.1). ``wsa_fast._gateway.Connection`` times out a silent peer.
 
+A message must arrive within ``message_timeout``, from its first byte to its last: the gate
+starts the clock when a read ends inside a message (a frame cut short, or a fragmented one
+open), which a message that arrives in one read never does, so the common case pays nothing.
+
 A message over ``max_message_size`` is skipped to its last fragment before the 1009 CLOSE
 goes out: a browser still sending it would otherwise hold unsent data when the CLOSE
 arrives, and report the close as not clean.
@@ -47,6 +51,7 @@ client_log = logging.getLogger("wsa_fast.clients")   # wsa_fast.client_log.CLIEN
 
 cdef int CLOSE_PROTOCOL_ERROR = 1002
 cdef int CLOSE_INVALID_TEXT = 1007
+cdef int CLOSE_POLICY = 1008
 cdef int CLOSE_TOO_BIG = 1009
 cdef Py_ssize_t MAX_CONTROL_PAYLOAD = 125
 
@@ -58,7 +63,7 @@ cdef inline bint valid_close_code(int code) noexcept:
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
                     double handshake_timeout, double close_timeout, double ping_interval=0,
-                    double ping_timeout=20):
+                    double ping_timeout=20, double message_timeout=0):
     """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
 
     picows 2.3.1 internal: ``WSProtocol``'s positional arguments (api.py, ``ws_protocol_factory``);
@@ -74,7 +79,7 @@ def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ss
         max_message_size,           # picows's own frame limit: never reached, the gate checks first
         None,                       # extra headers
         read_buffer_init_size,
-    ), max_message_size, close_timeout, asyncio.get_running_loop())
+    ), max_message_size, close_timeout, message_timeout, asyncio.get_running_loop())
 
 
 cdef class FrameGate:
@@ -97,6 +102,10 @@ cdef class FrameGate:
     cdef bint fin                       # the current frame ends its message
     cdef double close_timeout           # how long an oversized message may take to end
     cdef object skip_timer              # sends the 1009 if the oversized message never ends
+    cdef double message_timeout         # how long a message may take to arrive (0: no limit)
+    cdef double partial_since           # loop time the unfinished message began arriving (0: none)
+    cdef object partial_timer           # checks it once message_timeout has passed
+    cdef bint boundary_seen             # this read passed a point with no message open
     cdef object loop
     cdef unsigned char mask[4]
     cdef bint in_payload                # the header is read, payload bytes follow
@@ -108,10 +117,11 @@ cdef class FrameGate:
     cdef str why                        # the rule the peer broke, for the log line
     cdef bint peer_closed               # the peer's CLOSE is in: close TCP
 
-    def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, loop):
+    def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, double message_timeout, loop):
         self.protocol = protocol
         self.loop = loop
         self.close_timeout = close_timeout
+        self.message_timeout = message_timeout
         self.protocol_get_buffer = protocol.get_buffer
         self.protocol_buffer_updated = protocol.buffer_updated
         self.max_message_size = max_message_size
@@ -134,6 +144,9 @@ cdef class FrameGate:
         if self.skip_timer is not None:
             self.skip_timer.cancel()
             self.skip_timer = None
+        if self.partial_timer is not None:
+            self.partial_timer.cancel()
+            self.partial_timer = None
         self.protocol.connection_lost(exc)
 
     def eof_received(self):
@@ -170,6 +183,8 @@ cdef class FrameGate:
                 self.protocol_buffer_updated(self.handed)
         if self.mode == SKIP and self.skip_timer is None:
             self.skip_timer = self.loop.call_later(self.close_timeout, self.skipped_too_long)
+        if self.message_timeout > 0 and self.mode == FRAMES:
+            self.time_partial_message()
         if self.why is not None:
             # What clients do wrong is INFO at most, and rate-limited (wsa_fast.client_log).
             client_log.info("closing %s: it sent %s", self.ws.underlying_transport.get_extra_info("peername"),
@@ -185,6 +200,32 @@ cdef class FrameGate:
         if self.mode == SKIP:
             self.enter_discard()
             self.send_close(CLOSE_TOO_BIG)
+
+    cdef int time_partial_message(self) except -1:
+        """After a read: start the clock if it ended inside a message that began in it, stop it if none is open."""
+        if not (self.in_payload or self.head_len > 0 or self.in_message):
+            self.partial_since = 0
+        elif self.partial_since == 0 or self.boundary_seen:
+            self.partial_since = self.loop.time()
+            if self.partial_timer is None:
+                self.partial_timer = self.loop.call_later(self.message_timeout, self.partial_too_slow)
+        self.boundary_seen = False
+        return 0
+
+    def partial_too_slow(self):
+        """The timer: close if the unfinished message is older than message_timeout, else look again then."""
+        cdef double waited
+        self.partial_timer = None
+        if self.mode != FRAMES or self.partial_since == 0 or self.ws.is_close_frame_sent:
+            return
+        waited = self.loop.time() - self.partial_since
+        if waited < self.message_timeout:
+            self.partial_timer = self.loop.call_later(self.message_timeout - waited, self.partial_too_slow)
+            return
+        client_log.info("closing %s: a message took longer than message_timeout (%gs) to arrive",
+                        self.ws.underlying_transport.get_extra_info("peername"), self.message_timeout)
+        self.enter_discard()
+        self.send_close(CLOSE_POLICY)
 
     cdef int send_close(self, int code) except -1:
         """Close through the gateway's Connection (it flushes its output first and times the peer out)."""
@@ -244,6 +285,8 @@ cdef class FrameGate:
                     break
             # The frame is complete.
             self.in_payload = False
+            if not self.in_message:
+                self.boundary_seen = True
             if self.mode == SKIP:
                 if self.opcode == CLOSE or (self.fin and self.opcode < CLOSE):
                     # The oversized message is over (or the peer gave up): now the 1009.
@@ -373,5 +416,6 @@ cdef inline int header_size(unsigned char b1) noexcept:
 REASONS = {
     CLOSE_PROTOCOL_ERROR: "protocol error",
     CLOSE_INVALID_TEXT: "invalid UTF-8",
+    CLOSE_POLICY: "message incomplete",
     CLOSE_TOO_BIG: "message too big",
 }

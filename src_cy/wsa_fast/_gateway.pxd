@@ -72,7 +72,6 @@ cdef class Gateway:
     cdef double message_burst, byte_burst, broadcast_burst     # bucket sizes
     cdef int max_refused                # rate-limited messages in a row before closing with 1008
     cdef Py_ssize_t max_pending         # relayed requests a client may have unanswered (0: no limit)
-    cdef double message_timeout         # how long a fragmented message may take
     cdef Py_ssize_t max_partial_memory  # bytes all unfinished fragmented messages may hold
     cdef Py_ssize_t partial_memory      # bytes they hold now
     cdef dict per_ip                    # client address -> open connections, for max_connections_per_ip
@@ -152,7 +151,6 @@ cdef class Connection(WSListener):
     cdef double message_tokens, byte_tokens, broadcast_tokens
     cdef double refilled_at
     cdef int refused_in_row
-    cdef object fragments_timer         # closes it if a fragmented message is not complete in message_timeout
     cdef readonly str ip                # the client's address, counted for max_connections_per_ip
 
     cdef int handle(self, const char* data, Py_ssize_t n, bint padded) except -1

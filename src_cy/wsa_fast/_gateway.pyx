@@ -178,7 +178,6 @@ cdef class Gateway:
         self.broadcast_rate = self.broadcast_burst = bucket_rate(settings.rate_limit_broadcasts)
         self.max_refused = settings.max_refused_messages
         self.max_pending = settings.max_pending if settings.limits == "on" else 0
-        self.message_timeout = settings.message_timeout
         self.max_partial_memory = settings.max_partial_memory
         self.partial_memory = 0
         self.per_ip = {}
@@ -1038,7 +1037,6 @@ cdef class Connection(WSListener):
         self.broadcast_tokens = max(gateway.broadcast_burst / 10, 1)
         self.refilled_at = coarse_monotonic()
         self.refused_in_row = 0
-        self.fragments_timer = None
         self.ip = ip
         if client_id is not None:
             self.client_id = client_id    # bound in on_ws_connected, once the upgrade is done
@@ -1084,8 +1082,7 @@ cdef class Connection(WSListener):
                 if self.fragments is None:
                     self.fragments = FrameBuffer()
                 self.drop_fragments()
-                self.in_fragments = True
-                self.fragments_timer = self.gw.loop.call_later(self.gw.message_timeout, self.message_too_slow)
+                self.in_fragments = True     # the FrameGate times the message (message_timeout)
                 self.add_fragment(frame)
         elif kind == WSMsgType.CONTINUATION and self.in_fragments:
             # The FrameGate has counted the message's fragments against max_message_size already.
@@ -1132,20 +1129,10 @@ cdef class Connection(WSListener):
     cdef int drop_fragments(self) except -1:
         """Forget the message being reassembled (finished or abandoned) and the memory it held."""
         self.in_fragments = False
-        if self.fragments_timer is not None:
-            self.fragments_timer.cancel()
-            self.fragments_timer = None
         if self.fragments is not None:
             self.gw.partial_memory -= self.fragments.size
             self.fragments.release()
         return 0
-
-    def message_too_slow(self):
-        self.fragments_timer = None
-        if self.in_fragments and not self.closed:
-            client_log.info("closing %s (%s): a fragmented message took longer than message_timeout (%gs)",
-                            self.client_id, self.peer, self.gw.message_timeout)
-            self.close(CLOSE_POLICY, "message incomplete")
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.gw.counts[CONNECTIONS_VERBOSE + self.form - VERBOSE] -= 1
