@@ -34,6 +34,9 @@ class Metric(enum.IntEnum):
     PENDING_REQUESTS: int
     NATS_CONNECTED: int
     NATS_RECONNECTS: int
+    REFUSED_MAX_CONNECTIONS: int
+    REFUSED_MAX_CONNECTIONS_PER_IP: int
+    REFUSED_ORIGIN: int
     FAILS: int
 
 FAIL_CODES: tuple[bytes, ...]

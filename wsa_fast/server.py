@@ -266,6 +266,7 @@ def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
         if origin is not None and not gateway.settings.origin_allowed(origin):
             # A page from another site must not use its visitors' credentials here (cross-site WebSocket hijacking).
             client_events.info("refused an upgrade from origin %r", origin)
+            gateway.count(Metric.REFUSED_ORIGIN)
             return _refuse(403, b"origin not allowed\n")
         if request.headers.get("Sec-WebSocket-Version", WS_VERSION) != WS_VERSION:
             # RFC 6455 section 4.2.2: name the version this server speaks.
@@ -275,9 +276,11 @@ def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
         total, from_ip = gateway.connection_counts(ip)
         if total >= max_connections:
             client_log.refused("refusing a connection from %s: max_connections (%d) reached", ip, max_connections)
+            gateway.count(Metric.REFUSED_MAX_CONNECTIONS)
             return _refuse(503, b"too many connections\n")
         if per_ip and from_ip >= per_ip:
             client_log.refused("refusing a connection from %s: max_connections_per_ip (%d) reached", ip, per_ip)
+            gateway.count(Metric.REFUSED_MAX_CONNECTIONS_PER_IP)
             return _refuse(429, b"too many connections from your address\n")
         query = parse_qs(url.query)
 

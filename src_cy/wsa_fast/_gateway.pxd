@@ -35,6 +35,9 @@ cpdef enum Metric:
     PENDING_REQUESTS            # gauge, refreshed by refresh_gauges()
     NATS_CONNECTED              # gauge
     NATS_RECONNECTS
+    REFUSED_MAX_CONNECTIONS     # upgrades refused, by reason
+    REFUSED_MAX_CONNECTIONS_PER_IP
+    REFUSED_ORIGIN
     FAILS                       # one slot per code of FAIL_CODES, then one for any other code
     # Then per handler method: a count per bucket of HANDLER_BUCKETS, one for +Inf, the sum in ns.
 
