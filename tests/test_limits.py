@@ -9,6 +9,7 @@ import json
 import os
 import select
 import socket
+import time
 
 import pytest
 from test_overload import login, ping, short_id, until_reachable
@@ -17,7 +18,8 @@ from websockets.exceptions import InvalidStatus
 
 from raw_ws import CLOSE, RawWS, frame
 from test_overload import login, ping, short_id, until_reachable
-from wsa_ws import aio, close_code
+from test_slow_consumer import rss_kib
+from wsa_ws import aio, close_code, http_get
 
 
 def event(frm: str, to: str, msg_id: str, params=None) -> str:
@@ -128,7 +130,7 @@ def test_a_client_that_keeps_going_is_closed_with_1008(start_gateway):
             assert await codes_until_admitted(other, "other") == []
 
     run()
-    assert "rate-limited messages in a row" in gateway.log
+    assert gateway.wait_for_log("rate-limited messages in a row"), gateway.log
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -165,6 +167,102 @@ def test_max_pending(start_gateway, workers):
             assert (await recv_json(target))["id"] == "again"
 
     run()
+
+
+def test_answered_requests_free_their_pending_entries_at_once(start_gateway):
+    """max_pending counts requests waiting, not requests made: wave after wave of max_pending requests,
+    each answered, is never refused, and the pending gauge returns to zero long before request_timeout."""
+    gateway = start_gateway("--max-pending", "20", "--request-timeout", "3600")
+
+    @aio
+    async def run() -> None:
+        async with connect(gateway.url) as requester, connect(gateway.url) as target:
+            await login(requester, "requester")
+            await login(target, "target")
+            for wave in range(25):
+                ids = [short_id("w", wave * 20 + n) for n in range(20)]
+                for msg_id in ids:
+                    await requester.send(request("requester", "target", msg_id, "app@v1/slow"))
+                for msg_id in ids:
+                    assert (await recv_json(target))["id"] == msg_id
+                if wave == 0:
+                    # Twenty waiting: the gauge shows them (it is refreshed once a second).
+                    await asyncio.to_thread(wait_for_gauge, gateway, "wsa_pending_requests", 20)
+                for msg_id in ids:
+                    await target.send(json.dumps({"from": "target", "to": "requester", "type": "response",
+                                                  "id": msg_id, "payload": {"result": "success"}}))
+                for msg_id in ids:
+                    reply = await recv_json(requester)
+                    assert (reply["id"], reply["payload"]) == (msg_id, {"result": "success"}), reply
+            await asyncio.to_thread(wait_for_gauge, gateway, "wsa_pending_requests", 0)
+
+    run()
+
+
+def wait_for_gauge(gateway, series: str, value: float) -> None:
+    """Scrape /metrics until ``series`` reads ``value`` (gauges are refreshed once a second)."""
+    while True:
+        status, body = http_get(gateway, "/metrics")
+        assert status == 200, body
+        for line in body.decode().splitlines():
+            if line.startswith(series + " ") and float(line.split()[-1]) == value:
+                return
+        time.sleep(0.05)
+
+
+def serve_answered_requests(port: int, waves: int, per_wave: int, first: int) -> None:
+    """A requester sends ``per_wave`` requests to a target in one write; the target answers them all in
+    one write; ``waves`` times. Raw frames, built once, so the clients keep up with the gateway."""
+    def data_frame(text: str) -> bytes:
+        return frame(text.encode(), mask=b"\0\0\0\0")     # a zero masking key: the payload as is
+
+    with RawWS("127.0.0.1", port) as requester, RawWS("127.0.0.1", port) as target:
+        for raw, name in ((requester, "requester"), (target, "target")):
+            raw.send(data_frame(json.dumps({"from": name, "to": "server", "type": "request", "id": "login",
+                                            "payload": {"method": "auth@v1/login"}})))
+            assert '"success"' in raw.recv_text()
+        for wave in range(waves):
+            ids = [short_id("d", first + wave * per_wave + n) for n in range(per_wave)]
+            requester.send(b"".join(data_frame(request("requester", "target", i, "app@v1/slow")) for i in ids))
+            read_frames(target, per_wave)
+            target.send(b"".join(data_frame(json.dumps({"from": "target", "to": "requester", "type": "response",
+                                                        "id": i, "payload": {"result": "success"}})) for i in ids))
+            answers = read_frames(requester, per_wave)
+            assert all(b'"success"' in answer for answer in answers), answers[:3]
+
+
+def read_frames(raw: RawWS, count: int) -> list[bytes]:
+    """The payloads of the next ``count`` unfragmented text frames of small size (no 64-bit lengths)."""
+    data, pos, out = raw._buf, 0, []
+    while len(out) < count:
+        if len(data) - pos >= 4:
+            n, at = data[pos + 1] & 0x7F, pos + 2
+            if n == 126:
+                n, at = int.from_bytes(data[pos + 2:pos + 4], "big"), pos + 4
+            if len(data) - at >= n:
+                assert data[pos] == 0x81, data[pos:pos + 20]
+                out.append(data[at:at + n])
+                pos = at + n
+                continue
+        chunk = raw.sock.recv(1 << 20)
+        assert chunk, "the gateway closed the connection"
+        data = data[pos:] + chunk
+        pos = 0
+    raw._buf = data[pos:]
+    return out
+
+
+def test_answered_requests_free_their_deadlines(start_gateway):
+    """A long request_timeout must not keep an answered request's deadline: 300,000 requests answered
+    within an hour's timeout would otherwise hold 300,000 deadline entries (38 MiB, measured with the
+    compaction in PendingTable.add turned off; 0.05 MiB with it)."""
+    gateway = start_gateway("--request-timeout", "3600", "--limits", "off")
+    # Warm up: the allocator, the tables and the read buffers reach their working size.
+    serve_answered_requests(gateway.port, 30, 1000, 0)
+    before = rss_kib(gateway.proc.pid)
+    serve_answered_requests(gateway.port, 300, 1000, 30_000)
+    grown_mib = (rss_kib(gateway.proc.pid) - before) / 1024
+    assert grown_mib < 4, f"the gateway grew by {grown_mib:.1f} MiB over 300,000 answered requests"
 
 
 def test_limits_off_lifts_rate_limits_and_max_pending(start_gateway):
