@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import os
 import socket
+import struct
 
+import picows
 from websockets.asyncio.client import connect
+
+from raw_ws import CLOSE, CONTINUATION, PING, TEXT, RawWS, frame
+from wsa_fast import client_log
 from wsa_ws import aio, close_code
 
 BAD_CLIENTS = 100
@@ -92,3 +99,105 @@ def test_rate_limit_closes_are_info_lines_and_rate_limited(start_gateway):
     closes = [line for line in lines if "rate-limited messages in a row" in line]
     assert 0 < len(closes) < BAD_CLIENTS / 2, f"{len(closes)} lines for {BAD_CLIENTS}+ clients closed"
     assert "similar lines suppressed" in gateway.log
+
+
+def raw_header(b0: int, b1: int, extended: bytes = b"") -> bytes:
+    """A frame header as given, masked with a zero key, and no payload."""
+    return bytes([b0, b1]) + extended + b"\0\0\0\0"
+
+
+# Every rule a client frame can break, picows's own checks included (its parser never sees
+# them: the FrameGate refuses first), as the bytes a client sends after the upgrade.
+PROTOCOL_ERRORS = {
+    "rsv": raw_header(0x80 | 0x40 | TEXT, 0x80),
+    "unmasked": b"\x81\x05hello",
+    "reserved data opcode": raw_header(0x80 | 0x3, 0x80),
+    "reserved control opcode": raw_header(0x80 | 0xB, 0x80),
+    "fragmented control": raw_header(PING, 0x80),
+    "long control": raw_header(0x80 | PING, 0x80 | 126, struct.pack("!H", 200)),
+    "16-bit length not minimal": raw_header(0x80 | TEXT, 0x80 | 126, struct.pack("!H", 5)),
+    "64-bit length not minimal": raw_header(0x80 | TEXT, 0x80 | 127, struct.pack("!Q", 5)),
+    "64-bit length with its top bit": raw_header(0x80 | TEXT, 0x80 | 127, struct.pack("!Q", 1 << 63)),
+    "continuation with no message": frame(b"x", CONTINUATION),
+    "new message inside a fragmented one": frame(b"a", TEXT, fin=False) + frame(b"b", TEXT),
+    "one-byte close": frame(b"\x03", CLOSE),
+    "close code 1005": frame(struct.pack("!H", 1005), CLOSE),
+    "close reason not UTF-8": frame(struct.pack("!H", 1000) + b"\xff", CLOSE),
+}
+
+
+def break_the_protocol(port: int, data: bytes) -> int:
+    """Upgrade, send ``data``, read until the server closes; returns the local port (the log names it)."""
+    with RawWS("127.0.0.1", port) as raw:
+        raw.send(data)
+        try:
+            while raw.recv()[0] != CLOSE:
+                pass
+            raw.send(frame(b"", CLOSE))
+            while raw.sock.recv(4096):
+                pass
+        except (ConnectionError, OSError):
+            pass
+        return raw.sock.getsockname()[1]
+
+
+def test_every_protocol_error_is_one_info_line_of_the_clients_logger(start_gateway):
+    gateway = start_gateway("--log-format", "json")
+    ports = {kind: break_the_protocol(gateway.port, data) for kind, data in PROTOCOL_ERRORS.items()}
+    # A last, well-behaved client: once it is answered, every bad client's line is written.
+    assert '"success"' in ping_once(gateway.port)
+    lines = [json.loads(line) for line in gateway.log.splitlines() if line.startswith("{")]
+    for kind, port in ports.items():
+        about = [line for line in lines if f", {port})" in line["message"]]
+        assert len(about) == 1, (kind, about)
+        assert (about[0]["level"], about[0]["logger"]) == ("info", "wsa_fast.clients"), (kind, about[0])
+    # Above INFO: only the start-up warning about dev auth (wsa_fast.cli), nothing about a client.
+    noisy = [line for line in lines if line["level"] not in ("info", "debug") and line["logger"] != "wsa_fast.cli"]
+    assert not noisy, noisy
+    assert not [line for line in lines if line["logger"].startswith("picows")], lines
+
+
+def ping_once(port: int) -> str:
+    with RawWS("127.0.0.1", port) as raw:
+        raw.send(frame(json.dumps({"from": "calm", "to": "server", "type": "request", "id": "ping1",
+                                   "payload": {"method": "wsa@v1/ping"}}).encode()))
+        return raw.recv_text()
+
+
+def test_picows_own_protocol_error_line_becomes_one_info_line():
+    """Should picows itself meet a client's bad frame, its ERROR line is rewritten by the filter the
+    gateway installs: INFO, and rate-limited with the other client lines. A bare picows server
+    (no FrameGate in front, which the gateway never runs) shows the filter matches picows's real
+    wording (picows may log the same parser error more than once)."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root = logging.getLogger()
+    handler, level = Keep(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    log_filter = client_log.install()
+    try:
+        @aio
+        async def run() -> None:
+            server = await picows.ws_create_server(lambda request: picows.WSListener(), "127.0.0.1", 0,
+                                                   logger_name="wsa_fast.picows")
+            port = server.sockets[0].getsockname()[1]
+            try:
+                await asyncio.to_thread(send_unmasked_frame, port)
+            finally:
+                server.close()
+
+        run()
+    finally:
+        for each in root.handlers:
+            each.removeFilter(log_filter)
+        root.removeHandler(handler)
+        root.setLevel(level)
+    parser_lines = [r for r in seen if r.name.startswith(client_log.PICOWS_LOGGER) and "WS parser error" in r.getMessage()]
+    assert parser_lines, [(r.name, r.levelname, r.getMessage()) for r in seen]
+    assert all(r.levelname == "INFO" and r.levelno == logging.INFO for r in parser_lines)
+    assert not [r for r in seen if r.levelno > logging.INFO], [(r.name, r.levelname, r.getMessage()) for r in seen]
