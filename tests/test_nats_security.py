@@ -10,6 +10,7 @@ here with ``cryptography``, the NKEYs with ``nkeys``, and the JWTs are written b
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import ipaddress
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from nats_server import NatsServer
 from test_cluster import gateway, relay_round_trip
-from wsa_ws import Clients, aio, uid
+from wsa_ws import Clients, aio, expect_fail, uid
 
 # ---------------------------------------------------------------- certificates
 
@@ -232,6 +233,34 @@ def test_tls_url_to_a_server_without_tls_is_refused(pki: dict[str, Path]) -> Non
     with NatsServer() as nats:
         with pytest.raises(RuntimeError, match="does not offer it"):
             gateway("--nats", f"tls://127.0.0.1:{nats.port}", "--nats-ca-file", str(pki["ca"]))
+
+
+def test_nats_over_tls_restarts_and_the_nodes_route_again(pki: dict[str, Path]) -> None:
+    """The TLS nats-server goes away: requests across nodes are answered UNAVAILABLE; it comes back on
+    the same port: both nodes reconnect over TLS (certificate verified again) and relay again."""
+    with NatsServer(extra=tls_flags(pki)) as nats:
+        url = f"tls://127.0.0.1:{nats.port}"
+        with gateway("--nats", url, "--nats-ca-file", str(pki["ca"]), "--request-timeout", "1") as one, \
+                gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as two:
+
+            @aio
+            async def check() -> None:
+                async with Clients(one) as on_one, Clients(two) as on_two:
+                    a = await on_one.open("verbose", login=uid("tr"))
+                    b = await on_two.open("compact", login=uid("tr"))
+                    await relay_round_trip(a, b)
+                    nats.stop()
+                    assert await asyncio.to_thread(one.wait_for_log, "lost the NATS server", 10), one.log
+                    msg_id = await a.request(b.cid, "test@v1/hello")
+                    expect_fail(await a.recv(), "UNAVAILABLE", id=msg_id, to=a.cid)
+                    nats.start()
+                    for node in (one, two):
+                        assert await asyncio.to_thread(node.wait_for_log, "reconnected to NATS server", 30), node.log
+                    await relay_round_trip(a, b)
+                    await relay_round_trip(b, a)
+
+            check()
+    assert f"reconnected to NATS server tls://127.0.0.1:{nats.port}" in one.log, one.log
 
 
 # ---------------------------------------------------------------- NKEY users and credentials files
