@@ -11,11 +11,11 @@ import socket
 import struct
 
 import picows
-from websockets.asyncio.client import connect
-
 from raw_ws import CLOSE, CONTINUATION, PING, TEXT, RawWS, frame
-from wsa_fast import client_log
+from websockets.asyncio.client import connect
 from wsa_ws import aio, close_code
+
+from wsa_fast import client_log
 
 BAD_CLIENTS = 100
 
@@ -159,8 +159,19 @@ def test_every_protocol_error_is_one_info_line_of_the_clients_logger(start_gatew
 
 def ping_once(port: int) -> str:
     with RawWS("127.0.0.1", port) as raw:
-        raw.send(frame(json.dumps({"from": "calm", "to": "server", "type": "request", "id": "ping1",
-                                   "payload": {"method": "wsa@v1/ping"}}).encode()))
+        raw.send(
+            frame(
+                json.dumps(
+                    {
+                        "from": "calm",
+                        "to": "server",
+                        "type": "request",
+                        "id": "ping1",
+                        "payload": {"method": "wsa@v1/ping"},
+                    }
+                ).encode()
+            )
+        )
         return raw.recv_text()
 
 
@@ -181,10 +192,12 @@ def test_picows_own_protocol_error_line_becomes_one_info_line():
     root.setLevel(logging.INFO)
     log_filter = client_log.install()
     try:
+
         @aio
         async def run() -> None:
-            server = await picows.ws_create_server(lambda request: picows.WSListener(), "127.0.0.1", 0,
-                                                   logger_name="wsa_fast.picows")
+            server = await picows.ws_create_server(
+                lambda request: picows.WSListener(), "127.0.0.1", 0, logger_name="wsa_fast.picows"
+            )
             port = server.sockets[0].getsockname()[1]
             try:
                 await asyncio.to_thread(send_unmasked_frame, port)
@@ -197,7 +210,9 @@ def test_picows_own_protocol_error_line_becomes_one_info_line():
             each.removeFilter(log_filter)
         root.removeHandler(handler)
         root.setLevel(level)
-    parser_lines = [r for r in seen if r.name.startswith(client_log.PICOWS_LOGGER) and "WS parser error" in r.getMessage()]
+    parser_lines = [
+        r for r in seen if r.name.startswith(client_log.PICOWS_LOGGER) and "WS parser error" in r.getMessage()
+    ]
     assert parser_lines, [(r.name, r.levelname, r.getMessage()) for r in seen]
     assert all(r.levelname == "INFO" and r.levelno == logging.INFO for r in parser_lines)
     assert not [r for r in seen if r.levelno > logging.INFO], [(r.name, r.levelname, r.getMessage()) for r in seen]

@@ -12,13 +12,11 @@ import socket
 import time
 
 import pytest
-from test_overload import login, ping, short_id, until_reachable
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
-
 from raw_ws import CLOSE, RawWS, frame
 from test_overload import login, ping, short_id, until_reachable
 from test_slow_consumer import rss_kib
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 from wsa_ws import aio, close_code, http_get
 
 
@@ -189,8 +187,17 @@ def test_answered_requests_free_their_pending_entries_at_once(start_gateway):
                     # Twenty waiting: the gauge shows them (it is refreshed once a second).
                     await asyncio.to_thread(wait_for_gauge, gateway, "wsa_pending_requests", 20)
                 for msg_id in ids:
-                    await target.send(json.dumps({"from": "target", "to": "requester", "type": "response",
-                                                  "id": msg_id, "payload": {"result": "success"}}))
+                    await target.send(
+                        json.dumps(
+                            {
+                                "from": "target",
+                                "to": "requester",
+                                "type": "response",
+                                "id": msg_id,
+                                "payload": {"result": "success"},
+                            }
+                        )
+                    )
                 for msg_id in ids:
                     reply = await recv_json(requester)
                     assert (reply["id"], reply["payload"]) == (msg_id, {"result": "success"}), reply
@@ -213,20 +220,46 @@ def wait_for_gauge(gateway, series: str, value: float) -> None:
 def serve_answered_requests(port: int, waves: int, per_wave: int, first: int) -> None:
     """A requester sends ``per_wave`` requests to a target in one write; the target answers them all in
     one write; ``waves`` times. Raw frames, built once, so the clients keep up with the gateway."""
+
     def data_frame(text: str) -> bytes:
-        return frame(text.encode(), mask=b"\0\0\0\0")     # a zero masking key: the payload as is
+        return frame(text.encode(), mask=b"\0\0\0\0")  # a zero masking key: the payload as is
 
     with RawWS("127.0.0.1", port) as requester, RawWS("127.0.0.1", port) as target:
         for raw, name in ((requester, "requester"), (target, "target")):
-            raw.send(data_frame(json.dumps({"from": name, "to": "server", "type": "request", "id": "login",
-                                            "payload": {"method": "auth@v1/login"}})))
+            raw.send(
+                data_frame(
+                    json.dumps(
+                        {
+                            "from": name,
+                            "to": "server",
+                            "type": "request",
+                            "id": "login",
+                            "payload": {"method": "auth@v1/login"},
+                        }
+                    )
+                )
+            )
             assert '"success"' in raw.recv_text()
         for wave in range(waves):
             ids = [short_id("d", first + wave * per_wave + n) for n in range(per_wave)]
             requester.send(b"".join(data_frame(request("requester", "target", i, "app@v1/slow")) for i in ids))
             read_frames(target, per_wave)
-            target.send(b"".join(data_frame(json.dumps({"from": "target", "to": "requester", "type": "response",
-                                                        "id": i, "payload": {"result": "success"}})) for i in ids))
+            target.send(
+                b"".join(
+                    data_frame(
+                        json.dumps(
+                            {
+                                "from": "target",
+                                "to": "requester",
+                                "type": "response",
+                                "id": i,
+                                "payload": {"result": "success"},
+                            }
+                        )
+                    )
+                    for i in ids
+                )
+            )
             answers = read_frames(requester, per_wave)
             assert all(b'"success"' in answer for answer in answers), answers[:3]
 
@@ -238,10 +271,10 @@ def read_frames(raw: RawWS, count: int) -> list[bytes]:
         if len(data) - pos >= 4:
             n, at = data[pos + 1] & 0x7F, pos + 2
             if n == 126:
-                n, at = int.from_bytes(data[pos + 2:pos + 4], "big"), pos + 4
+                n, at = int.from_bytes(data[pos + 2 : pos + 4], "big"), pos + 4
             if len(data) - at >= n:
-                assert data[pos] == 0x81, data[pos:pos + 20]
-                out.append(data[at:at + n])
+                assert data[pos] == 0x81, data[pos : pos + 20]
+                out.append(data[at : at + n])
                 pos = at + n
                 continue
         chunk = raw.sock.recv(1 << 20)
@@ -356,7 +389,7 @@ def trickle_until_closed(port: int, data: bytes, pause: float) -> tuple[int, int
     """Send ``data`` a byte every ``pause`` seconds until the server's CLOSE arrives: (bytes sent, code, reason)."""
     with RawWS("127.0.0.1", port) as raw:
         for sent in range(len(data)):
-            raw.send(data[sent:sent + 1])
+            raw.send(data[sent : sent + 1])
             if select.select([raw.sock], [], [], pause)[0]:
                 opcode, payload = raw.recv()
                 assert opcode == CLOSE, (opcode, payload)
@@ -367,8 +400,9 @@ def trickle_until_closed(port: int, data: bytes, pause: float) -> tuple[int, int
 def test_a_frame_trickled_slower_than_message_timeout_is_closed(start_gateway):
     gateway = start_gateway("--message-timeout", "0.5")
     # One frame, a whole ping request, its bytes 20 ms apart: 400 bytes would take 8 s, 16 timeouts.
-    text = json.dumps({"from": "slow", "to": "server", "type": "request", "id": "slow1",
-                       "payload": {"method": "wsa@v1/ping"}})
+    text = json.dumps(
+        {"from": "slow", "to": "server", "type": "request", "id": "slow1", "payload": {"method": "wsa@v1/ping"}}
+    )
     data = frame(text.ljust(400).encode())
 
     @aio

@@ -13,10 +13,9 @@ import subprocess
 import time
 
 import pytest
+from apt import find_binary, install
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
-from apt import find_binary, install
 from wsa_ws import Clients, aio, expect_fail, http_get, uid
 
 ECHO_APP = "tests.apps.echo_app:app"
@@ -214,11 +213,14 @@ def test_two_workers_answer_for_the_whole_node(start_gateway):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-@pytest.mark.parametrize("flags, status, reason", [
-    (("--max-connections", "2"), 503, "max_connections"),
-    (("--max-connections-per-ip", "2"), 429, "max_connections_per_ip"),
-    (("--allowed-origins", "https://good.example"), 403, "origin"),
-])
+@pytest.mark.parametrize(
+    "flags, status, reason",
+    [
+        (("--max-connections", "2"), 503, "max_connections"),
+        (("--max-connections-per-ip", "2"), 429, "max_connections_per_ip"),
+        (("--allowed-origins", "https://good.example"), 403, "origin"),
+    ],
+)
 def test_refused_upgrades_are_counted_by_reason(start_gateway, workers, flags, status, reason):
     """Every upgrade refused at a limit or for its Origin is one count, whichever worker refused it."""
     server = start_gateway("--workers", workers, *flags)
@@ -230,7 +232,9 @@ def test_refused_upgrades_are_counted_by_reason(start_gateway, workers, flags, s
         admitted, refused = [], 0
         for _ in range(attempts):
             try:
-                admitted.append(await connect(server.url, origin="https://evil.example" if reason == "origin" else None))
+                admitted.append(
+                    await connect(server.url, origin="https://evil.example" if reason == "origin" else None)
+                )
             except InvalidStatus as error:
                 assert error.response.status_code == status
                 refused += 1
@@ -243,5 +247,6 @@ def test_refused_upgrades_are_counted_by_reason(start_gateway, workers, flags, s
     assert refused >= attempts - 2 * int(workers)
     _, after = scrape(server)
     assert delta(before, after).get(f'wsa_upgrades_refused_total{{reason="{reason}"}}') == refused
-    assert {k for k in delta(before, after) if k.startswith("wsa_upgrades_refused_total")} == \
-        {f'wsa_upgrades_refused_total{{reason="{reason}"}}'}
+    assert {k for k in delta(before, after) if k.startswith("wsa_upgrades_refused_total")} == {
+        f'wsa_upgrades_refused_total{{reason="{reason}"}}'
+    }

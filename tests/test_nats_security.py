@@ -240,8 +240,10 @@ def test_nats_over_tls_restarts_and_the_nodes_route_again(pki: dict[str, Path]) 
     the same port: both nodes reconnect over TLS (certificate verified again) and relay again."""
     with NatsServer(extra=tls_flags(pki)) as nats:
         url = f"tls://127.0.0.1:{nats.port}"
-        with gateway("--nats", url, "--nats-ca-file", str(pki["ca"]), "--request-timeout", "1") as one, \
-                gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as two:
+        with (
+            gateway("--nats", url, "--nats-ca-file", str(pki["ca"]), "--request-timeout", "1") as one,
+            gateway("--nats", url, "--nats-ca-file", str(pki["ca"])) as two,
+        ):
 
             @aio
             async def check() -> None:

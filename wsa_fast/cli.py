@@ -125,57 +125,126 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--id-style", choices=ID_STYLES, help=f"ids the server generates (default {defaults.id_style})")
     serve.add_argument("--jwt-secret", metavar="SECRET", help="HS* key for --auth jwt (prefer $WSA_JWT_SECRET)")
     serve.add_argument("--jwt-public-key", metavar="PEM_FILE", help="RS*/ES* public key for --auth jwt")
-    serve.add_argument("--jwt-roles-claim", metavar="CLAIM",
-                       help=f"JWT claim listing a client's roles for [policy] (default {defaults.jwt_roles_claim})")
-    serve.add_argument("--drain-timeout", type=float, metavar="SECONDS",
-                       help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})")
-    serve.add_argument("--send-buffer-limit", type=int, metavar="BYTES",
-                       help=f"unsent bytes a connection may queue (default {defaults.send_buffer_limit})")
-    serve.add_argument("--slow-consumer-timeout", type=float, metavar="SECONDS",
-                       help=f"how long unsent bytes may stay over --send-buffer-limit before the connection "
-                            f"is closed (default {defaults.slow_consumer_timeout:g})")
-    serve.add_argument("--send-buffer-cap", type=int, metavar="BYTES",
-                       help=f"unsent bytes that close a connection at once (default {defaults.send_buffer_cap})")
-    serve.add_argument("--limits", choices=LIMITS_MODES,
-                       help="off lifts the rate limits and --max-pending: for benchmarks, never in production "
-                            f"(default {defaults.limits})")
-    serve.add_argument("--rate-limit-messages", type=float, metavar="PER_SECOND",
-                       help=f"requests and events a connection may send a second, 0 for no limit "
-                            f"(default {defaults.rate_limit_messages:g})")
-    serve.add_argument("--rate-limit-bytes", type=float, metavar="PER_SECOND",
-                       help=f"bytes of them a second, 0 for no limit (default {defaults.rate_limit_bytes:g})")
-    serve.add_argument("--rate-limit-broadcasts", type=float, metavar="PER_SECOND",
-                       help=f"broadcasts a connection may send a second, 0 for no limit "
-                            f"(default {defaults.rate_limit_broadcasts:g})")
-    serve.add_argument("--max-refused-messages", type=int, metavar="N",
-                       help=f"rate-limited messages in a row before closing with 1008 "
-                            f"(default {defaults.max_refused_messages})")
-    serve.add_argument("--max-pending", type=int, metavar="N",
-                       help=f"relayed requests a client may have unanswered, 0 for no limit "
-                            f"(default {defaults.max_pending})")
-    serve.add_argument("--max-connections", type=int, metavar="N",
-                       help=f"connections per worker, 0 for no limit (default {defaults.max_connections})")
-    serve.add_argument("--max-connections-per-ip", type=int, metavar="N",
-                       help=f"connections per client address per worker, 0 for no limit "
-                            f"(default {defaults.max_connections_per_ip})")
-    serve.add_argument("--message-timeout", type=float, metavar="SECONDS",
-                       help=f"how long a message may take to arrive, first byte to last (default {defaults.message_timeout:g})")
-    serve.add_argument("--max-partial-memory", type=int, metavar="BYTES",
-                       help=f"bytes all unfinished fragmented messages of a worker may hold "
-                            f"(default {defaults.max_partial_memory})")
-    serve.add_argument("--ping-interval", type=float, metavar="SECONDS",
-                       help=f"ping a connection idle this long, 0 never (default {defaults.ping_interval:g})")
-    serve.add_argument("--ping-timeout", type=float, metavar="SECONDS",
-                       help=f"close a connection whose pong does not come this soon (default {defaults.ping_timeout:g})")
-    serve.add_argument("--workers", type=int, metavar="N",
-                       help=f"worker processes sharing the port (default {defaults.workers})")
-    serve.add_argument("--nats", metavar="nats://HOST:PORT[,...]",
-                       help="NATS servers joining this node to others as one gateway "
-                            "(default: none for one worker, an embedded nats-server for several)")
-    serve.add_argument("--cluster-name", metavar="NAME",
-                       help=f"NATS subject prefix, one per gateway sharing NATS (default {defaults.cluster_name})")
-    serve.add_argument("--tls-cert", metavar="PEM_FILE",
-                       help="certificate chain: with --tls-key, serve wss:// (re-read on SIGHUP)")
+    serve.add_argument(
+        "--jwt-roles-claim",
+        metavar="CLAIM",
+        help=f"JWT claim listing a client's roles for [policy] (default {defaults.jwt_roles_claim})",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"how long shutdown waits for pending requests (default {defaults.drain_timeout:g})",
+    )
+    serve.add_argument(
+        "--send-buffer-limit",
+        type=int,
+        metavar="BYTES",
+        help=f"unsent bytes a connection may queue (default {defaults.send_buffer_limit})",
+    )
+    serve.add_argument(
+        "--slow-consumer-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"how long unsent bytes may stay over --send-buffer-limit before the connection "
+        f"is closed (default {defaults.slow_consumer_timeout:g})",
+    )
+    serve.add_argument(
+        "--send-buffer-cap",
+        type=int,
+        metavar="BYTES",
+        help=f"unsent bytes that close a connection at once (default {defaults.send_buffer_cap})",
+    )
+    serve.add_argument(
+        "--limits",
+        choices=LIMITS_MODES,
+        help="off lifts the rate limits and --max-pending: for benchmarks, never in production "
+        f"(default {defaults.limits})",
+    )
+    serve.add_argument(
+        "--rate-limit-messages",
+        type=float,
+        metavar="PER_SECOND",
+        help=f"requests and events a connection may send a second, 0 for no limit "
+        f"(default {defaults.rate_limit_messages:g})",
+    )
+    serve.add_argument(
+        "--rate-limit-bytes",
+        type=float,
+        metavar="PER_SECOND",
+        help=f"bytes of them a second, 0 for no limit (default {defaults.rate_limit_bytes:g})",
+    )
+    serve.add_argument(
+        "--rate-limit-broadcasts",
+        type=float,
+        metavar="PER_SECOND",
+        help=f"broadcasts a connection may send a second, 0 for no limit (default {defaults.rate_limit_broadcasts:g})",
+    )
+    serve.add_argument(
+        "--max-refused-messages",
+        type=int,
+        metavar="N",
+        help=f"rate-limited messages in a row before closing with 1008 (default {defaults.max_refused_messages})",
+    )
+    serve.add_argument(
+        "--max-pending",
+        type=int,
+        metavar="N",
+        help=f"relayed requests a client may have unanswered, 0 for no limit (default {defaults.max_pending})",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help=f"connections per worker, 0 for no limit (default {defaults.max_connections})",
+    )
+    serve.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        metavar="N",
+        help=f"connections per client address per worker, 0 for no limit (default {defaults.max_connections_per_ip})",
+    )
+    serve.add_argument(
+        "--message-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"how long a message may take to arrive, first byte to last (default {defaults.message_timeout:g})",
+    )
+    serve.add_argument(
+        "--max-partial-memory",
+        type=int,
+        metavar="BYTES",
+        help=f"bytes all unfinished fragmented messages of a worker may hold (default {defaults.max_partial_memory})",
+    )
+    serve.add_argument(
+        "--ping-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"ping a connection idle this long, 0 never (default {defaults.ping_interval:g})",
+    )
+    serve.add_argument(
+        "--ping-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"close a connection whose pong does not come this soon (default {defaults.ping_timeout:g})",
+    )
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help=f"worker processes sharing the port (default {defaults.workers})"
+    )
+    serve.add_argument(
+        "--nats",
+        metavar="nats://HOST:PORT[,...]",
+        help="NATS servers joining this node to others as one gateway "
+        "(default: none for one worker, an embedded nats-server for several)",
+    )
+    serve.add_argument(
+        "--cluster-name",
+        metavar="NAME",
+        help=f"NATS subject prefix, one per gateway sharing NATS (default {defaults.cluster_name})",
+    )
+    serve.add_argument(
+        "--tls-cert", metavar="PEM_FILE", help="certificate chain: with --tls-key, serve wss:// (re-read on SIGHUP)"
+    )
     serve.add_argument("--tls-key", metavar="PEM_FILE", help="private key of --tls-cert")
     serve.add_argument("--admin-host", metavar="HOST", help=f"address of --admin-port (default {defaults.admin_host})")
     serve.add_argument(

@@ -115,9 +115,17 @@ async def serve(
     def make_protocol():
         # picows's protocol behind the FrameGate, which checks the frame rules and does the closing
         # handshake; the acceptor also gets the gate, for the client's address.
-        gate = create_protocol(lambda request: acceptor(request, gate), picows_log, settings.max_message_size,
-                               READ_BUFFER_INIT, HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT,
-                               settings.ping_interval, settings.ping_timeout, settings.message_timeout)
+        gate = create_protocol(
+            lambda request: acceptor(request, gate),
+            picows_log,
+            settings.max_message_size,
+            READ_BUFFER_INIT,
+            HANDSHAKE_TIMEOUT,
+            CLOSE_TIMEOUT,
+            settings.ping_interval,
+            settings.ping_timeout,
+            settings.message_timeout,
+        )
         return gate
 
     try:
