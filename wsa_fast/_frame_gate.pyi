@@ -1,9 +1,21 @@
 import asyncio
+import enum
 import logging
 from collections.abc import Callable
 from typing import Any
 
 REASONS: dict[int, str]
+
+# engine/close_codes.pxi, included here as in _gateway (wsa_fast._gateway.CloseCode is the one to import).
+class CloseCode(enum.IntEnum):
+    CLOSE_GOING_AWAY: int
+    CLOSE_PROTOCOL_ERROR: int
+    CLOSE_INVALID_TEXT: int
+    CLOSE_POLICY: int
+    CLOSE_TOO_BIG: int
+    CLOSE_INTERNAL_ERROR: int
+    CLOSE_TRY_AGAIN_LATER: int
+    CLOSE_REPLACED: int
 
 def create_protocol(
     listener_factory: Callable[[Any], Any],

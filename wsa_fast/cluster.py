@@ -2,7 +2,8 @@
 
 Subjects (``P`` is ``cluster_name``):
 
-- ``P.w.<worker>``: batches of records for one worker (``_gateway.Gateway.forward``), each
+- ``P.w.<worker>``: batches of records for one worker (``ClusterRouter.forward``, in
+  src_cy/wsa_fast/engine/cluster_router.pyx), each
   published with the sender's own subject as reply-to, so a record can bounce back.
 - ``P.all``: batches every worker reads: broadcasts, crossing NATS once per worker.
 - ``P.presence``: who is bound where. Each worker announces its logins and logouts
@@ -27,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from ._gateway import Metric
+from ._gateway import CloseCode, ClusterRouter, Metric
 from ._routing import Peer, RemoteClient
 from .nats_client import NatsClient, load_credentials, parse_servers, tls_context
 
@@ -42,18 +43,16 @@ PRESENCE_TIMEOUT = 3.5
 CHUNK = 2000
 # After hello, how long a starting worker waits for the others' lists before serving.
 SYNC_WAIT = 0.3
-CLOSE_REPLACED = 4001
-CLOSE_POLICY = 1008
 
 
 class PeerState:
-    """What this worker knows of another: its clients and the last announcement number."""
+    """What this worker knows of another's presence protocol: when it spoke, its last announcement
+    number. Which clients it holds is the router's (``ClusterRouter.clients_on``)."""
 
-    __slots__ = ("peer", "ids", "last_seen", "version", "sync_parts", "sync_asked")
+    __slots__ = ("peer", "last_seen", "version", "sync_parts", "sync_asked")
 
     def __init__(self, peer: Peer, now: float) -> None:
         self.peer = peer
-        self.ids: dict[str, RemoteClient] = {}
         self.last_seen = now
         self.version = 0
         self.sync_parts: list[list[Any]] = []
@@ -63,6 +62,7 @@ class PeerState:
 class Cluster:
     def __init__(self, gateway: Any, settings: Any) -> None:
         self.gw = gateway
+        self.router = ClusterRouter(gateway)  # from now on the gateway's router
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self.reject = settings.duplicate_login == "reject"
@@ -94,8 +94,8 @@ class Cluster:
             tls=tls,
             credentials=load_credentials(settings.nats_creds_file, settings.nats_nkey_seed_file),
         )
-        self.nats.subscribe(self.subject, self.gw.on_batch)
-        self.nats.subscribe(self.everyone.subject, self.gw.on_batch)
+        self.nats.subscribe(self.subject, self.router.on_batch)
+        self.nats.subscribe(self.everyone.subject, self.router.on_batch)
         self.nats.subscribe(self.presence_subject, self._on_presence)
         await self.nats.connect(timeout)
         self.heartbeat_task = self.loop.create_task(self._heartbeat())
@@ -112,7 +112,7 @@ class Cluster:
         self._send({"k": "bye"})
         await self.nats.flush()
         await self.nats.close()
-        self.gw.cluster_up = False
+        self.router.up = False
 
     def _up(self, again: bool) -> None:
         if again:
@@ -122,14 +122,14 @@ class Cluster:
             state.last_seen = now  # their silence while we were away says nothing about them
             # Until a peer speaks again it may still be reconnecting itself: what we send it could be lost.
             state.peer.reachable = not again
-        self.gw.attach_cluster(self, self.everyone, self._publish, self.nats.max_payload)
-        self.gw.cluster_up = True
+        self.router.attach(self, self.everyone, self._publish, self.nats.max_payload)
+        self.router.up = True
         self._send({"k": "hello"})
         if again:
             self._send_sync()
 
     def _down(self) -> None:
-        self.gw.cluster_up = False
+        self.router.up = False
 
     def _publish(self, subject: bytes, payload: bytes) -> bool:
         return self.nats.publish(subject, payload, self.subject)
@@ -148,7 +148,7 @@ class Cluster:
             for wid, state in list(self.peers.items()):
                 if now - state.last_seen > PRESENCE_TIMEOUT:
                     self._forget(wid, f"silent for {now - state.last_seen:.1f}s")
-            self.gw.purge_remote_requests()
+            self.router.purge_requests()
 
     # ---- this worker's own clients ----
 
@@ -195,7 +195,7 @@ class Cluster:
         if state is None:
             peer = Peer(wid, f"{self.prefix}.w.{wid}".encode())
             state = self.peers[wid] = PeerState(peer, self.loop.time())
-            self.gw.add_peer(peer)
+            self.router.add_peer(peer)
         return state
 
     def _on_presence(self, payload: bytes, reply: bytes | None) -> None:
@@ -229,11 +229,12 @@ class Cluster:
                 listed = dict(state.sync_parts)
                 state.sync_parts = []
                 state.version = message["v"]
-                for client_id, entry in list(state.ids.items()):
+                known = {entry.client_id: entry for entry in self.router.clients_on(state.peer)}
+                for client_id, entry in known.items():
                     if listed.get(client_id) != entry.stamp:
                         self._leave(state, client_id, entry.stamp)
                 for client_id, stamp in listed.items():
-                    if client_id not in state.ids:
+                    if client_id not in known:
                         self._join(state, client_id, stamp)
 
     def _ask_sync(self, wid: str, state: PeerState) -> None:
@@ -243,43 +244,37 @@ class Cluster:
             self._send({"k": "hello", "to": wid})
 
     def _join(self, state: PeerState, client_id: str, stamp: int) -> None:
-        current = self.gw.remote_client(client_id)
+        current = self.router.remote_client(client_id)
         if current is not None and current.stamp >= stamp:
             return  # we already know of a newer login of this id
         local = self.gw.client(client_id)
         if local is not None and not local.closed:
             if self.reject and local.stamp > stamp:
-                local.send_close(CLOSE_POLICY, "client id already connected")
+                local.send_close(CloseCode.CLOSE_POLICY, "client id already connected")
             elif not self.reject and local.stamp < stamp:
                 log.info(
                     "client %s logged in again on worker %s; closing the older connection", client_id, state.peer.wid
                 )
-                local.send_close(CLOSE_REPLACED, "replaced")
-        if current is not None:
-            owner = self.peers.get(current.peer.wid)
-            if owner is not None and owner.ids.get(client_id) is current:
-                del owner.ids[client_id]
-        entry = RemoteClient(client_id, state.peer, stamp)
-        state.ids[client_id] = entry
-        self.gw.add_remote(entry)
+                local.send_close(CloseCode.CLOSE_REPLACED, "replaced")
+        self.router.add_remote(RemoteClient(client_id, state.peer, stamp))
 
     def _leave(self, state: PeerState, client_id: str, stamp: int) -> None:
-        entry = state.ids.get(client_id)
-        if entry is not None and entry.stamp == stamp:
-            del state.ids[client_id]
-            self.gw.drop_remote(entry)
+        entry = self.router.remote_client(client_id)
+        if entry is not None and entry.peer is state.peer and entry.stamp == stamp:
+            self.router.drop_remote(entry)
 
     def _forget(self, wid: str, why: str) -> None:
         state = self.peers.pop(wid, None)
         if state is None:
             return
+        clients = self.router.clients_on(state.peer)
         log.log(
             logging.INFO if why == "stopped" else logging.WARNING,
             "worker %s %s: forgetting its %d clients",
             wid,
             why,
-            len(state.ids),
+            len(clients),
         )
-        for entry in state.ids.values():
-            self.gw.drop_remote(entry)
-        self.gw.remove_peer(state.peer)
+        for entry in clients:
+            self.router.drop_remote(entry)
+        self.router.remove_peer(state.peer)

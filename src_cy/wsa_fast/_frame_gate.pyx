@@ -49,10 +49,8 @@ cdef enum Opcode:
 
 client_log = logging.getLogger("wsa_fast.clients")   # wsa_fast.client_log.CLIENT_LOGGER
 
-cdef int CLOSE_PROTOCOL_ERROR = 1002
-cdef int CLOSE_INVALID_TEXT = 1007
-cdef int CLOSE_POLICY = 1008
-cdef int CLOSE_TOO_BIG = 1009
+include "engine/close_codes.pxi"
+
 cdef Py_ssize_t MAX_CONTROL_PAYLOAD = 125
 
 
