@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # What Cython generates from the .pyx files; the other .cpp files beside them are sources.
 GENERATED := $(patsubst %.pyx,%.cpp,$(wildcard src_cy/wsa_fast/*.pyx)) $(wildcard src_cy/wsa_fast/*.html)
 SOURCES := pyproject.toml setup.py $(filter-out $(GENERATED),$(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp src_cy/wsa_fast/*.cpp)) \
-	$(wildcard src_cy/wsa_fast/engine/*)
+	$(wildcard src_cy/wsa_fast/*/*.pyx src_cy/wsa_fast/*/*.pxd src_cy/wsa_fast/*/*.pxi)
 ARGS ?=
 
 .PHONY: install serve test test-js js testinstalled bench bench-cluster dist debug sanitize fuzz clean

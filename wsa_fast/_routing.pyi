@@ -5,7 +5,7 @@ class ClientTable:
 class PendingTable:
     def __len__(self) -> int: ...
 
-class Peer:
+class RemoteWorker:
     wid: str
     subject: bytes
     reachable: bool
@@ -14,6 +14,6 @@ class Peer:
 class RemoteClient:
     client_id: str
     client_id_b: bytes
-    peer: Peer
+    worker: RemoteWorker
     stamp: int
-    def __init__(self, client_id: str, peer: Peer, stamp: int) -> None: ...
+    def __init__(self, client_id: str, worker: RemoteWorker, stamp: int) -> None: ...

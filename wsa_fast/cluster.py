@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from ._gateway import CloseCode, ClusterRouter, Metric
-from ._routing import Peer, RemoteClient
+from ._routing import RemoteClient, RemoteWorker
 from .nats_client import NatsClient, load_credentials, parse_servers, tls_context
 
 __all__ = ["Cluster", "HEARTBEAT", "PRESENCE_TIMEOUT"]
@@ -45,14 +45,14 @@ CHUNK = 2000
 SYNC_WAIT = 0.3
 
 
-class PeerState:
+class WorkerState:
     """What this worker knows of another's presence protocol: when it spoke, its last announcement
     number. Which clients it holds is the router's (``ClusterRouter.clients_on``)."""
 
-    __slots__ = ("peer", "last_seen", "version", "sync_parts", "sync_asked")
+    __slots__ = ("worker", "last_seen", "version", "sync_parts", "sync_asked")
 
-    def __init__(self, peer: Peer, now: float) -> None:
-        self.peer = peer
+    def __init__(self, worker: RemoteWorker, now: float) -> None:
+        self.worker = worker
         self.last_seen = now
         self.version = 0
         self.sync_parts: list[list[Any]] = []
@@ -71,8 +71,8 @@ class Cluster:
         self.wid = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.subject = f"{prefix}.w.{self.wid}".encode()
         self.presence_subject = f"{prefix}.presence".encode()
-        self.everyone = Peer("*", f"{prefix}.all".encode())
-        self.peers: dict[str, PeerState] = {}
+        self.everyone = RemoteWorker("*", f"{prefix}.all".encode())
+        self.workers: dict[str, WorkerState] = {}
         self.joins: list[list[Any]] = []
         self.leaves: list[list[Any]] = []
         self.version = 0
@@ -100,7 +100,7 @@ class Cluster:
         await self.nats.connect(timeout)
         self.heartbeat_task = self.loop.create_task(self._heartbeat())
         await asyncio.sleep(SYNC_WAIT)
-        log.info("worker %s joined the cluster %r (%d other workers)", self.wid, self.prefix, len(self.peers))
+        log.info("worker %s joined the cluster %r (%d other workers)", self.wid, self.prefix, len(self.workers))
 
     async def close(self) -> None:
         """Announce the last logouts and leave, so the others need not wait for a timeout."""
@@ -118,10 +118,10 @@ class Cluster:
         if again:
             self.gw.count(Metric.NATS_RECONNECTS)
         now = self.loop.time()
-        for state in self.peers.values():
+        for state in self.workers.values():
             state.last_seen = now  # their silence while we were away says nothing about them
-            # Until a peer speaks again it may still be reconnecting itself: what we send it could be lost.
-            state.peer.reachable = not again
+            # Until a worker speaks again it may still be reconnecting itself: what we send it could be lost.
+            state.worker.reachable = not again
         self.router.attach(self, self.everyone, self._publish, self.nats.max_payload)
         self.router.up = True
         self._send({"k": "hello"})
@@ -145,7 +145,7 @@ class Cluster:
                 continue
             self._send({"k": "hb", "v": self.version})
             now = self.loop.time()
-            for wid, state in list(self.peers.items()):
+            for wid, state in list(self.workers.items()):
                 if now - state.last_seen > PRESENCE_TIMEOUT:
                     self._forget(wid, f"silent for {now - state.last_seen:.1f}s")
             self.router.purge_requests()
@@ -183,19 +183,19 @@ class Cluster:
 
     # ---- other workers' clients ----
 
-    def peer_for_subject(self, subject: bytes) -> Peer | None:
-        """The peer that sent a batch (known or not yet): bounces go back to it."""
+    def worker_for_subject(self, subject: bytes) -> RemoteWorker | None:
+        """The worker that sent a batch (known or not yet): bounces go back to it."""
         head = f"{self.prefix}.w.".encode()
         if not subject.startswith(head):
             return None
-        return self._state(subject[len(head) :].decode()).peer
+        return self._state(subject[len(head) :].decode()).worker
 
-    def _state(self, wid: str) -> PeerState:
-        state = self.peers.get(wid)
+    def _state(self, wid: str) -> WorkerState:
+        state = self.workers.get(wid)
         if state is None:
-            peer = Peer(wid, f"{self.prefix}.w.{wid}".encode())
-            state = self.peers[wid] = PeerState(peer, self.loop.time())
-            self.router.add_peer(peer)
+            worker = RemoteWorker(wid, f"{self.prefix}.w.{wid}".encode())
+            state = self.workers[wid] = WorkerState(worker, self.loop.time())
+            self.router.add_worker(worker)
         return state
 
     def _on_presence(self, payload: bytes, reply: bytes | None) -> None:
@@ -208,7 +208,7 @@ class Cluster:
             return
         state = self._state(wid)
         state.last_seen = self.loop.time()
-        state.peer.reachable = True
+        state.worker.reachable = True
         if kind == "hello":
             if message.get("to") in (None, self.wid):
                 self._send_sync()
@@ -229,7 +229,7 @@ class Cluster:
                 listed = dict(state.sync_parts)
                 state.sync_parts = []
                 state.version = message["v"]
-                known = {entry.client_id: entry for entry in self.router.clients_on(state.peer)}
+                known = {entry.client_id: entry for entry in self.router.clients_on(state.worker)}
                 for client_id, entry in known.items():
                     if listed.get(client_id) != entry.stamp:
                         self._leave(state, client_id, entry.stamp)
@@ -237,13 +237,13 @@ class Cluster:
                     if client_id not in known:
                         self._join(state, client_id, stamp)
 
-    def _ask_sync(self, wid: str, state: PeerState) -> None:
+    def _ask_sync(self, wid: str, state: WorkerState) -> None:
         now = self.loop.time()
         if now - state.sync_asked >= HEARTBEAT:
             state.sync_asked = now
             self._send({"k": "hello", "to": wid})
 
-    def _join(self, state: PeerState, client_id: str, stamp: int) -> None:
+    def _join(self, state: WorkerState, client_id: str, stamp: int) -> None:
         current = self.router.remote_client(client_id)
         if current is not None and current.stamp >= stamp:
             return  # we already know of a newer login of this id
@@ -253,21 +253,21 @@ class Cluster:
                 local.send_close(CloseCode.CLOSE_POLICY, "client id already connected")
             elif not self.reject and local.stamp < stamp:
                 log.info(
-                    "client %s logged in again on worker %s; closing the older connection", client_id, state.peer.wid
+                    "client %s logged in again on worker %s; closing the older connection", client_id, state.worker.wid
                 )
                 local.send_close(CloseCode.CLOSE_REPLACED, "replaced")
-        self.router.add_remote(RemoteClient(client_id, state.peer, stamp))
+        self.router.add_remote(RemoteClient(client_id, state.worker, stamp))
 
-    def _leave(self, state: PeerState, client_id: str, stamp: int) -> None:
+    def _leave(self, state: WorkerState, client_id: str, stamp: int) -> None:
         entry = self.router.remote_client(client_id)
-        if entry is not None and entry.peer is state.peer and entry.stamp == stamp:
+        if entry is not None and entry.worker is state.worker and entry.stamp == stamp:
             self.router.drop_remote(entry)
 
     def _forget(self, wid: str, why: str) -> None:
-        state = self.peers.pop(wid, None)
+        state = self.workers.pop(wid, None)
         if state is None:
             return
-        clients = self.router.clients_on(state.peer)
+        clients = self.router.clients_on(state.worker)
         log.log(
             logging.INFO if why == "stopped" else logging.WARNING,
             "worker %s %s: forgetting its %d clients",
@@ -277,4 +277,4 @@ class Cluster:
         )
         for entry in clients:
             self.router.drop_remote(entry)
-        self.router.remove_peer(state.peer)
+        self.router.remove_worker(state.worker)

@@ -279,8 +279,8 @@ def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
         if request.headers.get("Sec-WebSocket-Version", WS_VERSION) != WS_VERSION:
             # RFC 6455 section 4.2.2: name the version this server speaks.
             return _refuse(426, b"only WebSocket version 13 is supported\n", {"Sec-WebSocket-Version": WS_VERSION})
-        peer = gate.peer
-        ip = peer[0] if isinstance(peer, tuple) else None
+        address = gate.address
+        ip = address[0] if isinstance(address, tuple) else None
         total, from_ip = gateway.connection_counts(ip)
         if total >= max_connections:
             client_log.refused("refusing a connection from %s: max_connections (%d) reached", ip, max_connections)

@@ -19,11 +19,11 @@ cdef extern from "wsa_parse.hpp" namespace "wsa":
         RESPONSE
         EVENT
 
-    cdef enum Peer:
-        PEER_ID
-        PEER_SERVER
-        PEER_BROADCAST
-        PEER_ANONYMOUS
+    cdef enum Address:
+        ADDR_ID
+        ADDR_SERVER
+        ADDR_BROADCAST
+        ADDR_ANONYMOUS
 
     cdef enum Result:
         RESULT_NONE

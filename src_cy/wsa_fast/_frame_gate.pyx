@@ -24,11 +24,11 @@ from libc.stdint cimport uint64_t
 from picows.picows cimport WSCloseCode, WSTransport
 
 from wsa_fast._codec cimport valid_utf8
+from wsa_fast._picows_internals cimport new_server_protocol, protocol_listener, protocol_transport
 
 import asyncio
 import logging
 
-from picows.picows import WSProtocol
 
 # What the gate is reading: the upgrade request, frames, the rest of an oversized message,
 # frames after a CLOSE was sent, nothing.
@@ -64,20 +64,11 @@ def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ss
                     double ping_timeout=20, double message_timeout=0):
     """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
 
-    picows 2.3.1 internal: ``WSProtocol``'s positional arguments (api.py, ``ws_protocol_factory``);
-    they change between releases, which the pinned version guards.
+    picows's own frame limit is ours: never reached, the gate checks first.
     """
-    return FrameGate(WSProtocol(
-        None, None, False, listener_factory, logger,
-        True,                       # disconnect_on_exception
-        handshake_timeout,
-        # Auto-ping a connection idle for ping_interval, closed (1001) without a PONG within ping_timeout.
-        ping_interval > 0, ping_interval if ping_interval > 0 else 20, ping_timeout, 1,   # 1: PING_WHEN_IDLE
-        True,                       # answer PING with PONG
-        max_message_size,           # picows's own frame limit: never reached, the gate checks first
-        None,                       # extra headers
-        read_buffer_init_size,
-    ), max_message_size, close_timeout, message_timeout, asyncio.get_running_loop())
+    protocol = new_server_protocol(listener_factory, logger, handshake_timeout, ping_interval, ping_timeout,
+                                   max_message_size, read_buffer_init_size)
+    return FrameGate(protocol, max_message_size, close_timeout, message_timeout, asyncio.get_running_loop())
 
 
 cdef class FrameGate:
@@ -127,7 +118,7 @@ cdef class FrameGate:
         self.head_need = 2
 
     @property
-    def peer(self):
+    def address(self):
         """The client's address, for the connection limits checked at the upgrade."""
         return self.ws.underlying_transport.get_extra_info("peername") if self.ws is not None else None
 
@@ -135,7 +126,7 @@ cdef class FrameGate:
 
     def connection_made(self, transport):
         self.protocol.connection_made(transport)
-        self.ws = self.protocol.transport
+        self.ws = protocol_transport(self.protocol)
 
     def connection_lost(self, exc):
         self.mode = DONE
@@ -229,7 +220,7 @@ cdef class FrameGate:
         """Close through the gateway's Connection (it flushes its output first and times the peer out)."""
         if self.ws.is_close_frame_sent:
             return 0
-        listener = self.protocol.listener
+        listener = protocol_listener(self.protocol)
         if listener is not None:
             listener.send_close(code, REASONS[code])
         else:

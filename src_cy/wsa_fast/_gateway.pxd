@@ -7,7 +7,7 @@ from libc.stdint cimport uint64_t
 
 from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
 from wsa_fast._policy cimport Policy
-from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
+from wsa_fast._routing cimport ClientTable, PendingTable, RemoteWorker, RemoteClient
 
 
 # Slots of a worker's metrics (wsa_fast.metrics names and renders them): plain C integers the

@@ -55,7 +55,7 @@ cdef class PendingTable:
     cdef void _compact(self)
 
 
-cdef class Peer:
+cdef class RemoteWorker:
     # Another worker (or, for the broadcast subject, all of them): records bound for it are
     # batched in ``outbox`` and published as one NATS message per loop iteration.
     cdef readonly str wid
@@ -70,5 +70,5 @@ cdef class RemoteClient:
     # table's "target" of requests relayed to it).
     cdef readonly bytes client_id_b     # keeps the remote table's key alive
     cdef readonly str client_id
-    cdef readonly Peer peer
+    cdef readonly RemoteWorker worker
     cdef readonly long long stamp       # login time (ns since the epoch): newest login wins

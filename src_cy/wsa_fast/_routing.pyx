@@ -207,7 +207,7 @@ cdef class PendingTable:
         return self._deadlines.front().at
 
 
-cdef class Peer:
+cdef class RemoteWorker:
     """Another worker as a destination: its NATS subject and the batch of records bound for it."""
 
     def __init__(self, str wid, bytes subject):
@@ -218,17 +218,17 @@ cdef class Peer:
         self.reachable = True
 
     def __repr__(self):
-        return f"Peer({self.wid!r})"
+        return f"RemoteWorker({self.wid!r})"
 
 
 cdef class RemoteClient:
     """A client id bound on another worker, as the presence map last heard of it."""
 
-    def __init__(self, str client_id, Peer peer, long long stamp):
+    def __init__(self, str client_id, RemoteWorker worker, long long stamp):
         self.client_id = client_id
         self.client_id_b = client_id.encode()
-        self.peer = peer
+        self.worker = worker
         self.stamp = stamp
 
     def __repr__(self):
-        return f"RemoteClient({self.client_id!r} on {self.peer.wid!r})"
+        return f"RemoteClient({self.client_id!r} on {self.worker.wid!r})"

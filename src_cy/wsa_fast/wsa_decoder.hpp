@@ -224,19 +224,19 @@ inline void Decoder::finish() {
     if (from_.present && !from_.is_string) fail("from must be a string");
     else if (from_.present) {
         m->from = from_.s;
-        if (eq(from_.s, compact ? "s" : "server")) m->from_kind = PEER_SERVER;
-        else if (from_.s.n == 0) m->from_kind = PEER_ANONYMOUS;
-        else if (is_client_id(from_.s)) m->from_kind = PEER_ID;
+        if (eq(from_.s, compact ? "s" : "server")) m->from_kind = ADDR_SERVER;
+        else if (from_.s.n == 0) m->from_kind = ADDR_ANONYMOUS;
+        else if (is_client_id(from_.s)) m->from_kind = ADDR_ID;
         else fail("from is not a client id");
     }
     if (to_.present && !to_.is_string) fail("to must be a string");
     else if (to_.present) {
         m->to = to_.s;
-        if (eq(to_.s, compact ? "s" : "server")) m->to_kind = PEER_SERVER;
-        else if (eq(to_.s, compact ? "c" : "client")) m->to_kind = PEER_BROADCAST;
-        else if (is_client_id(to_.s)) m->to_kind = PEER_ID;
+        if (eq(to_.s, compact ? "s" : "server")) m->to_kind = ADDR_SERVER;
+        else if (eq(to_.s, compact ? "c" : "client")) m->to_kind = ADDR_BROADCAST;
+        else if (is_client_id(to_.s)) m->to_kind = ADDR_ID;
         // The server answers an anonymous connection at "" (profile section 4).
-        else if (to_.s.n == 0 && m->from_kind == PEER_SERVER) m->to_kind = PEER_ANONYMOUS;
+        else if (to_.s.n == 0 && m->from_kind == ADDR_SERVER) m->to_kind = ADDR_ANONYMOUS;
         else fail("to is not a client id");
     }
     if (type_.present) {

@@ -27,7 +27,7 @@ namespace wsa {
 enum Form { VERBOSE = 0, COMPACT = 1, FORM_UNKNOWN = -1 };
 enum Type { TYPE_NONE = 0, REQUEST = 1, RESPONSE = 2, EVENT = 3 };
 // from: SERVER, ANONYMOUS ("") or an ID; to: SERVER, BROADCAST or an ID.
-enum Peer { PEER_ID = 0, PEER_SERVER = 1, PEER_BROADCAST = 2, PEER_ANONYMOUS = 3 };
+enum Address { ADDR_ID = 0, ADDR_SERVER = 1, ADDR_BROADCAST = 2, ADDR_ANONYMOUS = 3 };
 enum Result { RESULT_NONE = 0, SUCCESS = 1, FAIL = 2 };
 // NOT_JSON covers everything that cannot be answered by id (not UTF-8/JSON/an object).
 enum Status { OK = 0, NOT_JSON = 1, INVALID = 2 };

@@ -3,7 +3,7 @@
 # Included into _gateway.pyx.
 
 import asyncio
-from wsa_fast._codec cimport EVENT, PEER_BROADCAST, REQUEST, WsaMsg, dumps, str_of
+from wsa_fast._codec cimport EVENT, ADDR_BROADCAST, REQUEST, WsaMsg, dumps, str_of
 from wsa_fast.errors import WSAError
 
 
@@ -62,7 +62,7 @@ cdef class Gateway(Session):
         cdef bytes raw = dumps(params) if params is not None else None
         cdef bytes method_b = method.encode(), id_b = self.new_id().encode()
         cdef WsaMsg e
-        fill_from_server(&e, EVENT, PEER_BROADCAST, b"client", method_b, raw, id_b)
+        fill_from_server(&e, EVENT, ADDR_BROADCAST, b"client", method_b, raw, id_b)
         self.counts[<int>BROADCASTS_SERVER] += 1
         sent = self.fan_out(&e, None, None)
         self.router.broadcast_elsewhere(&e)

@@ -5,16 +5,16 @@ cdef class ClusterRouter(LocalRouter):
     cdef bint nats_up                   # connected to NATS: remote routing possible
     cdef readonly ClientTable remote    # ids bound on other workers -> RemoteClient: the only copy of presence
     cdef Parser record_parser           # for batches from other workers, which may arrive mid-message
-    cdef dict peers                     # NATS subject -> Peer, for answering a batch's sender
-    cdef Peer everyone                  # the broadcast subject, read by every worker
-    cdef list dirty_peers               # peers with records not yet published
+    cdef dict workers                   # NATS subject -> RemoteWorker, for answering a batch's sender
+    cdef RemoteWorker everyone          # the broadcast subject, read by every worker
+    cdef list dirty_workers             # workers with records not yet published
     cdef PendingTable inbound           # requests from clients on other workers, delivered here, unanswered
-    cdef dict remote_server_requests    # (client id, message id) -> (Peer, deadline) of a server request
-    cdef Py_ssize_t batch_limit         # publish a peer's batch once it holds this many bytes
+    cdef dict remote_server_requests    # (client id, message id) -> (RemoteWorker, deadline) of a server request
+    cdef Py_ssize_t batch_limit         # publish a worker's batch once it holds this many bytes
     cdef Py_ssize_t max_payload         # the NATS server's largest message
 
-    cdef bint forward(self, Peer peer, char tag, const WsaMsg* m) except -1
-    cdef int publish_peer(self, Peer peer, Py_ssize_t upto) except -1
-    cdef int read_batch(self, bytes data, Peer origin, bint unsent) except -1
-    cdef int deliver(self, WsaMsg* m, Peer origin) except -1
+    cdef bint forward(self, RemoteWorker worker, char tag, const WsaMsg* m) except -1
+    cdef int publish_batch(self, RemoteWorker worker, Py_ssize_t upto) except -1
+    cdef int read_batch(self, bytes data, RemoteWorker origin, bint unsent) except -1
+    cdef int deliver(self, WsaMsg* m, RemoteWorker origin) except -1
     cdef int bounced(self, WsaMsg* m, bytes code) except -1

@@ -7,10 +7,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy, memmove
 from wsa_fast._codec cimport (
-    COMPACT, FAIL, OK, PEER_BROADCAST, PEER_ID, PEER_SERVER, REQUEST, RESPONSE, FrameBuffer, Parser, Str, WsaMsg,
+    COMPACT, FAIL, OK, ADDR_BROADCAST, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, FrameBuffer, Parser, Str, WsaMsg,
     str_of, to_message,
 )
-from wsa_fast._routing cimport ClientTable, PendingTable, Peer, RemoteClient
+from wsa_fast._routing cimport ClientTable, PendingTable, RemoteWorker, RemoteClient
 from wsa_fast.errors import WSAError
 
 # A batch between workers is records back to back: a tag byte, a 4-byte little-endian
@@ -32,9 +32,9 @@ cdef class ClusterRouter(LocalRouter):
         self.nats_up = False
         self.remote = ClientTable()
         self.record_parser = Parser()
-        self.peers = {}
+        self.workers = {}
         self.everyone = None
-        self.dirty_peers = []
+        self.dirty_workers = []
         self.inbound = PendingTable()
         self.remote_server_requests = {}
         self.batch_limit = BATCH_LIMIT
@@ -48,11 +48,11 @@ cdef class ClusterRouter(LocalRouter):
         cdef RemoteClient target = self.remote.get(m.to)
         if target is None:
             return self.gw.fail(conn, m, NOT_FOUND)
-        if not self.nats_up or not target.peer.reachable:
+        if not self.nats_up or not target.worker.reachable:
             return self.gw.fail(conn, m, UNAVAILABLE)
         if not self.gw.admit(conn, m, target):
             return 0
-        if not self.forward(target.peer, TAG_MESSAGE, m):
+        if not self.forward(target.worker, TAG_MESSAGE, m):
             if m.type == REQUEST:
                 self.gw.pending.pop(m.from_, m.to, m.id)
             return self.gw.fail(conn, m, UNAVAILABLE)
@@ -69,7 +69,7 @@ cdef class ClusterRouter(LocalRouter):
         origin = self.inbound.pop(m.to, m.from_, m.id)
         if origin is None:
             return False
-        self.forward(<Peer>origin, TAG_MESSAGE, m)
+        self.forward(<RemoteWorker>origin, TAG_MESSAGE, m)
         return True
 
     cdef bint answer_server_elsewhere(self, tuple key, const WsaMsg* m) except -1:
@@ -105,10 +105,10 @@ cdef class ClusterRouter(LocalRouter):
         cdef RemoteClient target = self.remote.get(str_of(to_b))
         if target is None:
             raise WSAError("NOT_FOUND", f"{client_id} is not connected")
-        if not self.nats_up or not target.peer.reachable:
+        if not self.nats_up or not target.worker.reachable:
             raise WSAError("UNAVAILABLE", f"{client_id} is on another worker, unreachable over NATS")
-        fill_from_server(&e, type, PEER_ID, to_b, method_b, params, id_b)
-        if not self.forward(target.peer, TAG_MESSAGE, &e):
+        fill_from_server(&e, type, ADDR_ID, to_b, method_b, params, id_b)
+        if not self.forward(target.worker, TAG_MESSAGE, &e):
             raise WSAError("UNAVAILABLE", "the message is too big to cross to another worker")
         return target
 
@@ -116,24 +116,24 @@ cdef class ClusterRouter(LocalRouter):
         return len(self.inbound) > 0 or bool(self.remote_server_requests)
 
     cdef int flush(self) except -1:
-        cdef Peer peer
-        if not self.dirty_peers:
+        cdef RemoteWorker worker
+        if not self.dirty_workers:
             return 0
         # Presence first: a record may name a client whose login the receiver must know of.
         self.cluster.flush_presence()
-        peers = self.dirty_peers
-        self.dirty_peers = []
-        for peer in peers:
-            peer.dirty = False
-            if peer.outbox.size:
-                self.publish_peer(peer, peer.outbox.size)
+        workers = self.dirty_workers
+        self.dirty_workers = []
+        for worker in workers:
+            worker.dirty = False
+            if worker.outbox.size:
+                self.publish_batch(worker, worker.outbox.size)
         return 0
 
     # ---- records to other workers ----
 
-    cdef bint forward(self, Peer peer, char tag, const WsaMsg* m) except -1:
-        """Append a record to ``peer``'s batch; False if it can never fit in one NATS message."""
-        cdef FrameBuffer box = peer.outbox
+    cdef bint forward(self, RemoteWorker worker, char tag, const WsaMsg* m) except -1:
+        """Append a record to ``worker``'s batch; False if it can never fit in one NATS message."""
+        cdef FrameBuffer box = worker.outbox
         cdef Py_ssize_t start = box.size
         cdef uint32_t n
         box.reserve(RECORD_HEADER)
@@ -147,22 +147,22 @@ cdef class ClusterRouter(LocalRouter):
                 log.warning("a %d-byte message cannot cross to another worker: the NATS server's "
                             "max_payload is %d", n, self.max_payload)
                 return False
-            self.publish_peer(peer, start)
+            self.publish_batch(worker, start)
         if box.size >= self.batch_limit:
-            self.publish_peer(peer, box.size)
-        elif not peer.dirty:
-            peer.dirty = True
-            self.dirty_peers.append(peer)
+            self.publish_batch(worker, box.size)
+        elif not worker.dirty:
+            worker.dirty = True
+            self.dirty_workers.append(worker)
             self.gw.schedule_flush()
         return True
 
-    cdef int publish_peer(self, Peer peer, Py_ssize_t upto) except -1:
-        """Publish the first ``upto`` bytes of ``peer``'s batch; records that cannot go are failed here."""
-        cdef FrameBuffer box = peer.outbox
+    cdef int publish_batch(self, RemoteWorker worker, Py_ssize_t upto) except -1:
+        """Publish the first ``upto`` bytes of ``worker``'s batch; records that cannot go are failed here."""
+        cdef FrameBuffer box = worker.outbox
         cdef bytes payload = PyBytes_FromStringAndSize(box.data, upto)
         memmove(box.data, box.data + upto, box.size - upto)
         box.size -= upto
-        if not self.publish(peer.subject, payload):
+        if not self.publish(worker.subject, payload):
             self.read_batch(payload, None, True)
         return 0
 
@@ -170,12 +170,12 @@ cdef class ClusterRouter(LocalRouter):
 
     def on_batch(self, bytes data, bytes origin):
         """A batch from another worker (``origin`` is its subject, for bounces)."""
-        cdef Peer peer = self.peers.get(origin) if origin else None
-        if peer is None and origin:
-            peer = self.cluster.peer_for_subject(origin)
-        self.read_batch(data, peer, False)
+        cdef RemoteWorker worker = self.workers.get(origin) if origin else None
+        if worker is None and origin:
+            worker = self.cluster.worker_for_subject(origin)
+        self.read_batch(data, worker, False)
 
-    cdef int read_batch(self, bytes data, Peer origin, bint unsent) except -1:
+    cdef int read_batch(self, bytes data, RemoteWorker origin, bint unsent) except -1:
         """Handle each record of a batch received from ``origin``, or of one that could not be sent."""
         cdef const char* p = data
         cdef Py_ssize_t pos = 0, n = len(data)
@@ -201,11 +201,11 @@ cdef class ClusterRouter(LocalRouter):
                 self.bounced(m, NOT_FOUND)
         return 0
 
-    cdef int deliver(self, WsaMsg* m, Peer origin) except -1:
+    cdef int deliver(self, WsaMsg* m, RemoteWorker origin) except -1:
         """A message another worker routed here: its sender was checked there."""
         cdef Connection target
         if m.type == RESPONSE:
-            if m.to_kind == PEER_SERVER:
+            if m.to_kind == ADDR_SERVER:
                 waiting = self.gw.server_pending.get((text(m.from_), text(m.id)))
                 if waiting is None or (<tuple>waiting)[1].done():
                     self.gw.counts[<int>DROPPED_RESPONSES] += 1
@@ -216,7 +216,7 @@ cdef class ClusterRouter(LocalRouter):
             if target is None or target.closed:
                 self.gw.counts[<int>DROPPED_RESPONSES] += 1
                 return 0
-        elif m.to_kind == PEER_BROADCAST:
+        elif m.to_kind == ADDR_BROADCAST:
             self.gw.fan_out(m, self.gw.clients.get(m.from_), None)
             return 0
         else:
@@ -226,7 +226,7 @@ cdef class ClusterRouter(LocalRouter):
                     self.forward(origin, TAG_BOUNCE, m)
                 return 0
             if m.type == REQUEST and origin is not None:
-                if m.from_kind == PEER_SERVER:
+                if m.from_kind == ADDR_SERVER:
                     self.remote_server_requests[(text(m.to), text(m.id))] = (
                         origin, monotonic() + self.gw.request_timeout)
                 elif not self.inbound.add(m.from_, m.to, m.id, origin, target, monotonic() + self.gw.request_timeout):
@@ -240,9 +240,9 @@ cdef class ClusterRouter(LocalRouter):
     cdef int bounced(self, WsaMsg* m, bytes code) except -1:
         """A message sent to another worker did not arrive (``code``): its sender gets the one answer."""
         cdef Connection sender
-        if m.type == RESPONSE or m.to_kind == PEER_BROADCAST:
+        if m.type == RESPONSE or m.to_kind == ADDR_BROADCAST:
             return 0        # nobody waits on these; a lost response ends as the requester's TIMEOUT
-        if m.from_kind == PEER_SERVER:
+        if m.from_kind == ADDR_SERVER:
             waiting = self.gw.server_pending.get((text(m.to), text(m.id)))
             if waiting is not None and not (<tuple>waiting)[1].done():
                 (<tuple>waiting)[1].set_exception(WSAError(code.decode(), f"{text(m.to)} is not reachable"))
@@ -257,7 +257,7 @@ cdef class ClusterRouter(LocalRouter):
 
     # ---- wsa_fast.cluster drives these ----
 
-    def attach(self, cluster, Peer everyone, publish, Py_ssize_t max_payload):
+    def attach(self, cluster, RemoteWorker everyone, publish, Py_ssize_t max_payload):
         """Connected to NATS: where to publish, and how big a NATS message may be."""
         self.cluster = cluster
         self.everyone = everyone
@@ -274,20 +274,20 @@ cdef class ClusterRouter(LocalRouter):
         self.nats_up = up
         self.gw.counts[<int>NATS_CONNECTED] = up
 
-    def add_peer(self, Peer peer):
-        self.peers[peer.subject] = peer
+    def add_worker(self, RemoteWorker worker):
+        self.workers[worker.subject] = worker
 
-    def remove_peer(self, Peer peer):
-        self.peers.pop(peer.subject, None)
+    def remove_worker(self, RemoteWorker worker):
+        self.workers.pop(worker.subject, None)
 
     def remote_client(self, str client_id):
         cdef bytes id_b = client_id.encode()     # bound: the view below must not outlive it
         return self.remote.get(str_of(id_b))
 
-    def clients_on(self, Peer peer):
-        """The clients bound on ``peer``'s worker, as far as this worker knows."""
+    def clients_on(self, RemoteWorker worker):
+        """The clients bound on ``worker``'s worker, as far as this worker knows."""
         cdef RemoteClient client
-        return [client for client in self.remote.connections() if client.peer is peer]
+        return [client for client in self.remote.connections() if client.worker is worker]
 
     def add_remote(self, RemoteClient client):
         """Record where ``client`` is; an entry it replaces (the id moved) is gone."""

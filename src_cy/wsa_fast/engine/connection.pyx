@@ -116,7 +116,7 @@ cdef class Connection(WSListener):
         """Append a fragment, within the worker's max_partial_memory; False once the connection is closed."""
         if self.gw.partial_memory + frame.payload_size > self.gw.max_partial_memory:
             client_log.info("closing %s (%s): unfinished messages hold max_partial_memory (%d bytes)",
-                            self.client_id, self.peer, self.gw.max_partial_memory)
+                            self.client_id, self.address, self.gw.max_partial_memory)
             self.close(CLOSE_TRY_AGAIN_LATER, "server busy")
             return False
         self.fragments.append(frame.payload_ptr, frame.payload_size)
@@ -277,12 +277,12 @@ cdef class Connection(WSListener):
             return 0
         self.closed = True
         self.gw.counts[<int>SLOW_CONSUMERS_CLOSED] += 1
-        client_log.info("closing %s (%s): %s", self.client_id, self.peer, why)
+        client_log.info("closing %s (%s): %s", self.client_id, self.address, why)
         # May be inside a write: drop the connection once that write has returned.
         self.gw.loop.call_soon(self.transport.underlying_transport.abort)
         return 0
 
     @property
-    def peer(self):
+    def address(self):
         """The remote address, looked up only when a log line needs it."""
         return self.transport.underlying_transport.get_extra_info("peername") if self.transport else None

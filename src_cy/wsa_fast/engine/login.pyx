@@ -2,7 +2,7 @@
 # authenticator, and the duplicate-login rule binding an id to one connection. Included into _gateway.pyx.
 
 import inspect
-from wsa_fast._codec cimport FAIL, PEER_ID, SUCCESS, WsaMsg, loads, str_of
+from wsa_fast._codec cimport FAIL, ADDR_ID, SUCCESS, WsaMsg, loads, str_of
 from wsa_fast._policy cimport Policy
 from wsa_fast._routing cimport ClientTable
 from wsa_fast.grammar import is_client_id as py_is_client_id
@@ -22,7 +22,7 @@ cdef class Login(Dispatch):
     cdef int login(self, Connection conn, WsaMsg* m) except -1:
         if conn.client_id_b is not None or conn.login_pending:
             return self.fail(conn, m, ALREADY_AUTHENTICATED)
-        requested = text(m.from_) if m.from_kind == PEER_ID else ""
+        requested = text(m.from_) if m.from_kind == ADDR_ID else ""
         msg_id = text(m.id)
         try:
             params = loads(m.params) if m.has_params else None
@@ -73,7 +73,7 @@ cdef class Login(Dispatch):
         if holder is not None and holder is not conn and not holder.closed:
             if self.reject_duplicates:
                 return CONFLICT
-            log.info("client %s logged in again from %s; closing the older connection", client_id, conn.peer)
+            log.info("client %s logged in again from %s; closing the older connection", client_id, conn.address)
             holder.close(CLOSE_REPLACED, "replaced")
         if not conn.bind(client_id):
             return INTERNAL_ERROR

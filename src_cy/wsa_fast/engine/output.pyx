@@ -4,7 +4,7 @@
 
 import asyncio
 from wsa_fast._codec cimport (
-    COMPACT, EVENT, FAIL, PEER_ID, PEER_SERVER, REQUEST, RESPONSE, FrameBuffer, Str, WsaMsg, dumps, str_of,
+    COMPACT, EVENT, FAIL, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, FrameBuffer, Str, WsaMsg, dumps, str_of,
 )
 from wsa_fast.ids import id_factory
 
@@ -40,8 +40,8 @@ cdef class Output:
         cdef WsaMsg r
         cdef bytes receipt_b = receipt.encode() if receipt is not None else EMPTY
         r.type = RESPONSE
-        r.from_kind = PEER_SERVER
-        r.to_kind = PEER_ID
+        r.from_kind = ADDR_SERVER
+        r.to_kind = ADDR_ID
         r.to = to
         r.id = msg_id
         r.result = result
@@ -108,7 +108,7 @@ cdef inline Str conn_to(Connection conn, WsaMsg* m) noexcept:
     """Whom a response goes to: the bound id, else the anonymous sender's own from."""
     if conn.client_id_b is not None:
         return str_of(conn.client_id_b)
-    if m.from_kind == PEER_ID:
+    if m.from_kind == ADDR_ID:
         return m.from_
     return str_of(EMPTY)
 
@@ -117,7 +117,7 @@ cdef void fill_from_server(WsaMsg* e, int type, int to_kind, bytes to, bytes met
                            bytes params, bytes msg_id) noexcept:
     """A request or event from the server, viewing the given bytes (which must outlive it)."""
     e.type = type
-    e.from_kind = PEER_SERVER
+    e.from_kind = ADDR_SERVER
     e.to_kind = to_kind
     e.to = str_of(to)
     e.id = str_of(msg_id)
@@ -132,7 +132,7 @@ cdef int write_from_server(Connection conn, int type, str method, bytes params, 
     """Encode a request or event from the server into ``conn``'s output."""
     cdef WsaMsg e
     cdef bytes method_b = method.encode(), id_b = msg_id.encode()
-    fill_from_server(&e, type, PEER_ID, conn.client_id_b or EMPTY, method_b, params, id_b)
+    fill_from_server(&e, type, ADDR_ID, conn.client_id_b or EMPTY, method_b, params, id_b)
     conn.gw.counts[OUT_REQUEST + type - REQUEST] += 1
     return conn.out.write_frame(&e, conn.form)
 

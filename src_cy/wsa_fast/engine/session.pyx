@@ -4,7 +4,7 @@
 
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from wsa_fast._codec cimport (
-    COMPACT, EVENT, FAIL, INVALID, PEER_BROADCAST, PEER_ID, PEER_SERVER, REQUEST, RESPONSE, SUCCESS, VERBOSE,
+    COMPACT, EVENT, FAIL, INVALID, ADDR_BROADCAST, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, SUCCESS, VERBOSE,
     FrameBuffer, Parser, Str, WsaMsg, is_client_id, str_of, to_message,
 )
 from wsa_fast._policy cimport KIND_BROADCAST, KIND_CALL, KIND_MESSAGE
@@ -42,21 +42,21 @@ cdef class Session(Login):
         if m.type == RESPONSE:
             return self.on_response(conn, m)
         if conn.client_id_b is None:
-            if m.from_kind == PEER_SERVER:
+            if m.from_kind == ADDR_SERVER:
                 return self.fail(conn, m, PERMISSION_DENIED)
-            if not (m.type == REQUEST and m.to_kind == PEER_SERVER
+            if not (m.type == REQUEST and m.to_kind == ADDR_SERVER
                     and (same(m.method, PING) or same(m.method, LOGIN))):
                 return self.fail(conn, m, UNAUTHENTICATED)
-        elif m.from_kind != PEER_ID or not same(m.from_, conn.client_id_b):
+        elif m.from_kind != ADDR_ID or not same(m.from_, conn.client_id_b):
             # A login names the id it asks for, so a second one is refused as a login, not a spoof.
-            if m.type == REQUEST and m.to_kind == PEER_SERVER and same(m.method, LOGIN):
+            if m.type == REQUEST and m.to_kind == ADDR_SERVER and same(m.method, LOGIN):
                 return self.fail(conn, m, ALREADY_AUTHENTICATED)
             return self.fail(conn, m, PERMISSION_DENIED)
         if self.draining and m.type == REQUEST:
             return self.fail(conn, m, UNAVAILABLE)
-        if m.to_kind == PEER_SERVER:
+        if m.to_kind == ADDR_SERVER:
             return self.to_server(conn, m)
-        if m.to_kind == PEER_BROADCAST:
+        if m.to_kind == ADDR_BROADCAST:
             if m.type != EVENT:
                 return self.fail(conn, m, INVALID_TARGET)
             return self.broadcast_from(conn, m)
@@ -174,11 +174,11 @@ cdef class Session(Login):
     cdef int on_response(self, Connection conn, WsaMsg* m) except -1:
         if conn.client_id_b is None:
             return self.error_event(conn, "UNAUTHENTICATED", "log in before answering", text(m.id))
-        if m.from_kind != PEER_ID or not same(m.from_, conn.client_id_b):
+        if m.from_kind != ADDR_ID or not same(m.from_, conn.client_id_b):
             return self.error_event(conn, "PERMISSION_DENIED", "from is not your id", text(m.id))
-        if m.to_kind == PEER_BROADCAST:
+        if m.to_kind == ADDR_BROADCAST:
             return self.error_event(conn, "INVALID_TARGET", "a response cannot be broadcast", text(m.id))
-        if m.to_kind == PEER_SERVER:
+        if m.to_kind == ADDR_SERVER:
             return self.answer_server(conn, (conn.client_id, text(m.id)), m)
         cdef Connection requester = self.pending.pop(m.to, m.from_, m.id)
         if requester is None and self.router.answer_elsewhere(m):
@@ -210,7 +210,7 @@ cdef class Session(Login):
 
     cdef bytes refusal(self, Connection conn, WsaMsg* m):
         """None if the policy allows ``m``, else the code to fail it with (INTERNAL_ERROR if the policy raised)."""
-        target = "client" if m.to_kind == PEER_BROADCAST else text(m.to)
+        target = "client" if m.to_kind == ADDR_BROADCAST else text(m.to)
         kind = "request" if m.type == REQUEST else "event"
         try:
             if self.authorize(conn.client_id, target, kind, text(m.method)):
@@ -224,11 +224,11 @@ cdef class Session(Login):
         """Over a rate limit: fail RATE_LIMITED, not delivered; closed with 1008 after max_refused in a row."""
         conn.refused_in_row += 1
         if conn.refused_in_row == 1:
-            client_log.info("rate-limiting %s (%s)", conn.client_id, conn.peer)
+            client_log.info("rate-limiting %s (%s)", conn.client_id, conn.address)
         self.counts[<int>RATE_LIMITED] += 1
         self.fail(conn, m, RATE_LIMITED_CODE)
         if conn.refused_in_row >= self.max_refused:
-            client_log.info("closing %s (%s): %d rate-limited messages in a row", conn.client_id, conn.peer,
+            client_log.info("closing %s (%s): %d rate-limited messages in a row", conn.client_id, conn.address,
                             conn.refused_in_row)
             conn.close(CLOSE_POLICY, "rate limit exceeded")
         return 0
