@@ -25,20 +25,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ._codec import decode, encode
+from ._codec import Outcome, decode, encode, fail_code_of, outcome_kind
 from .errors import WSAError
 from .grammar import is_client_id, is_method
 from .ids import id_factory
-from .message import COMPACT, VERBOSE, DecodeError, Message
+from .message import COMPACT, FORMS, SUBPROTOCOLS, VERBOSE, DecodeError, Message
 
-__all__ = ["Client", "PROTOCOLS", "FORMS"]
+__all__ = ["Client"]
 
 log = logging.getLogger("wsa_fast.client")
 
-FORMS = {"verbose": VERBOSE, "compact": COMPACT}
-# Sec-WebSocket-Protocol name of each form (profile section 1).
-PROTOCOLS = {VERBOSE: "wsa.v1", COMPACT: "wsa.v1.compact"}
-_FORM_OF_PROTOCOL = {name: form for form, name in PROTOCOLS.items()}
+_FORM_OF_PROTOCOL = {name: form for form, name in SUBPROTOCOLS.items()}
 NEGOTIATIONS = ("subprotocol", "query", "none")
 
 PING = "wsa@v1/ping"
@@ -236,7 +233,7 @@ class Client:
     ) -> Client:
         headers = dict(extra_headers or {})
         if negotiate == "subprotocol":
-            headers["Sec-WebSocket-Protocol"] = PROTOCOLS[form]
+            headers["Sec-WebSocket-Protocol"] = SUBPROTOCOLS[form]
         elif negotiate == "query":
             url = _with_query(url, "format", "compact" if form == COMPACT else "verbose")
         if token is not None:
@@ -495,17 +492,17 @@ class Client:
         if self.closed:
             return
         response = Message("response", self.client_id or "", request.from_, request.id)
-        if isinstance(outcome, WSAError):
-            response.result, response.code = "fail", outcome.code
-        elif isinstance(outcome, BaseException):
-            self.stats["handler_errors"] += 1
-            log.error("handler for %s failed", request.method, exc_info=outcome)
-            response.result, response.code = "fail", "INTERNAL_ERROR"
+        kind = outcome_kind(outcome)  # the rule the gateway answers its handlers' outcomes by
+        if kind == Outcome.OUTCOME_FAIL:
+            if not isinstance(outcome, WSAError):
+                self.stats["handler_errors"] += 1
+                log.error("handler for %s failed", request.method, exc_info=outcome)
+            response.result, response.code = "fail", fail_code_of(outcome)
         else:
             response.result = "success"
-            if isinstance(outcome, str):
+            if kind == Outcome.OUTCOME_RECEIPT:
                 response.receipt, response.has_receipt = outcome, True
-            elif outcome is not None:
+            elif kind == Outcome.OUTCOME_DATA:
                 response.data, response.has_data = outcome, True
         try:
             self._send(response)

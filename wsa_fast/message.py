@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["VERBOSE", "COMPACT", "Message", "DecodeError"]
+__all__ = ["VERBOSE", "COMPACT", "FORMS", "SUBPROTOCOLS", "Message", "DecodeError"]
 
 VERBOSE = 0
 COMPACT = 1
+# The forms by name (``?format=``, ``Client.connect(form=...)``) and by WebSocket subprotocol
+# (``Sec-WebSocket-Protocol``, profile section 1).
+FORMS = {"verbose": VERBOSE, "compact": COMPACT}
+SUBPROTOCOLS = {VERBOSE: "wsa.v1", COMPACT: "wsa.v1.compact"}
 
 
 class Message:

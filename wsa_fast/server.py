@@ -27,20 +27,19 @@ from .auth import make_authenticator
 from .cluster import Cluster
 from .config import ConfigError, Settings
 from .grammar import is_client_id
-from .message import COMPACT, VERBOSE
+from .message import FORMS, SUBPROTOCOLS, VERBOSE
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import MetricsBlock
 from .tls import reload_certificate, server_context
 
-__all__ = ["run", "serve", "listen_error", "PROTOCOLS"]
+__all__ = ["run", "serve", "listen_error"]
 
 log = logging.getLogger("wsa_fast.server")
 # What clients do wrong: INFO at most, rate-limited (wsa_fast.client_log).
 client_events = logging.getLogger(client_log.CLIENT_LOGGER)
 
-# Sec-WebSocket-Protocol names of the two forms (profile section 1).
-PROTOCOLS = {"wsa.v1": VERBOSE, "wsa.v1.compact": COMPACT}
-FORMATS = {"verbose": VERBOSE, "compact": COMPACT}
+# The form each Sec-WebSocket-Protocol name asks for (profile section 1).
+FORM_OF_SUBPROTOCOL = {name: form for form, name in SUBPROTOCOLS.items()}
 # Plain-HTTP endpoints, on the public port or on --admin-port.
 HEALTH_PATH, READY_PATH, METRICS_PATH = b"/healthz", b"/readyz", b"/metrics"
 # An admin request is headers only.
@@ -295,15 +294,15 @@ def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
         form, protocol = VERBOSE, None
         offered = [p.strip() for h in request.headers.getall("Sec-WebSocket-Protocol", []) for p in h.split(",")]
         for name in offered:
-            if name in PROTOCOLS:
-                form, protocol = PROTOCOLS[name], name
+            if name in FORM_OF_SUBPROTOCOL:
+                form, protocol = FORM_OF_SUBPROTOCOL[name], name
                 break
         else:
             requested = query.get("format", [None])[0]
             if requested is not None:
-                if requested not in FORMATS:
+                if requested not in FORMS:
                     return _refuse(400, b"format must be verbose or compact\n")
-                form = FORMATS[requested]
+                form = FORMS[requested]
 
         client_id = None
         token = _handshake_token(request, query)

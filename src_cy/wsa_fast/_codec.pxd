@@ -110,3 +110,14 @@ cdef bint valid_utf8(const char* p, size_t n) noexcept    # simdjson's validator
 cdef object loads(Str s)                    # raw JSON span -> Python value
 cdef bytes dumps(value)                     # Python value -> compact JSON, as codec_py writes it
 cdef object to_message(const WsaMsg* m)     # WsaMsg -> wsa_fast.message.Message
+
+
+# How a handler's outcome is answered, for the gateway and the client alike (outcome_kind).
+cpdef enum Outcome:
+    OUTCOME_FAIL                # an exception: fail, with fail_code_of(it)
+    OUTCOME_EMPTY               # None: success
+    OUTCOME_RECEIPT             # a str: success, with it as the receipt
+    OUTCOME_DATA                # any other value: success, with it as the data (INTERNAL_ERROR if not JSON)
+
+cpdef int outcome_kind(outcome) except -1
+cpdef str fail_code_of(BaseException error)

@@ -228,3 +228,19 @@ def frame_of(bytes message) -> bytes:
     cdef FrameBuffer buf = FrameBuffer()
     buf.write_text_frame(<const char*>message, len(message))
     return buf.take()
+
+
+cpdef int outcome_kind(outcome) except -1:
+    """The rule turning a handler's outcome into a response (see Outcome); an event's is never answered."""
+    if isinstance(outcome, BaseException):
+        return OUTCOME_FAIL
+    if outcome is None:
+        return OUTCOME_EMPTY
+    if isinstance(outcome, str):
+        return OUTCOME_RECEIPT
+    return OUTCOME_DATA
+
+
+cpdef str fail_code_of(BaseException error):
+    """A failed handler's code: a WSAError's own, else INTERNAL_ERROR (the details stay in the server's log)."""
+    return error.code if isinstance(error, WSAError) else "INTERNAL_ERROR"

@@ -3,7 +3,9 @@
 # Included into _gateway.pyx.
 
 import asyncio
+
 from wsa_fast._codec cimport EVENT, ADDR_BROADCAST, REQUEST, WsaMsg, dumps, str_of
+
 from wsa_fast.errors import WSAError
 
 

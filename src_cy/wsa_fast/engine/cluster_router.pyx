@@ -11,6 +11,7 @@ from wsa_fast._codec cimport (
     str_of, to_message,
 )
 from wsa_fast._routing cimport ClientTable, PendingTable, RemoteWorker, RemoteClient
+
 from wsa_fast.errors import WSAError
 
 # A batch between workers is records back to back: a tag byte, a 4-byte little-endian

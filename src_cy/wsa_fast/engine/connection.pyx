@@ -4,6 +4,7 @@
 # Included into _gateway.pyx.
 
 from time import time_ns
+
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from wsa_fast._codec cimport NOT_JSON, OK, REQUEST, RESPONSE, SIMDJSON_PADDING, VERBOSE, FrameBuffer, WsaMsg, valid_utf8
 from wsa_fast._picows_internals cimport shrink_send_scratch, write_raw

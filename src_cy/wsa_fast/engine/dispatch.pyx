@@ -2,7 +2,11 @@
 # and the handler's outcome answered. Included into _gateway.pyx.
 
 import inspect
-from wsa_fast._codec cimport FAIL, REQUEST, SUCCESS, Str, WsaMsg, dumps, loads, str_of
+
+from wsa_fast._codec cimport (
+    FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, Str, WsaMsg, dumps, fail_code_of, loads, outcome_kind, str_of,
+)
+
 from wsa_fast.app import Context
 from wsa_fast.errors import WSAError
 
@@ -59,15 +63,16 @@ cdef class Dispatch(Deadlines):
         conn.flush()
 
     cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1:
-        """Answer a handler's outcome: None -> success, str -> receipt, exception -> fail, else data."""
+        """Answer a handler's outcome by the rule of _codec.outcome_kind (the client follows it too)."""
         cdef bytes data
+        cdef int kind = outcome_kind(outcome)
         if conn.closed:
             return 0
-        if isinstance(outcome, BaseException):
+        if kind == OUTCOME_FAIL:
             return self.reply_error(conn, msg_id, to, outcome, f"the handler for {method}")
         if not is_request:
             return 0
-        if outcome is None or isinstance(outcome, str):
+        if kind != OUTCOME_DATA:
             return self.reply(conn, msg_id, to, SUCCESS, None, outcome, None)
         try:
             data = dumps(outcome)
@@ -79,11 +84,10 @@ cdef class Dispatch(Deadlines):
         return self.reply(conn, msg_id, to, SUCCESS, None, None, data)
 
     cdef int reply_error(self, Connection conn, Str msg_id, Str to, BaseException error, str culprit) except -1:
-        """Fail with a WSAError's code, or INTERNAL_ERROR (logged, no details sent) for anything else."""
-        if isinstance(error, WSAError):
-            return self.reply(conn, msg_id, to, FAIL, error.code.encode(), None, None)
-        log.error("%s failed", culprit, exc_info=error)
-        return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, None)
+        """Fail with fail_code_of(error); anything but a WSAError is logged (its details are not sent)."""
+        if not isinstance(error, WSAError):
+            log.error("%s failed", culprit, exc_info=error)
+        return self.reply(conn, msg_id, to, FAIL, fail_code_of(error).encode(), None, None)
 
     cdef int spawn(self, object coro) except -1:
         task = self.loop.create_task(coro)

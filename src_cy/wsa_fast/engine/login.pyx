@@ -2,9 +2,11 @@
 # authenticator, and the duplicate-login rule binding an id to one connection. Included into _gateway.pyx.
 
 import inspect
+
 from wsa_fast._codec cimport FAIL, ADDR_ID, SUCCESS, WsaMsg, loads, str_of
 from wsa_fast._policy cimport Policy
 from wsa_fast._routing cimport ClientTable
+
 from wsa_fast.grammar import is_client_id as py_is_client_id
 from wsa_fast.policy import parse_policy
 

@@ -3,9 +3,11 @@
 # Included into _gateway.pyx.
 
 import asyncio
+
 from wsa_fast._codec cimport (
     COMPACT, EVENT, FAIL, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, FrameBuffer, Str, WsaMsg, dumps, str_of,
 )
+
 from wsa_fast.ids import id_factory
 
 

@@ -4,6 +4,7 @@
 # pays nothing for it. Included into _gateway.pyx.
 
 from wsa_fast._codec cimport Str, WsaMsg
+
 from wsa_fast.errors import WSAError
 
 

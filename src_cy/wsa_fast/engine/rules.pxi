@@ -1,27 +1,36 @@
-# The protocol's names and codes the engine answers with, each defined once (profile sections 4-6).
+# The protocol's names and codes the engine answers with (profile sections 4-6).
+
+from wsa_fast.errors import CODES
 
 cdef bytes PING = b"wsa@v1/ping"
 cdef bytes LOGIN = b"auth@v1/login"
 cdef str ERROR_EVENT = "wsa@v1/error"
 cdef bytes EMPTY = b""
 
-# Fail codes (profile section 6).
-cdef bytes UNAUTHENTICATED = b"UNAUTHENTICATED"
-cdef bytes PERMISSION_DENIED = b"PERMISSION_DENIED"
-cdef bytes INVALID_MESSAGE = b"INVALID_MESSAGE"
-cdef bytes INVALID_TARGET = b"INVALID_TARGET"
-cdef bytes METHOD_NOT_FOUND = b"METHOD_NOT_FOUND"
-cdef bytes NOT_FOUND = b"NOT_FOUND"
-cdef bytes TIMEOUT = b"TIMEOUT"
-cdef bytes GONE = b"GONE"
-cdef bytes DUPLICATE_ID = b"DUPLICATE_ID"
-cdef bytes ALREADY_AUTHENTICATED = b"ALREADY_AUTHENTICATED"
-cdef bytes CONFLICT = b"CONFLICT"
-cdef bytes UNAVAILABLE = b"UNAVAILABLE"
-cdef bytes INTERNAL_ERROR = b"INTERNAL_ERROR"
-cdef bytes RATE_LIMITED_CODE = b"RATE_LIMITED"     # RATE_LIMITED is the metric
+# The fail codes are listed once, in wsa_fast.errors.CODES; here as the bytes the encoder writes, in
+# that order (the order of the fails_total slots too).
+FAIL_CODES = tuple(code.encode() for code in CODES)
 
-# Every code above, in the order of their fails_total slots; any other code shares one more.
-FAIL_CODES = (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_MESSAGE, INVALID_TARGET, METHOD_NOT_FOUND, NOT_FOUND,
-              TIMEOUT, GONE, DUPLICATE_ID, RATE_LIMITED_CODE, ALREADY_AUTHENTICATED, CONFLICT, UNAVAILABLE,
-              INTERNAL_ERROR)
+
+cdef bytes fail_code(str name):
+    """``name`` checked against CODES when the module loads: a misspelt code fails the import, not a client."""
+    cdef bytes code = name.encode()
+    if code not in FAIL_CODES:
+        raise ValueError(f"{name} is not in wsa_fast.errors.CODES")
+    return code
+
+
+cdef bytes UNAUTHENTICATED = fail_code("UNAUTHENTICATED")
+cdef bytes PERMISSION_DENIED = fail_code("PERMISSION_DENIED")
+cdef bytes INVALID_MESSAGE = fail_code("INVALID_MESSAGE")
+cdef bytes INVALID_TARGET = fail_code("INVALID_TARGET")
+cdef bytes METHOD_NOT_FOUND = fail_code("METHOD_NOT_FOUND")
+cdef bytes NOT_FOUND = fail_code("NOT_FOUND")
+cdef bytes TIMEOUT = fail_code("TIMEOUT")
+cdef bytes GONE = fail_code("GONE")
+cdef bytes DUPLICATE_ID = fail_code("DUPLICATE_ID")
+cdef bytes ALREADY_AUTHENTICATED = fail_code("ALREADY_AUTHENTICATED")
+cdef bytes CONFLICT = fail_code("CONFLICT")
+cdef bytes UNAVAILABLE = fail_code("UNAVAILABLE")
+cdef bytes INTERNAL_ERROR = fail_code("INTERNAL_ERROR")
+cdef bytes RATE_LIMITED_CODE = fail_code("RATE_LIMITED")     # RATE_LIMITED is the metric

@@ -8,6 +8,7 @@ from wsa_fast._codec cimport (
     FrameBuffer, Parser, Str, WsaMsg, is_client_id, str_of, to_message,
 )
 from wsa_fast._policy cimport KIND_BROADCAST, KIND_CALL, KIND_MESSAGE
+
 from wsa_fast.errors import WSAError
 
 
