@@ -19,15 +19,19 @@ class CloseCode(enum.IntEnum):
 
 def create_protocol(
     listener_factory: Callable[[Any], Any],
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     max_message_size: int,
     read_buffer_init_size: int,
     handshake_timeout: float,
     close_timeout: float,
-    ping_interval: float = ...,
-    ping_timeout: float = ...,
     message_timeout: float = ...,
+    sweeper: Sweeper | None = ...,
 ) -> FrameGate: ...
+
+class Sweeper:
+    def __init__(self, interval: float, timeout: float, loop: asyncio.AbstractEventLoop) -> None: ...
+    def sweep(self) -> None: ...
+    def close(self) -> None: ...
 
 class FrameGate(asyncio.BufferedProtocol):
     def __init__(
@@ -37,6 +41,7 @@ class FrameGate(asyncio.BufferedProtocol):
         close_timeout: float,
         message_timeout: float,
         loop: asyncio.AbstractEventLoop,
+        sweeper: Sweeper | None = ...,
     ) -> None: ...
     @property
     def address(self) -> Any: ...

@@ -14,6 +14,13 @@ A message must arrive within ``message_timeout``, from its first byte to its las
 starts the clock when a read ends inside a message (a frame cut short, or a fragmented one
 open), which a message that arrives in one read never does, so the common case pays nothing.
 
+Idle connections are the gate's too, as they dominate a gateway's memory. picows's read
+buffer (2 KiB at least) is freed after the first read of a quiet spell, once picows holds
+no unparsed byte, and allocated again by the next read. One ``Sweeper`` timer per worker
+frees it in connections that went quiet after being busy, pings the ones that sent nothing
+for ``ping_interval`` and closes (1001) the ones that then stay silent for ``ping_timeout``;
+picows's own auto-ping would run a task per connection (2 KiB each). A read only sets a flag.
+
 A message over ``max_message_size`` is skipped to its last fragment before the 1009 CLOSE
 goes out: a browser still sending it would otherwise hold unsent data when the CLOSE
 arrives, and report the close as not clean.
@@ -24,9 +31,13 @@ from libc.stdint cimport uint64_t
 from picows.picows cimport WSCloseCode, WSTransport
 
 from wsa_fast._codec cimport valid_utf8
-from wsa_fast._picows_internals cimport new_server_protocol, protocol_listener, protocol_transport
+from wsa_fast._picows_internals cimport (
+    MemoryBuffer, drop_upgrade_extras, find_read_buffer, new_server_protocol, protocol_listener,
+    protocol_transport, release_read_buffer, restore_read_buffer,
+)
 
 import asyncio
+import gc
 import logging
 
 
@@ -52,6 +63,8 @@ client_log = logging.getLogger("wsa_fast.clients")   # wsa_fast.client_log.CLIEN
 include "engine/close_codes.pxi"
 
 cdef Py_ssize_t MAX_CONTROL_PAYLOAD = 125
+# Seconds a keepalive CLOSE to a dead peer has to leave before TCP is closed (picows's own figure).
+cdef double DEAD_PEER_CLOSE_DELAY = 0.01
 
 
 cdef inline bint valid_close_code(int code) noexcept:
@@ -60,15 +73,53 @@ cdef inline bint valid_close_code(int code) noexcept:
 
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
-                    double handshake_timeout, double close_timeout, double ping_interval=0,
-                    double ping_timeout=20, double message_timeout=0):
+                    double handshake_timeout, double close_timeout, double message_timeout=0,
+                    Sweeper sweeper=None):
     """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
 
-    picows's own frame limit is ours: never reached, the gate checks first.
+    picows's own frame limit is ours: never reached, the gate checks first. ``logger`` should not
+    be a ``logging.Logger``: picows makes a child Logger per connection of one (0.6 KiB each).
     """
-    protocol = new_server_protocol(listener_factory, logger, handshake_timeout, ping_interval, ping_timeout,
-                                   max_message_size, read_buffer_init_size)
-    return FrameGate(protocol, max_message_size, close_timeout, message_timeout, asyncio.get_running_loop())
+    protocol = new_server_protocol(listener_factory, logger, handshake_timeout, max_message_size,
+                                   read_buffer_init_size)
+    return FrameGate(protocol, max_message_size, close_timeout, message_timeout, asyncio.get_running_loop(), sweeper)
+
+
+cdef class Sweeper:
+    """One worker's timer over its connections (see the module docstring); ``interval`` 0: no pings.
+
+    With pings, a sweep runs every eighth of the shorter of the two times, so a ping goes out
+    after ``interval`` of silence plus at most that much; without, every second.
+    """
+    cdef set gates                      # the connections it watches
+    cdef double interval, timeout, period
+    cdef object loop, timer
+    cdef str reason
+    cdef object done                    # a resolved future, for every connection's disconnected_future
+
+    def __cinit__(self, double interval, double timeout, loop):
+        self.gates = set()
+        self.interval = interval
+        self.timeout = timeout
+        self.period = max(min(interval, timeout) / 8, 0.01) if interval > 0 else 1.0
+        self.loop = loop
+        self.done = loop.create_future()
+        self.done.set_result(None)
+        # picows's wording, which docs/protocol.md lists as stable.
+        self.reason = f"peer has not replied to ping/heartbeat request within {timeout} second(s)"
+        self.timer = loop.call_later(self.period, self.sweep)
+
+    def sweep(self):
+        cdef double now = self.loop.time()
+        cdef FrameGate gate
+        # A copy: closing a peer must not change the set under the loop (connection_lost comes later anyway).
+        for gate in tuple(self.gates):
+            gate.sweep(self, now)
+        self.timer = self.loop.call_later(self.period, self.sweep)
+
+    def close(self):
+        """Stop sweeping (the worker is stopping)."""
+        self.timer.cancel()
 
 
 cdef class FrameGate:
@@ -105,9 +156,18 @@ cdef class FrameGate:
     cdef int error                      # the close code to send, or 0
     cdef str why                        # the rule the peer broke, for the log line
     cdef bint peer_closed               # the peer's CLOSE is in: close TCP
+    # Idle connections: the worker's sweeper, picows's read buffer, whether bytes came since the
+    # last sweep, when it last saw some, when it sent a ping still unanswered (0: none).
+    cdef Sweeper sweeper
+    cdef MemoryBuffer read_buffer
+    cdef bint active
+    cdef double seen_at
+    cdef double ping_sent_at
 
-    def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, double message_timeout, loop):
+    def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, double message_timeout, loop,
+                  Sweeper sweeper=None):
         self.protocol = protocol
+        self.sweeper = sweeper
         self.loop = loop
         self.close_timeout = close_timeout
         self.message_timeout = message_timeout
@@ -127,9 +187,15 @@ cdef class FrameGate:
     def connection_made(self, transport):
         self.protocol.connection_made(transport)
         self.ws = protocol_transport(self.protocol)
+        if self.sweeper is not None:
+            self.read_buffer = find_read_buffer(gc.get_referents(self.protocol))
+            self.seen_at = self.loop.time()
+            self.sweeper.gates.add(self)
 
     def connection_lost(self, exc):
         self.mode = DONE
+        if self.sweeper is not None:
+            self.sweeper.gates.discard(self)
         if self.skip_timer is not None:
             self.skip_timer.cancel()
             self.skip_timer = None
@@ -149,6 +215,8 @@ cdef class FrameGate:
 
     def get_buffer(self, Py_ssize_t size_hint):
         cdef Py_buffer view
+        if self.read_buffer is not None and self.read_buffer.data == NULL:
+            restore_read_buffer(self.read_buffer)
         buffer = self.protocol_get_buffer(size_hint)
         PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
         self.window = <char*>view.buf      # picows owns the memory; the view only tells where it is
@@ -157,6 +225,10 @@ cdef class FrameGate:
 
     def buffer_updated(self, Py_ssize_t n):
         cdef bint forwarding
+        # The first read of a quiet spell (the upgrade's too) frees the read buffer after it.
+        cdef bint first = not self.active
+        cdef bint upgrading = self.mode == UPGRADE
+        self.active = True
         if (self.mode == FRAMES or self.mode == SKIP) and self.ws.is_close_frame_sent:
             self.enter_discard()            # the gateway closed (shutdown, replaced, ...)
         forwarding = self.mode == UPGRADE or self.mode == FRAMES
@@ -183,6 +255,10 @@ cdef class FrameGate:
             self.send_close(self.error)
         if self.peer_closed:
             self.ws.disconnect()            # the peer has said its last word: close TCP first
+        if upgrading and self.mode != UPGRADE and self.sweeper is not None:
+            drop_upgrade_extras(self.ws, self.sweeper.done)
+        if first:
+            self.release_read_buffer()
 
     def skipped_too_long(self):
         self.skip_timer = None
@@ -215,6 +291,37 @@ cdef class FrameGate:
                         self.ws.underlying_transport.get_extra_info("peername"), self.message_timeout)
         self.enter_discard()
         self.send_close(CLOSE_POLICY)
+
+    cdef int sweep(self, Sweeper sweeper, double now) except -1:
+        """One sweep: note bytes that came; free the read buffer of a connection quiet since the last
+        sweep, ping one silent for ping_interval, close one that has not answered for ping_timeout.
+        Pings only in FRAMES mode: the handshake, an oversized message and a closing handshake have
+        timers of their own."""
+        if self.active:
+            self.active = False
+            self.seen_at = now
+            self.ping_sent_at = 0
+            return 0
+        self.release_read_buffer()
+        if sweeper.interval <= 0 or self.mode != FRAMES or self.ws.is_close_frame_sent \
+                or protocol_listener(self.protocol) is None:
+            return 0
+        if self.ping_sent_at:
+            if now - self.ping_sent_at >= sweeper.timeout:
+                self.ws.send_close(WSCloseCode.GOING_AWAY, sweeper.reason.encode())
+                # Dead peers do not answer a CLOSE: give it a moment to go out, then close TCP.
+                self.loop.call_later(DEAD_PEER_CLOSE_DELAY, self.ws.underlying_transport.abort)
+        elif now - self.seen_at >= sweeper.interval:
+            self.ws.send_ping()
+            self.ping_sent_at = now
+        return 0
+
+    cdef int release_read_buffer(self) except -1:
+        """Free picows's read buffer if it holds no unparsed byte: the gate stands between frames."""
+        if self.read_buffer is not None and self.read_buffer.data != NULL and self.mode == FRAMES \
+                and self.head_len == 0 and not self.in_payload:
+            release_read_buffer(self.read_buffer)
+        return 0
 
     cdef int send_close(self, int code) except -1:
         """Close through the gateway's Connection (it flushes its output first and times the peer out)."""

@@ -7,6 +7,8 @@
 # Relied upon through picows's public .pxd: a WSFrame (payload_ptr, payload_size, fin, msg_type,
 # last_in_buffer) points into picows's read buffer and is valid only during on_ws_frame. The engine
 # copies every payload before the callback returns (Parser.parse, or the fragments buffer).
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+
 from picows.picows cimport MemoryBuffer, WSTransport
 
 
@@ -33,8 +35,7 @@ cdef inline int shrink_send_scratch(WSTransport transport) except -1:
     return 0
 
 
-cdef inline object new_server_protocol(listener_factory, logger, double handshake_timeout, double ping_interval,
-                                       double ping_timeout, Py_ssize_t max_frame_size,
+cdef inline object new_server_protocol(listener_factory, logger, double handshake_timeout, Py_ssize_t max_frame_size,
                                        Py_ssize_t read_buffer_init_size):
     # WSProtocol (private: in neither picows.pxd nor picows.pyi), built as picows.ws_create_server
     # builds it (api.py, ws_protocol_factory), so the FrameGate can sit in front of it. Its arguments
@@ -45,8 +46,7 @@ cdef inline object new_server_protocol(listener_factory, logger, double handshak
         None, None, False, listener_factory, logger,
         True,                       # disconnect_on_exception
         handshake_timeout,
-        # Auto-ping a connection idle for ping_interval, closed (1001) without a PONG within ping_timeout.
-        ping_interval > 0, ping_interval if ping_interval > 0 else 20, ping_timeout, 1,   # 1: PING_WHEN_IDLE
+        False, 20, 20, 1,           # picows's auto-ping: off, the FrameGate's Sweeper pings
         True,                       # answer PING with PONG
         max_frame_size,
         None,                       # extra headers
@@ -64,3 +64,51 @@ cdef inline object protocol_listener(protocol):
     # WSProtocol.listener (a readonly cdef attribute, undocumented): our Connection once the upgrade
     # is done, else None. Breaks if renamed.
     return protocol.listener
+
+
+# WSProtocol._read_buffer (private; WSProtocol is not in picows's .pxd): 2 KiB at least per
+# connection, which the FrameGate frees while a connection is quiet. Found once per connection as
+# the only MemoryBuffer the protocol refers to (gc.get_referents(protocol)); None if that changes,
+# and then nothing is freed. Breaks if picows reads or writes the buffer outside get_buffer and
+# buffer_updated, or keeps bytes in it between reads when the FrameGate stands between frames
+# (picows moves an unfinished frame to the start and parses from offset 0 once all is parsed).
+cdef enum:
+    READ_BUFFER_SIZE = 2048             # WSProtocol's minimum
+
+
+cdef inline MemoryBuffer find_read_buffer(list referents):
+    found = None
+    for referent in referents:
+        if type(referent) is MemoryBuffer:
+            if found is not None:
+                return None
+            found = referent
+    return found
+
+
+cdef inline int release_read_buffer(MemoryBuffer buffer) noexcept:
+    PyMem_Free(buffer.data)
+    buffer.data = NULL
+    buffer.size = 0
+    buffer.capacity = 0
+    return 0
+
+
+cdef inline int restore_read_buffer(MemoryBuffer buffer) except -1:
+    # As WSProtocol.__init__ makes it: 256 bytes left free for picows's SIMD parsers.
+    buffer.data = <char*>PyMem_Malloc(READ_BUFFER_SIZE)
+    if buffer.data == NULL:
+        raise MemoryError("cannot allocate a read buffer")
+    buffer.capacity = READ_BUFFER_SIZE
+    buffer.size = READ_BUFFER_SIZE - 256
+    return 0
+
+
+cdef inline int drop_upgrade_extras(WSTransport transport, object done_future) except -1:
+    # WSTransport.listener_proxy (a weakref proxy, used only by measure_roundtrip_time) and
+    # disconnected_future (awaited only by wait_disconnected; connection_lost resolves it unless it
+    # is done): the gateway uses neither, and they cost 0.2 KiB per connection. A shared done
+    # future stands in. Breaks if picows starts using either on its own.
+    transport.listener_proxy = None
+    transport.disconnected_future = done_future
+    return 0
