@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 
 import pytest
@@ -41,17 +41,13 @@ class GatewayProcess:
 
     ``.url`` (``ws://HOST:PORT``), ``.url_for(path, **query)``, ``.host``, ``.port``, ``.proc``,
     ``.log`` (everything written so far, stdout and stderr), ``.wait_for_log(text)``,
-    ``.signal(signum)``, ``.wait(timeout)``, ``.stop()``.
+    ``.signal(signum)``, ``.wait(timeout)``, ``.stop()``. ``preexec_fn`` runs in the child before
+    ``wsa-fast`` starts (e.g. to lower its file descriptor limit).
     """
 
-    def __init__(
-        self,
-        *args: str,
-        env: dict[str, str] | None = None,
-        cwd: Path = ROOT,
-        allow_tracebacks: bool = False,
-        start_timeout: float = START_TIMEOUT,
-    ) -> None:
+    def __init__(self, *args: str, env: Optional[dict[str, str]] = None, cwd: Path = ROOT,
+                 allow_tracebacks: bool = False, start_timeout: float = START_TIMEOUT,
+                 preexec_fn: Optional[Callable[[], None]] = None) -> None:
         args = tuple(str(a) for a in args)
         has_port = any(a == "--port" or a.startswith("--port=") for a in args)
         self.args = list(args) if has_port else ["--port", "0", *args]
@@ -64,12 +60,8 @@ class GatewayProcess:
         self._lock = threading.Lock()
         self._started = threading.Event()
         self.proc = subprocess.Popen(
-            self.command,
-            cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            self.command, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

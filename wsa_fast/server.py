@@ -51,8 +51,9 @@ GAUGE_REFRESH = 1.0
 READ_BUFFER_INIT = 2048
 # How long a new connection has to send its upgrade request.
 HANDSHAKE_TIMEOUT = 10.0
-# File descriptors kept out of max_connections (at least; an eighth of the limit if more).
-FD_HEADROOM = 64
+# File descriptors kept out of max_connections: an eighth of the limit, at least 64, at most 1,000
+# (sockets still in their handshake; a refused one lives a round trip).
+FD_HEADROOM_MIN, FD_HEADROOM_MAX = 64, 1000
 # How often a draining worker checks whether in-flight work has finished.
 DRAIN_POLL = 0.05
 # How long a starting worker tries to reach NATS before giving up (its supervisor retries).
@@ -254,7 +255,7 @@ def _connection_budget(settings: Settings) -> int:
             soft = hard
         except (ValueError, OSError):
             pass
-    budget = max(soft - max(FD_HEADROOM, soft // 8), 1)
+    budget = max(soft - max(FD_HEADROOM_MIN, min(soft // 8, FD_HEADROOM_MAX)), 1)
     if not settings.max_connections:
         return budget
     if settings.max_connections <= budget:
