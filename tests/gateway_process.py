@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -45,9 +46,15 @@ class GatewayProcess:
     ``wsa-fast`` starts (e.g. to lower its file descriptor limit).
     """
 
-    def __init__(self, *args: str, env: Optional[dict[str, str]] = None, cwd: Path = ROOT,
-                 allow_tracebacks: bool = False, start_timeout: float = START_TIMEOUT,
-                 preexec_fn: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        allow_tracebacks: bool = False,
+        start_timeout: float = START_TIMEOUT,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         args = tuple(str(a) for a in args)
         has_port = any(a == "--port" or a.startswith("--port=") for a in args)
         self.args = list(args) if has_port else ["--port", "0", *args]
@@ -60,8 +67,13 @@ class GatewayProcess:
         self._lock = threading.Lock()
         self._started = threading.Event()
         self.proc = subprocess.Popen(
-            self.command, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
+            self.command,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

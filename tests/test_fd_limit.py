@@ -4,6 +4,7 @@
 lowered at start-up to leave headroom (docs/protocol.md "Limits"), so past it every upgrade is
 answered HTTP 503 at once, clients already in carry on, and a client gets in as soon as one leaves.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,11 +14,10 @@ import time
 import urllib.request
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
-
 from gateway_process import GatewayProcess
 from test_overload import login, ping
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 from wsa_ws import aio
 
 FD_LIMIT = 160

@@ -5,6 +5,7 @@ another process), hold, and close. Once they are gone, the server's RSS must fal
 least half of what they took: glibc keeps freed heap pages unless asked (RSS used to stay at
 the peak), so the gateway trims its heap at a quiet moment after a burst of closes.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -42,8 +43,21 @@ def wait_until(condition, what: str, deadline_s: float = 120.0) -> None:
 
 
 def hold(gateway: GatewayProcess, count: int, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen([WSA_FAST, "bench", gateway.url, "--scenario", "connect", "--clients", str(count),
-                             "--duration", str(seconds), "--quiet"], stdout=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            WSA_FAST,
+            "bench",
+            gateway.url,
+            "--scenario",
+            "connect",
+            "--clients",
+            str(count),
+            "--duration",
+            str(seconds),
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def test_rss_falls_back_once_connections_close() -> None:
@@ -62,7 +76,9 @@ def test_rss_falls_back_once_connections_close() -> None:
         finally:
             load.terminate()
             load.wait(60)
-        assert held - base > CONNECTIONS * 1024, (base, held)   # the connections did take memory
+        assert held - base > CONNECTIONS * 1024, (base, held)  # the connections did take memory
         wait_until(lambda: open_connections(gateway) == 0, "the server never saw the connections close")
-        wait_until(lambda: rss_bytes(pid) - base <= (held - base) / 2,
-                   f"RSS stayed up: {base} before, {held} with {CONNECTIONS} connections, {rss_bytes(pid)} after")
+        wait_until(
+            lambda: rss_bytes(pid) - base <= (held - base) / 2,
+            f"RSS stayed up: {base} before, {held} with {CONNECTIONS} connections, {rss_bytes(pid)} after",
+        )
