@@ -141,6 +141,31 @@ def test_workers_share_one_port(two_workers: GatewayProcess) -> None:
     check()
 
 
+def go_threads(pid: int) -> str | None:
+    """The GOMAXPROCS a running Go program was started with, if any."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for entry in f.read().split(b"\0"):
+            if entry.startswith(b"GOMAXPROCS="):
+                return entry.split(b"=", 1)[1].decode()
+    return None
+
+
+def test_the_embedded_nats_server_runs_on_one_go_thread(two_workers: GatewayProcess) -> None:
+    nats_pid = int(two_workers.log.split("embedded nats-server (pid ")[1].split(")")[0])
+    assert go_threads(nats_pid) == "1"
+
+
+def test_a_gomaxprocs_the_user_set_reaches_the_embedded_nats_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsa_fast.embedded_nats import EmbeddedNats
+
+    monkeypatch.setenv("GOMAXPROCS", "3")
+    nats = EmbeddedNats(1 << 20)
+    try:
+        assert go_threads(nats.proc.pid) == "3"
+    finally:
+        nats.stop()
+
+
 @aio
 async def test_relay_across_workers_in_both_forms(two_workers: GatewayProcess) -> None:
     async with Clients(two_workers) as clients:
