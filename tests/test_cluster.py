@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -182,6 +184,40 @@ async def test_relay_across_workers_in_both_forms(two_workers: GatewayProcess) -
             "payload": {"method": "test@v1/note", "params": {"x": 1}},
         }
         await a.silent(0.2)
+
+
+@aio
+async def test_every_field_crosses_workers_as_sent(two_workers: GatewayProcess) -> None:
+    """Escapes, absent and empty params, a fail with code and data, null and escaped receipts."""
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        await visible(a, b)
+        tricky = {
+            "text": 'quote " backslash \\ newline \n tab \t \u00e9 \U0001f600 \u0001',
+            "n": [1, -2.5e10, None, True, {}],
+        }
+        note = await a.event(b.cid, "test@v1/note", tricky)
+        assert await b.recv() == {
+            "from": a.cid,
+            "to": b.cid,
+            "type": "event",
+            "id": note,
+            "payload": {"method": "test@v1/note", "params": tricky},
+        }
+        ask = await a.request(b.cid, "test@v1/bare")
+        assert (await b.recv())["payload"] == {"method": "test@v1/bare"}
+        await b.respond(a.cid, ask, "fail", code="NOT_TODAY", data={"why": "\u00e9\n"})
+        expect_response(
+            await a.recv(), id=ask, to=a.cid, frm=b.cid, result="fail", code="NOT_TODAY", data={"why": "\u00e9\n"}
+        )
+        ask = await a.request(b.cid, "test@v1/bare", [])
+        assert (await b.recv())["payload"] == {"method": "test@v1/bare", "params": []}
+        await b.respond(a.cid, ask, receipt=None)
+        expect_response(await a.recv(), id=ask, to=a.cid, frm=b.cid, receipt=None)
+        ask = await a.request(b.cid, "test@v1/bare")
+        await b.recv()
+        await b.respond(a.cid, ask, receipt='r "1" \\ \u00e9')
+        expect_response(await a.recv(), id=ask, to=a.cid, frm=b.cid, receipt='r "1" \\ \u00e9')
 
 
 @aio
@@ -394,6 +430,47 @@ async def test_two_nodes_on_one_nats_are_one_gateway(two_nodes: tuple[GatewayPro
             assert (await peer.recv())["id"] == msg_id
         msg_id = await b.request(uid("nobody"), "test@v1/hello")
         expect_fail(await b.recv(), "NOT_FOUND", id=msg_id, to=b.cid)
+
+
+def publish_raw(nats_url: str, subject: str, payload: bytes) -> None:
+    """One NATS message from outside the gateway, over a plain socket, acknowledged by a PONG."""
+    host, port = nats_url.removeprefix("nats://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.recv(4096)  # INFO
+        sock.sendall(
+            b'CONNECT {"verbose":false}\r\nPUB %s %d\r\n%s\r\nPING\r\n' % (subject.encode(), len(payload), payload)
+        )
+        answer = b""
+        while b"PONG" not in answer:
+            answer += sock.recv(4096)
+
+
+def record(body: bytes, tag: bytes = b"M") -> bytes:
+    return tag + struct.pack("<I", len(body)) + body
+
+
+@aio
+async def test_malformed_records_are_dropped_and_routing_goes_on(
+    nats: NatsServer, two_nodes: tuple[GatewayProcess, GatewayProcess]
+) -> None:
+    one, two = two_nodes
+    fields = struct.pack("<8I", 0, 0, 0, 0, 0, 0, 0, 0)
+    batch = b"".join(
+        [
+            record(b"\x03\x00"),  # shorter than the fixed part
+            record(b"\x09\x00\x00\x00\x00" + fields),  # no such message type
+            record(b"\x03\x00\x00\x00\x00" + struct.pack("<I", 1000) + fields[4:]),  # a field past the end
+            record(b"\x03\x00\x00\x00\x00" + fields + b"extra"),  # bytes after the last field
+        ]
+    )
+    publish_raw(nats.url, "wsa.all", batch)
+    for node in (one, two):
+        assert node.wait_for_log("dropping an unreadable record", 10), node.log
+        assert node.log.count("dropping an unreadable record") >= 4, node.log
+    async with Clients(one) as on_one, Clients(two) as on_two:
+        a = await on_one.open("verbose", login=uid("n1"))
+        b = await on_two.open("compact", login=uid("n2"))
+        await relay_round_trip(a, b)
 
 
 @aio

@@ -4,7 +4,6 @@ cdef class ClusterRouter(LocalRouter):
     cdef object publish                 # cluster's publish(subject, payload): False when it cannot
     cdef bint nats_up                   # connected to NATS: remote routing possible
     cdef readonly ClientTable remote    # ids bound on other workers -> RemoteClient: the only copy of presence
-    cdef Parser record_parser           # for batches from other workers, which may arrive mid-message
     cdef dict workers                   # NATS subject -> RemoteWorker, for answering a batch's sender
     cdef RemoteWorker everyone          # the broadcast subject, read by every worker
     cdef list dirty_workers             # workers with records not yet published

@@ -7,15 +7,15 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy, memmove
 from wsa_fast._codec cimport (
-    COMPACT, FAIL, OK, ADDR_BROADCAST, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, FrameBuffer, Parser, Str, WsaMsg,
-    str_of, to_message,
+    FAIL, ADDR_BROADCAST, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, FrameBuffer, Str, WsaMsg, str_of, to_message,
 )
+from wsa_fast._record cimport read_record, write_record
 from wsa_fast._routing cimport ClientTable, PendingTable, RemoteWorker, RemoteClient
 
 from wsa_fast.errors import WSAError
 
 # A batch between workers is records back to back: a tag byte, a 4-byte little-endian
-# length, and the message as compact JSON with its from and to already set.
+# length, and the message's fields with its from and to already set (_record.pxd).
 cdef Py_ssize_t RECORD_HEADER = 5
 cdef char TAG_MESSAGE = b'M'          # deliver this message
 cdef char TAG_BOUNCE = b'N'           # this message you sent found no such client here
@@ -32,7 +32,6 @@ cdef class ClusterRouter(LocalRouter):
         self.publish = None
         self.nats_up = False
         self.remote = ClientTable()
-        self.record_parser = Parser()
         self.workers = {}
         self.everyone = None
         self.dirty_workers = []
@@ -139,7 +138,7 @@ cdef class ClusterRouter(LocalRouter):
         cdef uint32_t n
         box.reserve(RECORD_HEADER)
         box.size += RECORD_HEADER
-        n = <uint32_t>box.write_json(m, COMPACT)
+        n = <uint32_t>write_record(box, m)
         box.data[start] = tag
         memcpy(box.data + start + 1, &n, 4)     # little-endian on every platform we build for
         if box.size > self.max_payload:
@@ -182,7 +181,9 @@ cdef class ClusterRouter(LocalRouter):
         cdef Py_ssize_t pos = 0, n = len(data)
         cdef uint32_t size
         cdef char tag
-        cdef WsaMsg* m
+        cdef WsaMsg record
+        cdef WsaMsg* m = &record
+        cdef bint readable
         while pos + RECORD_HEADER <= n:
             tag = p[pos]
             memcpy(&size, p + pos + 1, 4)
@@ -190,10 +191,10 @@ cdef class ClusterRouter(LocalRouter):
             if size > n - pos:
                 log.error("dropping a truncated batch from %s", origin)
                 return 0
-            m = self.record_parser.parse(p + pos, size)
+            readable = read_record(p + pos, size, m)
             pos += size
-            if m.status != OK:
-                log.error("dropping an unreadable record from %s: %s", origin, m.reason.decode())
+            if not readable:
+                log.error("dropping an unreadable record from %s", origin)
             elif unsent:
                 self.bounced(m, UNAVAILABLE)
             elif tag == TAG_MESSAGE:
