@@ -221,6 +221,22 @@ async def test_every_field_crosses_workers_as_sent(two_workers: GatewayProcess) 
 
 
 @aio
+async def test_a_message_near_the_size_limit_crosses_workers(two_workers: GatewayProcess) -> None:
+    """Bigger than the NATS client's read buffer: read whole over several reads, and routing goes on."""
+    async with Clients(two_workers) as clients:
+        a, b = await on_workers(clients, 2)
+        await visible(a, b)
+        text = "\u00e9" * 400_000 + "x" * 100_000  # 900,000 bytes of UTF-8
+        for _ in range(2):
+            big = await a.event(b.cid, "test@v1/big", {"text": text})
+            small = await a.event(b.cid, "test@v1/small", [1])
+            got = await b.recv()
+            assert (got["id"], got["payload"]) == (big, {"method": "test@v1/big", "params": {"text": text}})
+            got = await b.recv()
+            assert (got["id"], got["payload"]) == (small, {"method": "test@v1/small", "params": [1]})
+
+
+@aio
 async def test_not_found_when_connected_nowhere(two_workers: GatewayProcess) -> None:
     async with Clients(two_workers) as clients:
         (a,) = await clients.bound("compact")

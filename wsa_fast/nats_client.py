@@ -38,6 +38,9 @@ MAX_OUTSTANDING_PINGS = 2
 CONNECT_TIMEOUT = 2.0
 # Pause between rounds over every known server while NATS is unreachable.
 RECONNECT_WAIT = 0.25
+# The receive buffer, and the room a read must have (else it doubles: a batch is read whole).
+READ_BUFFER = 256 * 1024
+MIN_READ = 64 * 1024
 # Unsent bytes beyond which publishing refuses: the server (or the network to it) is too slow.
 MAX_UNSENT = 64 * 1024 * 1024
 
@@ -174,14 +177,15 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
         raise ValueError(f"cannot load the CA file {ca_file}: {error}") from None
 
 
-class _Protocol(asyncio.Protocol):
-    """One TCP connection to a NATS server; parses what it sends."""
+class _Protocol(asyncio.BufferedProtocol):
+    """One TCP connection to a NATS server; parses what it sends, read into one reused buffer."""
 
     def __init__(self, client: NatsClient, server: Server) -> None:
         self.client = client
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.buffer = bytearray(READ_BUFFER)
+        self.filled = 0  # bytes at the start of buffer read and not handled yet
         self.connect_sent = False
         self.nonce: str | None = None  # from INFO: what NKEY authentication signs
         self.upgrading: asyncio.Task | None = None  # the TLS handshake, held so it is not collected
@@ -221,14 +225,20 @@ class _Protocol(asyncio.Protocol):
                 waiter.exception()  # whoever awaits it still gets it; nobody awaiting is no error
         self.client._lost(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # The socket is read straight into our buffer, doubled while a message does not fit.
+        if len(self.buffer) - self.filled < MIN_READ:
+            self.buffer.extend(bytes(len(self.buffer)))
+        return memoryview(self.buffer)[self.filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.filled += nbytes
         buf = self.buffer
-        buf += data
+        end = self.filled
         pos = 0
-        end = len(buf)
         client = self.client
         while pos < end:
-            eol = buf.find(CRLF, pos)
+            eol = buf.find(CRLF, pos, end)
             if eol < 0:
                 break
             if buf.startswith(b"MSG ", pos):
@@ -238,7 +248,8 @@ class _Protocol(asyncio.Protocol):
                 start = eol + 2
                 if end - start < size + 2:
                     break
-                payload = bytes(buf[start : start + size])
+                with memoryview(buf) as view:
+                    payload = view[start : start + size].tobytes()  # the one copy of a batch
                 pos = start + size + 2
                 callback = client.callbacks.get(header[1])
                 if callback is not None:
@@ -273,7 +284,10 @@ class _Protocol(asyncio.Protocol):
                 log.error("NATS server error: %s", line[5:].decode("utf-8", "replace"))
                 if not self.handshake.done():
                     self.handshake.set_exception(NatsError(line[5:].decode("utf-8", "replace")))
-        del buf[:pos]
+        if pos:
+            # What is left is the start of a message: to the front (same size: no reallocation).
+            buf[: end - pos] = buf[pos:end]
+            self.filled = end - pos
 
 
 class NatsClient:
