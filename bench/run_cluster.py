@@ -3,6 +3,7 @@
     python bench/run_cluster.py            # about 1.5 min: a table, and bench/out/cluster.json
     python bench/run_cluster.py --rounds 1 --duration 1
     python bench/run_cluster.py --smoke    # CI: every configuration once, briefly; fails on any loss
+    python bench/run_cluster.py --only relay --rounds 5   # the configurations whose name says "relay"
 
 Nothing is pinned: the workers, the nats-server and the load generator share both cores,
 as a gateway and its clients on one machine would ("load generator included"). Each
@@ -13,7 +14,8 @@ the ratios compare runs made minutes apart at most.
   ``wsa-fast serve`` and ``wsa-fast serve --workers 2``.
 - relay: events from 8 senders to 8 receivers, all on one worker, and with the senders
   on one node and the receivers on another (two ``wsa-fast serve --nats`` on one
-  nats-server): every message crosses NATS, batched per loop iteration.
+  nats-server): every message crosses NATS, batched per loop iteration. Its CPU is also
+  split by process (the senders' node, the receivers' node, nats-server).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from run import PY, ROOT, drive, ensure_built, free_port, log  # noqa: E402
+
+from wsa_fast.loadtest import proctree  # noqa: E402
 
 # The console script beside this Python: the venv's, even when nobody activated it.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
@@ -85,13 +89,46 @@ class Gateway:
         self.log.close()
 
 
+def cpu_by_process(gateway: Gateway) -> dict[str, float]:
+    """CPU seconds so far of each process of a multi-node gateway: each node by its port, and nats-server."""
+    scan = proctree.scan()
+    out: dict[str, float] = {}
+    for pid in proctree.tree(scan, gateway.proc.pid) - {gateway.proc.pid}:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        port = next((p for p in gateway.ports if str(p).encode() in argv), None)
+        role = (
+            "nats-server"
+            if "nats" in scan[pid][2]
+            else "senders' node"
+            if port == gateway.ports[0]
+            else "receivers' node"
+        )
+        out[role] = out.get(role, 0.0) + scan[pid][1]
+    return out
+
+
 def load(gateway: Gateway, opts: dict, args: argparse.Namespace, rx_node: int = 0) -> dict:
     extra = ["--server-pid", str(gateway.proc.pid), "--duration", str(args.duration), "--warmup", str(args.warmup)]
     if rx_node:
         extra += ["--rx-url", gateway.url(rx_node)]
     if args.smoke:
         extra += ["--max-messages", "20000"]
-    return drive(gateway.url(0), opts, extra, timeout=args.duration + args.warmup + 60)
+    before = cpu_by_process(gateway) if rx_node else {}
+    result = drive(gateway.url(0), opts, extra, timeout=args.duration + args.warmup + 60)
+    if rx_node and result.get("ok"):
+        # Each process's share of the tree's CPU over the whole run (set-up and warm-up included),
+        # applied to the measured CPU per message: where a message crossing workers spends it.
+        spent = {role: cpu - before.get(role, 0.0) for role, cpu in cpu_by_process(gateway).items()}
+        total = sum(spent.values())
+        if total > 0:
+            result["split_us_per_msg"] = {
+                role: result["server_cpu_us_per_msg"] * cpu / total for role, cpu in sorted(spent.items())
+            }
+    return result
 
 
 CONFIGS = {
@@ -109,14 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--out", default=os.path.join(HERE, "out", "cluster.json"))
     p.add_argument("--smoke", action="store_true", help="one short round with a message cap: no timing claims")
+    p.add_argument("--only", action="append", metavar="TEXT", help="only configurations whose name contains TEXT")
     args = p.parse_args(argv)
+    configs = {name: c for name, c in CONFIGS.items() if not args.only or any(t in name for t in args.only)}
     if args.smoke:
         args.rounds, args.duration, args.warmup = 1, 1.0, 0.0
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     ensure_built()
-    runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
     for round_no in range(1, args.rounds + 1):
-        for name, (how, opts, rx_node) in CONFIGS.items():
+        for name, (how, opts, rx_node) in configs.items():
             gateway = Gateway(*how.get("extra", ()), nodes=how.get("nodes", 1))
             try:
                 result = load(gateway, opts, args, rx_node)
@@ -138,10 +177,16 @@ def main(argv: list[str] | None = None) -> int:
                 "server_cpu_us_per_msg": statistics.median(r["server_cpu_us_per_msg"] for r in good) if good else None,
                 "loadgen_cpu_us_per_msg": statistics.median(r["lg_cpu_us_per_msg"] for r in good) if good else None,
                 "all_msg_per_s": [r.get("msg_per_s") for r in results],
+                "all_server_cpu_us_per_msg": [r.get("server_cpu_us_per_msg") for r in results],
+                "split_us_per_msg": {
+                    role: statistics.median(r["split_us_per_msg"][role] for r in good if "split_us_per_msg" in r)
+                    for role in (good[0].get("split_us_per_msg") or {} if good else {})
+                },
             }
         )
     by = {r["config"]: r for r in rows}
-    one, two = by["ping, 1 worker"]["msg_per_s"], by["ping, --workers 2"]["msg_per_s"]
+    one = (by.get("ping, 1 worker") or {}).get("msg_per_s")
+    two = (by.get("ping, --workers 2") or {}).get("msg_per_s")
     ping_ratio = two / one if one and two else None
     print(
         f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -154,7 +199,17 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['loadgen_cpu_us_per_msg'] or 0:.2f} | "
             f"{', '.join(f'{v:,.0f}' if v else 'failed' for v in r['all_msg_per_s'])} |"
         )
-    print(f"\n--workers 2 ÷ 1 worker (ping): {ping_ratio:.2f}x" if ping_ratio else "\nno ping ratio: a run failed")
+    for r in rows:
+        if r["split_us_per_msg"]:
+            print(
+                f"\n{r['config']}, by process (µs CPU/msg, median): "
+                + ", ".join(f"{role} {us:.2f}" for role, us in r["split_us_per_msg"].items())
+            )
+    local = (by.get("relay, same worker") or {}).get("server_cpu_us_per_msg")
+    across = (by.get("relay, across workers (2 nodes, NATS)") or {}).get("server_cpu_us_per_msg")
+    if local and across:
+        print(f"relay across workers ÷ on one worker (server CPU per message): {across / local:.2f}x")
+    print(f"\n--workers 2 ÷ 1 worker (ping): {ping_ratio:.2f}x" if ping_ratio else "\nno ping ratio")
     with open(args.out, "w") as f:
         json.dump({"rows": rows, "ping_ratio": ping_ratio, "args": vars(args)}, f, indent=1)
     return 0 if all(r["ok"] for r in rows) else 1

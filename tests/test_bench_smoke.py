@@ -75,6 +75,9 @@ def test_cluster_bench_smoke_runs_every_configuration():
     assert proc.returncode == 0, report
     for config in ("ping, 1 worker", "ping, --workers 2", "relay, same worker", "relay, across workers"):
         assert re.search(rf"^\| {re.escape(config)}[^|]* \| [\d,]+ \|", proc.stdout, re.M), report
+    # Where a message crossing workers spends its CPU, process by process.
+    split = r"by process \(µs CPU/msg, median\): nats-server [\d.]+, receivers' node [\d.]+, senders' node [\d.]+$"
+    assert re.search(split, proc.stdout, re.M), report
 
 
 def test_bench_fails_when_the_gateway_under_test_is_missing(tmp_path):
