@@ -4,6 +4,10 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.math cimport isfinite
 
+
+cdef extern from "<string.h>" nogil:
+    void* memmem(const void* haystack, size_t n, const void* needle, size_t m)
+
 import json
 import threading
 
@@ -80,8 +84,9 @@ cdef bytes dumps(value):
     except orjson.JSONEncodeError:
         # orjson refuses integers past 64 bits; anything else raises from json.dumps too.
         return _json_dumps(value)
-    # orjson writes NaN and +-Infinity as null; codec_py raises ValueError for them.
-    if b"null" in out and has_non_finite(value):
+    # orjson writes NaN and +-Infinity as null; codec_py raises ValueError for them. (memmem:
+    # `b"null" in out` first tries the needle as an int and formats a TypeError, per call.)
+    if memmem(<const char*>out, len(out), b"null", 4) != NULL and has_non_finite(value):
         raise ValueError("Out of range float values are not JSON compliant")
     return out
 
