@@ -62,6 +62,7 @@ extensions = [
     ),
     extension("_routing"),
     extension("_policy"),
+    extension("_context"),
     extension("_gateway"),
     extension("_frame_gate"),
     # The load generator of `wsa-fast bench`.

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ._context import Context
 from .errors import WSAError
 from .grammar import is_method
 from .message import Message
@@ -20,22 +21,6 @@ Handler = Callable[["Context", Any], Any]
 Policy = Callable[[str, str, str, str], bool]
 
 BUILTIN_METHODS = frozenset({"wsa@v1/ping", "auth@v1/login"})
-
-
-class Context:
-    """What a handler knows about the message it handles."""
-
-    __slots__ = ("app", "client_id", "id", "method", "connection")
-
-    def __init__(self, app: App, client_id: str, id: str, method: str, connection: Any) -> None:
-        self.app = app
-        self.client_id = client_id  # the sender's bound id
-        self.id = id  # the message id, echoed by the response
-        self.method = method
-        self.connection = connection  # the sender's wsa_fast._gateway.Connection
-
-    def __repr__(self) -> str:
-        return f"Context(client_id={self.client_id!r}, id={self.id!r}, method={self.method!r})"
 
 
 class App:

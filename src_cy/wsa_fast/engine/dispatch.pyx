@@ -7,11 +7,28 @@ from wsa_fast._codec cimport (
     FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, Str, WsaMsg, dumps, fail_code_of, loads, outcome_kind, str_of,
 )
 
-from wsa_fast.app import Context
+from wsa_fast._context cimport new_context
+
 from wsa_fast.errors import WSAError
 
 # Handler results that cannot be awaitable, so the check costs nothing in the common case.
 PLAIN_RESULTS = frozenset({type(None), dict, list, str, int, float, bool})
+
+
+cdef class Handler:
+    """A registered handler as the dispatch calls it, with what the call needs looked up once."""
+
+    def __init__(self, fn, bint is_async, str method, Py_ssize_t histogram):
+        self.fn = fn
+        self.is_async = is_async
+        self.method = method
+        self.histogram = histogram
+
+
+cdef dict handler_table(dict registered, dict histogram):
+    """An App's table (method -> (callable, is coroutine function)) as method -> Handler."""
+    return {method: Handler(fn, is_async, method, histogram[method])
+            for method, (fn, is_async) in registered.items()}
 
 
 cdef class Dispatch(Deadlines):
@@ -20,31 +37,29 @@ cdef class Dispatch(Deadlines):
     def __init__(self, settings, app, authenticator, loop=None, metrics=None):
         Deadlines.__init__(self, settings, app, authenticator, loop, metrics)
         self.app = app
-        self.request_handlers = dict(app.request_handlers) if app is not None else {}
-        self.event_handlers = dict(app.event_handlers) if app is not None else {}
+        histogram = {method: FIXED_SLOTS + i * METHOD_SLOTS for i, method in enumerate(handler_methods(app))}
+        self.request_handlers = handler_table(app.request_handlers, histogram) if app is not None else {}
+        self.event_handlers = handler_table(app.event_handlers, histogram) if app is not None else {}
         self.tasks = set()
-        self.histogram_base = {method: FIXED_SLOTS + i * METHOD_SLOTS
-                               for i, method in enumerate(handler_methods(app))}
 
-    cdef int call_handler(self, Connection conn, WsaMsg* m, str method, tuple entry) except -1:
-        handler, is_async = entry
-        ctx = Context(self.app, conn.client_id, text(m.id), method, conn)
+    cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1:
+        ctx = new_context(self.app, conn.client_id, text(m.id), handler.method, conn)
         cdef double started = monotonic()
         try:
-            outcome = handler(ctx, loads(m.params) if m.has_params else None)
+            outcome = handler.fn(ctx, loads(m.params) if m.has_params else None)
         except Exception as exc:
             outcome = exc
         else:
-            if is_async or (type(outcome) not in PLAIN_RESULTS and inspect.isawaitable(outcome)):
-                self.spawn(self.settle_later(conn, ctx, m.type == REQUEST, outcome, started))
+            if handler.is_async or (type(outcome) not in PLAIN_RESULTS and inspect.isawaitable(outcome)):
+                self.spawn(self.settle_later(conn, ctx, m.type == REQUEST, outcome, started, handler))
                 return 0
-        self.observe(method, started)
-        return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, method)
+        self.observe(handler, started)
+        return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler.method)
 
-    cdef int observe(self, str method, double started) except -1:
-        """Count one handler call of ``method`` that began at ``started`` in its latency histogram."""
+    cdef int observe(self, Handler handler, double started) except -1:
+        """Count one call of ``handler`` that began at ``started`` in its latency histogram."""
         cdef double seconds = monotonic() - started
-        cdef Py_ssize_t base = self.histogram_base[method]
+        cdef Py_ssize_t base = handler.histogram
         cdef int i = 0
         while i < N_BUCKETS and seconds > BUCKET_BOUNDS[i]:
             i += 1
@@ -52,13 +67,14 @@ cdef class Dispatch(Deadlines):
         self.counts[base + N_BUCKETS + 1] += <long long>(seconds * 1e9)
         return 0
 
-    async def settle_later(self, Connection conn, ctx, bint is_request, awaitable, double started):
+    async def settle_later(self, Connection conn, ctx, bint is_request, awaitable, double started,
+                           Handler handler):
         cdef bytes id_b = ctx.id.encode()
         try:
             outcome = await awaitable
         except Exception as exc:
             outcome = exc
-        self.observe(ctx.method, started)
+        self.observe(handler, started)
         self.settle(conn, str_of(id_b), str_of(conn.client_id_b), is_request, outcome, ctx.method)
         conn.flush()
 

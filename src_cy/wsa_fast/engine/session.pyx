@@ -92,10 +92,10 @@ cdef class Session(Login):
                 not self.policy.allows(KIND_CALL, conn.principals, m.method, m.to):
             return self.fail(conn, m, PERMISSION_DENIED)
         method = PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL)
-        entry = (self.request_handlers if m.type == REQUEST else self.event_handlers).get(method)
-        if entry is None:
+        handler = (self.request_handlers if m.type == REQUEST else self.event_handlers).get(method)
+        if handler is None:
             return self.fail(conn, m, METHOD_NOT_FOUND)
-        return self.call_handler(conn, m, method, <tuple>entry)
+        return self.call_handler(conn, m, <Handler>handler)
 
     cdef int relay(self, Connection conn, WsaMsg* m) except -1:
         # Before the lookup: a client may not learn who is connected from whom it may not message.

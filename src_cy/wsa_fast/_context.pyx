@@ -1,0 +1,23 @@
+# cython: language_level=3
+"""``Context``, what a handler knows about the message it handles (exported as wsa_fast.Context).
+
+Compiled because the gateway builds one for every handler call: it allocates it from a free
+list and fills its fields in C (``new_context`` in _context.pxd), with no Python ``__init__``.
+"""
+cimport cython
+
+
+@cython.freelist(64)
+cdef class Context:
+    """What a handler knows about the message it handles: ``app``, ``client_id`` (the sender's
+    bound id), ``id`` (the message id, echoed by the response), ``method``, ``connection``."""
+
+    def __init__(self, app, str client_id, str id, str method, connection):
+        self.app = app
+        self.client_id = client_id
+        self.id = id
+        self.method = method
+        self.connection = connection
+
+    def __repr__(self):
+        return f"Context(client_id={self.client_id!r}, id={self.id!r}, method={self.method!r})"
