@@ -2,6 +2,7 @@
 # and the handler's outcome answered. Included into _gateway.pyx.
 
 import inspect
+from asyncio import current_task
 
 from wsa_fast._codec cimport (
     FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, Str, WsaMsg, dumps, fail_code_of, loads, outcome_kind, str_of,
@@ -51,7 +52,9 @@ cdef class Dispatch(Deadlines):
             outcome = exc
         else:
             if handler.is_async or (type(outcome) not in PLAIN_RESULTS and inspect.isawaitable(outcome)):
-                self.spawn(self.settle_later(conn, ctx, m.type == REQUEST, outcome, started, handler))
+                # One task per call, with no done callback: settle_later leaves self.tasks itself.
+                self.tasks.add(self.loop.create_task(
+                    self.settle_later(conn, ctx, m.type == REQUEST, outcome, started, handler)))
                 return 0
         self.observe(handler, started)
         return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler.method)
@@ -71,12 +74,16 @@ cdef class Dispatch(Deadlines):
                            Handler handler):
         cdef bytes id_b = ctx.id.encode()
         try:
-            outcome = await awaitable
-        except Exception as exc:
-            outcome = exc
-        self.observe(handler, started)
-        self.settle(conn, str_of(id_b), str_of(conn.client_id_b), is_request, outcome, ctx.method)
-        conn.flush()
+            try:
+                outcome = await awaitable
+            except Exception as exc:
+                outcome = exc
+            self.observe(handler, started)
+            # No flush here: the reply marked conn dirty, so it is written with every other task's
+            # output of this loop iteration (one write per connection, not one per message).
+            self.settle(conn, str_of(id_b), str_of(conn.client_id_b), is_request, outcome, ctx.method)
+        finally:
+            self.tasks.discard(current_task())
 
     cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1:
         """Answer a handler's outcome by the rule of _codec.outcome_kind (the client follows it too)."""
