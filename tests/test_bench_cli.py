@@ -179,6 +179,34 @@ def test_fail_responses_are_counted_by_code_and_fail_the_run(start_gateway, tmp_
     assert "fail TEAPOT" in out and "FAIL:" in out
 
 
+@pytest.mark.parametrize("form", ["verbose", "compact"])
+def test_expected_fail_responses_count_as_answered_and_others_still_fail(start_gateway, tmp_path, form):
+    gateway = start_gateway(app=ECHO_APP)
+    call = ["--scenario", "call", "echo@v1/fail", "--params", '{"code":"TEAPOT"}', "--form", form]
+    rc, result, out, err = bench(
+        tmp_path, gateway.url + "/", *call, "--expect-fail", "TEAPOT", "--max-messages", "3000", "--duration", "60"
+    )
+    assert rc == 0, out + err
+    c = result["counts"]
+    assert (c["sent"], c["answered"], c["failed"], c["lost"], c["garbled"]) == (3000, 3000, 0, 0, 0), c
+    # Another code than the expected one is still a failure, counted by its code.
+    rc, result, out, err = bench(
+        tmp_path,
+        gateway.url + "/",
+        *call,
+        "--expect-fail",
+        "CONFLICT",
+        "--max-messages",
+        "1000",
+        "--duration",
+        "60",
+        name="other",
+    )
+    assert rc == 1, out + err
+    assert (result["counts"]["answered"], result["counts"]["failed"]) == (0, 1000), result["counts"]
+    assert result["fails"] == {"TEAPOT": 1000}
+
+
 @pytest.mark.parametrize("auth", ["tokens", "jwt"])
 def test_clients_log_in_with_a_token_file_or_minted_jwts(start_gateway, tmp_path, auth):
     if auth == "tokens":
@@ -524,6 +552,8 @@ def test_plot_without_matplotlib_is_a_clear_usage_error(echo_server, tmp_path):
         (["--slo", "p99=fast"], "--slo"),
         (["--payload-bytes", "10"], "--payload-bytes"),
         (["--spin"], "--rate"),
+        (["--expect-fail", "CONFLICT"], "--expect-fail is for call"),
+        (["--scenario", "call", "echo@v1/fail", "--expect-fail", "teapot"], "not a fail code"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(echo_server, tmp_path, args, message):

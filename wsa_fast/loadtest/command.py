@@ -38,6 +38,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     p.add_argument("--params", metavar="JSON", help="call: the params of each request (an object or an array)")
     p.add_argument(
+        "--expect-fail",
+        metavar="CODE",
+        help="call: the method answers fail with CODE (a handler raising WSAError): such answers count as answered",
+    )
+    p.add_argument(
         "--clients",
         type=int,
         default=8,
@@ -262,6 +267,13 @@ def validate(a) -> None:
             raise ValueError(f"--scenario call {rest[0]!r}: not a method name (service@vN/endpoint)")
     elif rest:
         raise ValueError(f"--scenario {name} takes no argument (got {' '.join(rest)})")
+    if a.expect_fail is not None:
+        from ..grammar import is_code
+
+        if name != "call":
+            raise ValueError("--expect-fail is for call")
+        if not is_code(a.expect_fail):
+            raise ValueError(f"--expect-fail {a.expect_fail!r}: not a fail code ([A-Z][A-Z0-9_]*)")
     a.scenario, a.method = name, (rest[0] if rest else None)
     a.params = json.loads(a.params) if a.params else None
     if a.params is not None and not isinstance(a.params, (dict, list)):

@@ -85,8 +85,8 @@ class Driver:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    async def connect(self, compact: bool, kind: str, url: str | None = None) -> Conn:
-        ok_key, ok_val = messages.good_reply(compact, kind)
+    async def connect(self, compact: bool, kind: str, url: str | None = None, fail_code: str | None = None) -> Conn:
+        ok_key, ok_val = messages.good_reply(compact, kind, fail_code)
         check = _loadgen.CHECK_ID_ONLY if self.a.echo else _loadgen.CHECK_KEY_VALUE
         headers = {"Sec-WebSocket-Protocol": "wsa.v1.compact"} if compact else None
         try:
@@ -169,7 +169,7 @@ class Driver:
             creds = self.credentials("c", first, count) if scenario == "call" else None
 
             async def open_one(k):
-                c = await self.connect(compact, "response")
+                c = await self.connect(compact, "response", fail_code=a.expect_fail)
                 if creds is None:
                     msg = self.build(
                         lambda pad: message(compact, "", "server", "request", PING, {"pad": pad} if pad else None)

@@ -56,8 +56,11 @@ def template(msg: dict, mask: bytes) -> tuple[bytes, int, bytes]:
     return frame, len(frame) - len(payload) + off, bytes(mask[(off + i) & 3] for i in range(ID_LEN))
 
 
-def good_reply(compact: bool, kind: str) -> tuple[bytes, bytes]:
-    """The key and value (with its closing quote) a good delivery carries, for connections of this form."""
+def good_reply(compact: bool, kind: str, fail_code: str | None = None) -> tuple[bytes, bytes]:
+    """The key and value (with its closing quote) a good delivery carries, for connections of this form;
+    with ``fail_code``, a good response is a fail with that code (compact "c" holds a fail's code)."""
+    if kind == "response" and fail_code:
+        return (b'"c"', f'{fail_code}"'.encode()) if compact else (b'"code"', f'{fail_code}"'.encode())
     if kind == "response":
         return (b'"r"', b's"') if compact else (b'"result"', b'success"')
     return (b'"y"', b'e"') if compact else (b'"type"', b'event"')
