@@ -66,6 +66,9 @@ SCENARIOS = {
     "broadcast": dict(mode="broadcast", receivers=32, window=8),
     # A sync Python handler (bench_app.py) answering each request: what the gateway adds around user code.
     "handler": dict(mode="handler", conns=8, window=64),
+    # The same handler as a coroutine function (settled in a task), and one raising WSAError (a fail response).
+    "handler-async": dict(mode="handler", method="bench@v1/echo_async", conns=8, window=64),
+    "handler-error": dict(mode="handler", method="bench@v1/refuse", expect_fail="CONFLICT", conns=8, window=64),
     # ping next to 10,000 logged-in silent connections: per-message CPU and memory per connection at scale.
     # Before broadcast-1k, so the server's heap has no freed connections to reuse and RSS grows in full.
     "ping-idle-10k": dict(mode="ping", conns=8, window=64, idle=10000),
@@ -77,11 +80,15 @@ FLOOR_SCENARIOS = ("ping", "ping-compact")
 # Scenarios only wsa-fast runs, and why (printed as notes under the table).
 GATEWAY_ONLY = {
     "handler": "the peers have no app API",
+    "handler-async": "the peers have no app API",
+    "handler-error": "the peers have no app API",
     "ping-idle-10k": "wsa-fast's own scale targets",
 }
 # --smoke: every scenario, small enough to stay cheap.
 SMOKE = {
     "handler": dict(max_messages=1000),
+    "handler-async": dict(max_messages=1000),
+    "handler-error": dict(max_messages=1000),
     "broadcast-1k": dict(receivers=200, max_messages=100),
     "ping-idle-10k": dict(idle=300),
 }
@@ -297,7 +304,8 @@ def bench_args(opts: dict) -> list[str]:
     if mode == "ping":
         out += ["--scenario", "ping", "--clients", str(conns)]
     elif mode == "handler":
-        out += ["--scenario", "call", "bench@v1/echo", "--params", '{"n":1}', "--clients", str(conns)]
+        method = o.pop("method", "bench@v1/echo")
+        out += ["--scenario", "call", method, "--params", '{"n":1}', "--clients", str(conns)]
     elif mode in ("relay", "relay-mixed"):
         out += ["--scenario", "relay", "--clients", str(2 * conns)]
         if mode == "relay-mixed":
