@@ -161,6 +161,20 @@ def test_a_raising_authenticator_fails_the_login(server):
     logged(server, since, "the authenticator failed", 1)
 
 
+@pytest.mark.parametrize("kind", ["set", "object", "bytes", "nan", "inf"])
+def test_a_handler_value_that_is_not_json_fails_internal_error(server, kind):
+    since = len(server.log)
+    ws, me = open_bound(server)
+    with ws:
+        ids = [new_id() for _ in range(2)]
+        ws.send(
+            frame(msg(me, "server", "request", ids[0], "faulty@v1/unencodable", {"kind": kind}))
+            + frame(msg(me, "server", "request", ids[1], "wsa@v1/ping"))
+        )
+        assert [answer(r) for r in replies(ws, 2)] == [(ids[0], "fail", "INTERNAL_ERROR"), (ids[1], "success", None)]
+    logged(server, since, "the handler for faulty@v1/unencodable returned a value that cannot be encoded", 1)
+
+
 @pytest.mark.parametrize("method", ["faulty@v1/too_deep", "faulty@v1/too_deep_async"])
 def test_a_handler_value_that_cannot_be_encoded_fails_internal_error(server, method):
     since = len(server.log)

@@ -61,6 +61,21 @@ def too_deep(ctx: Context, params: Any) -> Any:
     return value
 
 
+# Values no JSON encoder takes (NaN and infinities are not JSON: the oracle's json.dumps refuses them).
+UNENCODABLE = {
+    "set": lambda: {1, 2},
+    "object": object,
+    "bytes": lambda: b"raw",
+    "nan": lambda: float("nan"),
+    "inf": lambda: {"x": [float("-inf")]},
+}
+
+
+@app.request("faulty@v1/unencodable")
+def unencodable(ctx: Context, params: Any) -> Any:
+    return UNENCODABLE[params["kind"]]()
+
+
 @app.request("faulty@v1/too_deep_async")
 async def too_deep_async(ctx: Context, params: Any) -> Any:
     await asyncio.sleep(0)
