@@ -3,6 +3,7 @@
     python bench/ab.py limits --pairs 6                 # every limit on (too high to refuse) vs --limits off
     python bench/ab.py policy --pairs 6                 # bench/policy.toml checked on every relay vs no policy
     python bench/ab.py metrics --pairs 6 --without /tmp/nometrics/.venv/bin/wsa-fast
+    python bench/ab.py build --pairs 6 --without BEFORE/wsa-fast --with AFTER/wsa-fast   # two builds
 
 A and B run back to back in each pair, alternating which goes first, with the gateway pinned to
 core 0 and `wsa-fast bench` to core 1 (as bench/run.py does). Other programs' load drifts over
@@ -11,6 +12,8 @@ CPU per message within a pair is what drift disturbs least. The table gives the 
 ratios and their spread (lowest, highest), with the load average before and after.
 `--without` for metrics: a `wsa-fast` built from this tree with the counters' increments removed
 (see bench/RESULTS.md for the exact command), so the only difference is the counting.
+`build`: two builds of the gateway (a change that should cost nothing, such as a refactoring):
+A is `--without`, B is `--with` (default: this venv's wsa-fast).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from run import LIMITS_ON_FLAGS, SERVER_CORE, WSA_FAST, Server, drive, pin  # no
 SCENARIOS = {
     "ping": dict(mode="ping", conns=8, window=64),
     "relay": dict(mode="relay", conns=8, window=64),
+    # A sync Python handler answering each request (bench/bench_app.py), as in bench/run.py.
+    "handler": dict(mode="handler", conns=8, window=64),
 }
 
 
@@ -52,7 +57,9 @@ def gateway(wsa_fast: str, *flags: str) -> list[str]:
     ]
 
 
-def variants(feature: str, without: str | None) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]:
+def variants(
+    feature: str, without: str | None, with_: str | None = None
+) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]:
     """(A, B) as (name, command): B has the feature, A does not."""
     if feature == "limits":
         return ("--limits off", gateway(WSA_FAST)), ("every limit on", gateway(WSA_FAST, *LIMITS_ON_FLAGS))
@@ -65,6 +72,10 @@ def variants(feature: str, without: str | None) -> tuple[tuple[str, list[str]], 
         if not without:
             raise SystemExit("metrics: --without WSA_FAST (a build without the counters) is required")
         return ("without metrics", gateway(without)), ("with metrics", gateway(WSA_FAST))
+    if feature == "build":
+        if not without:
+            raise SystemExit("build: --without WSA_FAST (the build to compare against) is required")
+        return ("before", gateway(without)), ("after", gateway(with_ or WSA_FAST))
     raise SystemExit(f"unknown feature {feature}")
 
 
@@ -84,16 +95,19 @@ def measure(name: str, cmd: list[str], scenario: str, duration: float, warmup: f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("feature", choices=("limits", "policy", "metrics"))
+    parser.add_argument("feature", choices=("limits", "policy", "metrics", "build"))
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--scenarios", default="ping,relay")
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
-    parser.add_argument("--without", metavar="WSA_FAST", help="metrics: wsa-fast built without the counters")
+    parser.add_argument(
+        "--without", metavar="WSA_FAST", help="metrics: wsa-fast built without the counters; build: the A build"
+    )
+    parser.add_argument("--with", dest="with_", metavar="WSA_FAST", help="build: the B build (default: this venv's)")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: the gateway on core 0, the load generator on core 1")
-    (a_name, a_cmd), (b_name, b_cmd) = variants(args.feature, args.without)
+    (a_name, a_cmd), (b_name, b_cmd) = variants(args.feature, args.without, args.with_)
     scenarios = args.scenarios.split(",")
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -198,7 +198,8 @@ cdef class FrameBuffer:
         out = put(out, K_TO[form])
         out = put_address(out, m.to_kind, m.to, form)
         out = put(out, K_TYPE[form])
-        out = put(out, V_REQUEST[form] if m.type == REQUEST else V_RESPONSE[form] if m.type == RESPONSE else V_EVENT[form])
+        out = put(out, V_REQUEST[form] if m.type == REQUEST
+                  else V_RESPONSE[form] if m.type == RESPONSE else V_EVENT[form])
         out = put(out, K_ID[form])
         out = put_escaped(out, m.id)
         out = put(out, K_PAYLOAD[form])

@@ -85,7 +85,7 @@ cdef extern from *:
 
 
 cdef inline bint valid_close_code(int code) noexcept:
-    """Codes a peer may send (RFC 6455 section 7.4 and the IANA registry): not 1004-1006, 1015, reserved or unassigned."""
+    """Codes a peer may send (RFC 6455 section 7.4, the IANA registry): not 1004-1006, 1015, reserved or unassigned."""
     return (1000 <= code <= 1003) or (1007 <= code <= 1014) or (3000 <= code <= 4999)
 
 
