@@ -122,7 +122,7 @@ class Gateway(Session):
 class Connection(WSListener):
     form: int
     client_id: str | None
-    worker: Any
+    address: Any
     closed: bool
     backed_up: bool
     ip: str | None
