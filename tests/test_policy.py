@@ -9,6 +9,7 @@ roles from a JWT claim and from the token file.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +88,7 @@ class Placed:
 
 async def visible(sender: Peer, target: Peer) -> None:
     """Wait until the sender's worker knows the target: a permitted event reaches it."""
-    for _ in range(100):
+    for _ in range(500):
         msg_id = await sender.event(target.cid, "chat@v1/probe")
         try:
             reply = await sender.recv(0.2)
@@ -96,6 +97,8 @@ async def visible(sender: Peer, target: Peer) -> None:
             assert got["id"] == msg_id, got
             return
         expect_fail(reply, "NOT_FOUND", id=msg_id, to=sender.cid)
+        # A NOT_FOUND comes back at once: wait a little for the login to reach the other worker.
+        await asyncio.sleep(0.02)
     raise AssertionError(f"{target.cid} never became reachable from {sender.cid}")
 
 
