@@ -30,14 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import LIMITS_ON_FLAGS, SERVER_CORE, WSA_FAST, Server, drive, pin  # noqa: E402
-
-SCENARIOS = {
-    "ping": dict(mode="ping", conns=8, window=64),
-    "relay": dict(mode="relay", conns=8, window=64),
-    # A sync Python handler answering each request (bench/bench_app.py), as in bench/run.py.
-    "handler": dict(mode="handler", conns=8, window=64),
-}
+# Any closed-loop scenario of bench/run.py (handler, handler-async, handler-error among them).
+from run import LIMITS_ON_FLAGS, SCENARIOS, SERVER_CORE, WSA_FAST, Server, drive, pin  # noqa: E402
 
 
 def gateway(wsa_fast: str, *flags: str) -> list[str]:
