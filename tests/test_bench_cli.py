@@ -157,6 +157,33 @@ def test_connect_opens_logs_in_and_holds_every_connection(start_gateway, tmp_pat
     assert result["timeline"][-1]["connected"] == 300
 
 
+def test_source_address_is_where_the_connections_come_from(start_gateway, tmp_path):
+    # Two connections per address: the third from 127.0.0.2 is refused (429), though 127.0.0.1 has none.
+    gateway = start_gateway("--max-connections-per-ip", "2")
+    rc, result, out, err = bench(
+        tmp_path,
+        gateway.url + "/",
+        "--scenario",
+        "connect",
+        "--clients",
+        "3",
+        "--window",
+        "1",
+        "--duration",
+        "0.5",
+        "--source-address",
+        "127.0.0.2",
+    )
+    assert rc == 1, out + err
+    assert (result["counts"]["answered"], result["counts"]["failed"]) == (2, 1), result["counts"]
+    assert result["fails"] == {"upgrade: WSInvalidStatusError": 1}, result["fails"]
+    assert gateway.wait_for_log("refusing a connection from 127.0.0.2: max_connections_per_ip (2) reached")
+    rc, result, out, err = bench(
+        tmp_path, gateway.url + "/", "--scenario", "connect", "--clients", "2", "--duration", "0.5", name="default"
+    )
+    assert rc == 0, out + err
+
+
 def test_fail_responses_are_counted_by_code_and_fail_the_run(start_gateway, tmp_path):
     gateway = start_gateway(app=ECHO_APP)
     rc, result, out, err = bench(

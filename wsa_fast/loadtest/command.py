@@ -122,6 +122,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--ca-file", metavar="PEM", help="wss://: trust these CA certificates")
     p.add_argument("--insecure", action="store_true", help="wss://: do not verify the server's certificate")
     p.add_argument(
+        "--source-address",
+        metavar="IP",
+        help="connect from this local address: each address has its own ephemeral ports (about 28,000 "
+        "per server address with Linux's default range), so a load past that uses several (127.0.0.2, ...)",
+    )
+    p.add_argument(
         "--procs",
         type=int,
         default=1,

@@ -97,6 +97,7 @@ class Driver:
                 extra_headers=headers,
                 websocket_handshake_timeout=SETUP_TIMEOUT_S,
                 max_frame_size=1 << 24,
+                local_addr=(self.a.source_address, 0) if self.a.source_address else None,
             )
         except (OSError, asyncio.TimeoutError) as error:
             raise SetupError(

@@ -1,0 +1,208 @@
+"""Scale: idle logged-in connections up to the file descriptor limit, and what they cost.
+
+    python bench/run_scale.py --workers 1 --idle 18980              # one worker at its limit (ulimit -n 20000)
+    python bench/run_scale.py --workers 6 --idle 100000 --clients 8  # one node
+    python bench/run_scale.py --workers 2 --idle 10000              # connect + login rate, two workers
+
+One ``wsa-fast serve`` (nice -n 10, --limits off, no connection limits but the descriptor budget)
+and, in this order: ping cost and latency with no idle connections; ``--idle`` connections
+opened and logged in by ``--clients`` load processes (``wsa-fast bench --scenario connect``), each
+from its own loopback address (127.0.0.2, ...: a source address has about 28,000 ephemeral
+ports); the same ping measurements beside them. Prints one JSON object: the connect + login
+rate (connections per second, until the server's gauge counts them all), the node's RSS
+(every process of the server) before and with the idle connections, ping server CPU per
+message (closed loop, 8 connections) and ping latency percentiles (open loop) without and with.
+Everything it starts is stopped at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from wsa_fast.loadtest import proctree  # noqa: E402
+
+WSA_FAST = os.path.join(os.path.dirname(sys.executable), "wsa-fast")
+NICE = ["nice", "-n", "10"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def open_connections(port: int) -> int:
+    """The node's gauge of open WebSockets (every worker's), scraped from /metrics on the public port."""
+    for _attempt in range(5):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+                text = answer.read().decode()
+            break
+        except OSError as error:  # a scrape that lands in a full accept queue is reset: ask again
+            print(f"scrape failed ({error}), again", file=sys.stderr)
+            time.sleep(1.0)
+    else:
+        raise SystemExit("the server's /metrics did not answer")
+    return sum(int(float(line.split()[-1])) for line in text.splitlines() if line.startswith("wsa_connections{"))
+
+
+def bench(url: str, *args: str) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        run = subprocess.run(
+            [*NICE, WSA_FAST, "bench", url, "--quiet", "--json", out.name, *args],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+        )
+        if not os.path.getsize(out.name):
+            raise SystemExit(f"wsa-fast bench {' '.join(args)} failed: {run.stderr.strip()}")
+        with open(out.name) as f:
+            return json.load(f)
+
+
+def ping_figures(url: str, server_pid: int) -> dict:
+    closed = bench(
+        url,
+        "--scenario",
+        "ping",
+        "--clients",
+        "8",
+        "--window",
+        "64",
+        "--duration",
+        "5",
+        "--server-pid",
+        str(server_pid),
+    )
+    opened = bench(url, "--scenario", "ping", "--clients", "4", "--rate", "2000", "--spin", "--duration", "5")
+    lat = opened["summary"]["latency_ns"]
+    return {
+        "ping_us_cpu_per_msg": closed["server"]["cpu_us_per_msg"],
+        "ping_msg_per_s": closed["summary"]["throughput"],
+        "latency_us_at_2000_per_s": {k: round(v / 1e3, 1) for k, v in lat.items()},
+        "ping_ok": closed["ok"] and opened["ok"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=1)
+    # A worker limited to 20,000 descriptors takes 19,000 connections: the ping clients need 12 of them.
+    ap.add_argument("--idle", type=int, default=18980, help="idle logged-in connections to open")
+    ap.add_argument("--clients", type=int, default=2, help="load processes opening them, one source address each")
+    ap.add_argument("--window", type=int, default=64, help="handshakes in flight per load process")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for every connection to log in")
+    args = ap.parse_args()
+
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            *NICE,
+            WSA_FAST,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--limits",
+            "off",
+            "--max-connections",
+            "0",
+            "--max-connections-per-ip",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    loads: list[subprocess.Popen] = []
+    try:
+        for line in server.stdout:
+            print(line, end="", file=sys.stderr)
+            if "listening on" in line:
+                break
+        else:
+            raise SystemExit("the server did not start")
+        result: dict = {"workers": args.workers, "idle_target": args.idle, "load_processes": args.clients}
+        result["rss_before_bytes"] = proctree.rss_bytes(server.pid)
+        result["without_idle"] = ping_figures(url, server.pid)
+        per = -(-args.idle // args.clients)
+        t0 = time.monotonic()
+        for k in range(args.clients):
+            count = min(per, args.idle - k * per)
+            loads.append(
+                subprocess.Popen(
+                    [
+                        *NICE,
+                        WSA_FAST,
+                        "bench",
+                        url,
+                        "--scenario",
+                        "connect",
+                        "--clients",
+                        str(count),
+                        "--window",
+                        str(args.window),
+                        "--duration",
+                        "3600",
+                        "--quiet",
+                        "--source-address",
+                        f"127.0.0.{k + 2}",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        deadline = t0 + args.timeout
+        while (now := open_connections(port)) < args.idle:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in loads):
+                result["idle_reached"] = now
+                break
+            print(f"{now} connections after {time.monotonic() - t0:.0f} s", file=sys.stderr)
+            time.sleep(1.0)
+        connect_s = time.monotonic() - t0
+        idle = open_connections(port)
+        result.update(idle=idle, connect_s=round(connect_s, 2), connect_per_s=round(idle / connect_s))
+        time.sleep(2.0)  # let the last logins settle and a sweep free their read buffers
+        rss = proctree.rss_bytes(server.pid)
+        result["rss_with_idle_bytes"] = rss
+        result["rss_bytes_per_idle_conn"] = round((rss - result["rss_before_bytes"]) / max(idle, 1))
+        result["with_idle"] = ping_figures(url, server.pid)
+        result["cpu_ratio_with_idle"] = round(
+            result["with_idle"]["ping_us_cpu_per_msg"] / result["without_idle"]["ping_us_cpu_per_msg"], 2
+        )
+        result["idle_still_open"] = open_connections(port)
+        print(json.dumps(result, indent=1))
+        return 0 if result["idle_still_open"] == args.idle and idle == args.idle else 1
+    finally:
+        for p in loads:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
