@@ -49,6 +49,9 @@ WS_VERSION = "13"
 GAUGE_REFRESH = 1.0
 # A new connection starts with picows's smallest read buffer; it doubles for bigger messages.
 READ_BUFFER_INIT = 2048
+# Connections the kernel queues before accept (capped by net.core.somaxconn): asyncio's default of
+# 100 overflows in a connect storm, and each overflowing client waits a SYN retry (1 s, then 3 s).
+LISTEN_BACKLOG = 4096
 # How long a new connection has to send its upgrade request.
 HANDSHAKE_TIMEOUT = 10.0
 # File descriptors kept out of max_connections: an eighth of the limit, at least 64, at most 1,000
@@ -139,6 +142,7 @@ async def serve(
             # Every worker of a --workers N gateway binds the same port; the kernel spreads connections.
             reuse_port=settings.workers > 1,
             ssl=tls,
+            backlog=LISTEN_BACKLOG,
         )
     except OSError as error:
         raise listen_error(settings.host, settings.port, error) from None
