@@ -109,6 +109,8 @@ def main() -> int:
 
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
+    # The server's log goes to a file: a pipe nobody reads fills up and stalls the workers' writes.
+    log = tempfile.NamedTemporaryFile("w+", prefix="wsa-scale-", suffix=".log")
     server = subprocess.Popen(
         [
             *NICE,
@@ -127,19 +129,16 @@ def main() -> int:
             "--max-connections-per-ip",
             "0",
         ],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
     )
     loads: list[subprocess.Popen] = []
     try:
-        for line in server.stdout:
-            print(line, end="", file=sys.stderr)
-            if "listening on" in line:
-                break
-        else:
-            raise SystemExit("the server did not start")
+        while "listening on" not in open(log.name).read():
+            if server.poll() is not None:
+                raise SystemExit("the server did not start:\n" + open(log.name).read())
+            time.sleep(0.2)
         result: dict = {"workers": args.workers, "idle_target": args.idle, "load_processes": args.clients}
         result["rss_before_bytes"] = proctree.rss_bytes(server.pid)
         result["without_idle"] = ping_figures(url, server.pid)
@@ -202,6 +201,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        sys.stderr.write(open(log.name).read()[-4000:])
+        log.close()
 
 
 if __name__ == "__main__":
