@@ -151,6 +151,7 @@ class Rec:
         self.answers: list[Answer] = []
         self.token: str | None = None
         self.server_id: str | None = None
+        self.responded = asyncio.Event()  # set by the requester's first response
 
     def describe(self, soak: Soak) -> str:
         lines = [
@@ -384,6 +385,7 @@ class Soak:
                 self.violation(f"{gen!r} got a response for an id it never sent: {raw}")
                 return
             rec.responses.append((t, gen, msg, raw))
+            rec.responded.set()
             return
         if kind == "request":
             if msg["from"] == "server":
@@ -464,6 +466,14 @@ class Soak:
         rec.deliveries.append((t, gen))
 
     async def answer(self, gen: Gen, rec: Rec) -> None:
+        if rec.kind == "dup":
+            # DUPLICATE_ID holds only while the first copy is pending, and the second copy may leave the
+            # requester late (its send waits for the socket to drain): answer once the requester has the
+            # response to the second copy. Bounded, so a gateway that never answers it fails the checks.
+            try:
+                await asyncio.wait_for(rec.responded.wait(), REQUEST_TIMEOUT)
+            except asyncio.TimeoutError:
+                pass
         await asyncio.sleep(rec.delay)
         if gen.why in ("voluntary", "abort"):
             return  # this client has hung up
