@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
@@ -35,7 +36,7 @@ class Identity(str):
 
     roles: frozenset[str]
 
-    def __new__(cls, client_id: str, roles: object = ()) -> Identity:
+    def __new__(cls, client_id: str, roles: Iterable[str] = ()) -> Identity:
         identity = super().__new__(cls, client_id)
         identity.roles = frozenset(roles)
         return identity
@@ -141,7 +142,7 @@ class JWTAuthenticator(_CredentialAuthenticator):
         self._issuer = issuer
         self._leeway = leeway
         # One key per algorithm, chosen by the token's header, so an HS token is never checked against the PEM.
-        self._keys: dict[str, object] = {}
+        self._keys: dict[str, Any] = {}
         for name in algorithms:
             if name.lower() == "none":
                 raise ConfigError("jwt algorithm 'none' would accept unsigned tokens", "jwt_algorithms")
@@ -170,9 +171,9 @@ class JWTAuthenticator(_CredentialAuthenticator):
             return None
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
-            key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
-            if key is None:
+            if not isinstance(algorithm, str) or algorithm not in self._keys:
                 return None
+            key = self._keys[algorithm]
             claims = jwt.decode(
                 token,
                 key,

@@ -68,6 +68,7 @@ class _Obj(dict):
     """A JSON object that remembers its pairs in order, duplicates included."""
 
     __slots__ = ("pairs",)
+    pairs: list[tuple[str, Any]]
 
 
 def _object_hook(pairs: list) -> _Obj:
@@ -219,6 +220,7 @@ def _decode_envelope(doc: _Obj) -> Message:
     for name in ("from", "to", "type", "id", "payload"):
         if name not in fields:
             raise _Invalid(f"missing {name}")
+    assert form is not None  # set by the first key, and there are five
 
     from_, to, type_, id_, payload = (fields[n] for n in ("from", "to", "type", "id", "payload"))
     if not isinstance(from_, str):
@@ -316,6 +318,7 @@ def encode(msg: Message, form: int = VERBOSE) -> bytes:
         f'"{k[3]}":{_json(msg.id)},"{k[4]}":{{'
     ]
     if msg.type == "response":
+        assert msg.result is not None, "a response has a result"
         success = msg.result == "success"
         parts.append(f'"{k[7]}":"{_RESULT_OUT[form][msg.result]}"')
         if success and msg.has_receipt:

@@ -312,7 +312,7 @@ def load_settings(flags: Mapping[str, object], environ: Mapping[str, str] = os.e
     Flags whose value is None were not given and do not override anything.
     """
     kinds = _field_kinds()
-    values: dict[str, object] = {}
+    values: dict[str, typing.Any] = {}
     # Where each value came from, so an error names the file, variable or flag to fix.
     origins: dict[str, str] = {}
 

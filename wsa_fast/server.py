@@ -318,7 +318,8 @@ def _acceptor(gateway: Gateway, authenticator: Any, max_connections: int):
         if token is not None:
             client_id = authenticator.token(token)
             if inspect.isawaitable(client_id):
-                client_id.close()
+                if inspect.iscoroutine(client_id):
+                    client_id.close()  # never awaited: no "coroutine was never awaited" warning
                 log.error("the authenticator's token() must be synchronous for handshake tokens")
                 return _refuse(500, b"handshake tokens are not supported by this authenticator\n")
             if not isinstance(client_id, str) or not is_client_id(client_id):

@@ -184,7 +184,7 @@ class Supervisor:
                 self.app,
                 worker=index,
                 metrics=self.metrics,
-                on_ready=lambda port: os.write(self.ready_w, b"%d\n" % index),
+                on_ready=lambda port: self._tell_ready(index),
             )
         except ConfigError as error:
             print(f"wsa-fast: error: worker {index}: {error}", file=sys.stderr)
@@ -198,6 +198,9 @@ class Supervisor:
             sys.stderr.flush()
             os._exit(code)
 
+    def _tell_ready(self, index: int) -> None:
+        os.write(self.ready_w, b"%d\n" % index)
+
     def _read_ready(self) -> None:
         try:
             data = os.read(self.ready_r, 4096)
@@ -208,6 +211,7 @@ class Supervisor:
         if not self.announced and all(w.ready for w in self.workers):
             self.announced = True
             # Server addresses only: a NATS URL may carry a password.
+            assert self.settings.nats is not None  # supervise() starts an embedded server when none is given
             nats = ", ".join(map(repr, parse_servers(self.settings.nats)))
             if self.settings.admin_port is not None:
                 log.info("admin endpoints on http://%s:%d", self.settings.admin_host, self.settings.admin_port)

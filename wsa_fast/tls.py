@@ -23,7 +23,7 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # WebSocket is HTTP/1.1: say so in ALPN, for clients and proxies that ask.
     context.set_alpn_protocols(["http/1.1"])
-    _load(context, settings.tls_cert, settings.tls_key)
+    _load(context, settings)
     return context
 
 
@@ -32,8 +32,8 @@ def reload_certificate(context: ssl.SSLContext, settings: Settings) -> bool:
     the new certificate, open ones keep theirs. On a bad file the old certificate stays (logged)."""
     try:
         # Checked on a scratch context first: a failed load could leave the live one half-changed.
-        _load(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), settings.tls_cert, settings.tls_key)
-        _load(context, settings.tls_cert, settings.tls_key)
+        _load(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), settings)
+        _load(context, settings)
     except ConfigError as error:
         log.error("SIGHUP: keeping the current TLS certificate: %s", error)
         return False
@@ -41,7 +41,9 @@ def reload_certificate(context: ssl.SSLContext, settings: Settings) -> bool:
     return True
 
 
-def _load(context: ssl.SSLContext, cert: str, key: str) -> None:
+def _load(context: ssl.SSLContext, settings: Settings) -> None:
+    cert, key = settings.tls_cert, settings.tls_key
+    assert cert is not None and key is not None  # Settings takes both or neither
     # OpenSSL's error for an unreadable file does not say which one: look first.
     for setting, path in (("tls_cert", cert), ("tls_key", key)):
         try:

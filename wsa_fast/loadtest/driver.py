@@ -14,6 +14,7 @@ import random
 import signal
 import ssl
 import time
+import typing
 
 from picows import WSCloseCode, WSMsgType, ws_connect
 
@@ -90,7 +91,7 @@ class Driver:
         check = _loadgen.CHECK_ID_ONLY if self.a.echo else _loadgen.CHECK_KEY_VALUE
         headers = {"Sec-WebSocket-Protocol": "wsa.v1.compact"} if compact else None
         try:
-            _, conn = await ws_connect(
+            _, listener = await ws_connect(
                 lambda: Conn(self.stats, compact, check, ok_key, ok_val),
                 url or self.a.url,
                 ssl_context=self.ssl_context,
@@ -108,6 +109,7 @@ class Driver:
             raise SetupError(
                 f"WebSocket upgrade at {url or self.a.url} failed: {error}", f"upgrade: {type(error).__name__}"
             ) from None
+        conn = typing.cast(Conn, listener)
         conn.closed = asyncio.get_running_loop().create_future()
         self.conns.append(conn)
         return conn
@@ -287,7 +289,7 @@ class Driver:
 
     def snapshot(self) -> dict:
         # process_time is exact (not 10 ms ticks): short runs still get their generator CPU per message.
-        snap = {
+        snap: dict[str, typing.Any] = {
             "t": time.monotonic(),
             "answered": self.stats.delivered,
             "sent": self.stats.sent,

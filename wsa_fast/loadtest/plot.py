@@ -23,7 +23,8 @@ DISTRIBUTION = (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.995,
 def draw(result: dict, path: str) -> None:
     fig, (over_time, spread) = plt.subplots(1, 2, figsize=(12, 4.8))
     ticks = [t for t in result["timeline"] if t["answered"]]
-    times, series = [], {"p50": [], "p99": [], "max": []}
+    times: list[float] = []
+    series: dict[str, list[float]] = {"p50": [], "p99": [], "max": []}
     for t in ticks:
         lat = results.percentiles_ns(results.decode_hdr(t["hist"]))
         if lat:

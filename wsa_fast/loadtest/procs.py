@@ -59,7 +59,8 @@ def run_children(args, tag: str, progress: Progress) -> dict:
     # Ctrl-C reaches the children too (one process group): they stop early and report, and this merges.
     previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        ready, ticks, found, alive = set(), {}, {}, set(range(n))
+        ready, found, alive = set(), {}, set(range(n))
+        ticks: dict[int, dict] = {}
         while alive:
             i, msg = lines.get()
             event = msg.get("event")
@@ -67,6 +68,7 @@ def run_children(args, tag: str, progress: Progress) -> dict:
                 ready.add(i)
                 if len(ready) == n:
                     for child in children:
+                        assert child.stdin is not None  # started with stdin=PIPE
                         child.stdin.write("go\n")
                         child.stdin.flush()
             elif event == "tick":
