@@ -2,13 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# What Cython generates from the .pyx files; the other .cpp files beside them are sources.
+# What Cython generates from the .pyx files; the other .cpp files beside them are sources. The .pyx files in
+# subfolders (loadgen/, engine/) are included into a module's .pyx, not compiled on their own.
 GENERATED := $(patsubst %.pyx,%.cpp,$(wildcard src_cy/wsa_fast/*.pyx)) $(wildcard src_cy/wsa_fast/*.html)
 SOURCES := pyproject.toml setup.py $(filter-out $(GENERATED),$(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd src_cy/wsa_fast/*.hpp src_cy/wsa_fast/*.cpp)) \
 	$(wildcard src_cy/wsa_fast/*/*.pyx src_cy/wsa_fast/*/*.pxd src_cy/wsa_fast/*/*.pxi)
 ARGS ?=
 
-.PHONY: install serve test test-js js testinstalled bench bench-cluster dist debug sanitize fuzz clean
+.PHONY: install serve test test-js js testinstalled lint bench bench-cluster dist debug sanitize fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,20 @@ serve: $(VENV)/.installed-runtime
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests $(ARGS)
+
+# What a maintainer runs before a commit, and CI: style and lint (ruff), types (mypy), the .pyi stubs held to
+# the compiled modules (stubtest; tools/stubtest-allowlist.txt says what it cannot see), the Cython sources.
+STUBBED := $(patsubst wsa_fast/%.pyi,wsa_fast.%,$(wildcard wsa_fast/*.pyi))
+CYTHON_SOURCES := $(filter-out src_cy/wsa_fast/_gateway.pyx src_cy/wsa_fast/_codec.pyx,$(filter-out $(GENERATED),\
+	$(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd))) $(wildcard src_cy/wsa_fast/loadgen/*.pyx) bench/floor_echo.pyx
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest --mypy-config-file pyproject.toml --ignore-missing-stub --ignore-disjoint-bases \
+		--allowlist tools/stubtest-allowlist.txt $(STUBBED)
+	PATH=$(CURDIR)/$(BIN):$$PATH cython-lint $(CYTHON_SOURCES)
 
 # The JS client (clients/js): its locked npm dependencies, its build, and its tests against this tree's wsa-fast.
 JS := clients/js

@@ -7,7 +7,7 @@ Single-write mode answers each message with its own `transport.send`, as a naive
 No JSON is touched: a WSA gateway's CPU per message minus this floor is what its
 protocol work costs.
 """
-from libc.stdint cimport uint8_t, uint16_t, uint64_t
+from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
@@ -79,7 +79,6 @@ cdef class EchoListener(WSListener):
 
 
 async def serve(str host, int port, bint single_write):
-    import asyncio
     from picows import ws_create_server
 
     server = await ws_create_server(lambda request: EchoListener(single_write), host, port)

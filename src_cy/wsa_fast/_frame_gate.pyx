@@ -241,17 +241,17 @@ cdef class FrameGate:
     def resume_writing(self):
         self.protocol.resume_writing()
 
-    def get_buffer(self, Py_ssize_t size_hint):
+    def get_buffer(self, Py_ssize_t sizehint):   # asyncio.BufferedProtocol's parameter names
         cdef Py_buffer view
         if self.read_buffer is not None and self.read_buffer.data == NULL:
             restore_read_buffer(self.read_buffer)
-        buffer = self.protocol_get_buffer(size_hint)
+        buffer = self.protocol_get_buffer(sizehint)
         PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
         self.window = <char*>view.buf      # picows owns the memory; the view only tells where it is
         PyBuffer_Release(&view)
         return buffer
 
-    def buffer_updated(self, Py_ssize_t n):
+    def buffer_updated(self, Py_ssize_t nbytes):
         cdef bint forwarding
         # The first read of a quiet spell (the upgrade's too) frees the read buffer after it.
         cdef bint first = not self.active
@@ -263,11 +263,11 @@ cdef class FrameGate:
         self.handed = -1
         self.error = 0
         self.peer_closed = False
-        self.read(<unsigned char*>self.window, n)
+        self.read(<unsigned char*>self.window, nbytes)
         if forwarding:
             # One call per read: picows may move its buffer while it parses.
             if self.handed < 0:
-                self.handed = n
+                self.handed = nbytes
             if self.handed > 0:
                 self.protocol_buffer_updated(self.handed)
         if self.mode == SKIP and self.skip_timer is None:
