@@ -136,6 +136,7 @@ def percentile(sorted_samples: list[float], p: float) -> float | None:
 
 
 def peak_rss_kib(pid: int) -> int:
+    # The kernel's high-water mark: psutil has no peak RSS on Linux, and sampling would miss the peak.
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):

@@ -35,9 +35,9 @@ if the subscriber received exactly that many.
   asyncio NATS client) instead of ``wsa_fast.nats_client``: whether to use it or ours.
 
 messages/s is records delivered per second, from the publisher's first send to the
-subscriber's last record. CPU per message is utime+stime from /proc/PID/stat of the
+subscriber's last record. CPU per message is user+system time (psutil) of the
 publisher, the subscriber and the nats-server, read just before the publisher starts and
-just after the subscriber has everything, divided by the records delivered. /proc counts
+just after the subscriber has everything, divided by the records delivered. The kernel counts
 in clock ticks (10 ms), so a CPU figure under ~0.05 s per run is coarse; the notes give the
 CPU seconds behind each row. For (d) and (e) the CPU columns are per round trip (requester
 or announcer in the publisher column, responder or receiver in the subscriber column).
@@ -58,12 +58,13 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 WINDOW = 32768  # records the publisher may have sent that the subscriber has not acknowledged
 ACK_EVERY = 1024  # the subscriber acknowledges every this many records
 CHUNK = 256  # records published between event-loop turns
@@ -456,10 +457,9 @@ def log(text: str) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system time of a process."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 class Child:

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 
+import psutil
 import websockets
 
 LIMIT = 256 * 1024
@@ -16,11 +17,7 @@ FLOOD = 4000  # 32 MiB of events, far past the limit and the kernel's socket buf
 
 
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return psutil.Process(pid).memory_info().rss // 1024
 
 
 def open_silent_client(port: int, client_id: str) -> socket.socket:

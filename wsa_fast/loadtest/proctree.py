@@ -1,44 +1,29 @@
-"""CPU time and memory of processes, read from /proc/PID/stat and /proc/PID/status.
+"""CPU time and memory of a process tree, and of the machine, from psutil.
 
 A server may fork workers, so its CPU is the sum over every live descendant of the root,
-each with its own utime+stime and the cutime+cstime of children it has already reaped.
+each with its own user+system time and that of the children it has already reaped.
 Everything else that ran meanwhile is noise from the shared machine; we measure it the
 same way so a run can say how quiet the box was.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 
-_TICK = os.sysconf("SC_CLK_TCK")
+import psutil
 
 # pid -> (ppid, cpu seconds including reaped children, name, own cpu seconds)
 Scan = dict[int, tuple[int, float, str, float]]
 
 
-def _stat(pid: int) -> tuple[str, list[str]] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name is in parentheses and may hold spaces: split after the last ')'.
-    close = raw.rindex(")")
-    return raw[raw.index("(") + 1 : close], raw[close + 2 :].split()
-
-
 def scan() -> Scan:
     out: Scan = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    for proc in psutil.process_iter(["ppid", "name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is None:  # not ours to read
             continue
-        st = _stat(int(name))
-        if st is None:
-            continue
-        comm, fields = st
-        # After dropping pid and comm: [1] is ppid, [11:15] utime stime cutime cstime.
-        own = int(fields[11]) + int(fields[12])
-        out[int(name)] = (int(fields[1]), (own + int(fields[13]) + int(fields[14])) / _TICK, comm, own / _TICK)
+        own = times.user + times.system
+        out[proc.pid] = (proc.info["ppid"], own + times.children_user + times.children_system, proc.info["name"], own)
     return out
 
 
@@ -56,7 +41,7 @@ def tree(s: Scan, root: int) -> set[int]:
     return out
 
 
-def cpu_of(s: Scan, pids) -> float:
+def cpu_of(s: Scan, pids: Iterable[int]) -> float:
     return sum(s[p][1] for p in pids if p in s)
 
 
@@ -74,35 +59,26 @@ def delta_except(before: Scan, after: Scan, exclude: set[int]) -> dict[str, floa
     return by_name
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """user+sys seconds of root's tree, reaped children included."""
-    s = scan()
-    return cpu_of(s, tree(s, root))
-
-
 def rss_bytes(root: int) -> int:
-    """Resident memory of root's tree (VmRSS summed over the live processes): a forking server counts whole."""
-    s = scan()
+    """Resident memory of root's tree, summed over the live processes: a forking server counts whole."""
+    try:
+        top = psutil.Process(root)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
     total = 0
-    for pid in tree(s, root):
+    for proc in procs:
         try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024  # the kernel reports kB
-                        break
-        except OSError:
-            pass  # exited since the scan
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass  # exited since the listing
     return total
 
 
 def steal_seconds(core: int) -> float:
     """Time the hypervisor ran something else while this virtual CPU wanted to run."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{core} "):
-                return int(line.split()[8]) / _TICK
-    return 0.0
+    per_cpu = psutil.cpu_times(percpu=True)
+    return getattr(per_cpu[core], "steal", 0.0) if core < len(per_cpu) else 0.0
 
 
 def idle_seconds() -> tuple[int, float]:
@@ -111,11 +87,6 @@ def idle_seconds() -> tuple[int, float]:
     With a tickless kernel idle time is measured exactly, unlike the tick-sampled busy
     columns, so busy time over a window is CPUs x wall time minus the change in this.
     """
-    n, idle = 0, 0
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                v = line.split()
-                n += 1
-                idle += int(v[4]) + int(v[5]) + int(v[8])
-    return n, idle / _TICK
+    per_cpu = psutil.cpu_times(percpu=True)
+    idle = sum(t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0) for t in per_cpu)
+    return len(per_cpu), idle
