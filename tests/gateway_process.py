@@ -114,14 +114,14 @@ class GatewayProcess:
         with self._lock:
             return "".join(self._lines)
 
-    def wait_for_log(self, text: str, timeout: float = 5.0) -> bool:
-        """Wait until ``text`` appears in the log."""
+    def wait_for_log(self, text: str, timeout: float = 5.0, count: int = 1) -> bool:
+        """Wait until ``text`` appears in the log (``count`` times: one line per worker, say)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.log:
+            if self.log.count(text) >= count:
                 return True
             time.sleep(0.02)
-        return text in self.log
+        return self.log.count(text) >= count
 
     # -- stopping
 

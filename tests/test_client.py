@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvloop
 from picows import WSHandshakeError, WSListener, WSMsgType, ws_create_server
+from wsa_ws import aio
 
 from wsa_fast import COMPACT, VERBOSE, WSAError
 from wsa_fast.client import Client
@@ -26,17 +24,6 @@ RICH_PARAMS = {
     "float": 3.25,
     "neg": -17,
 }
-
-
-def aio(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    """Run an ``async def`` test on a fresh asyncio loop (uvloop if the test gets ``loop="uvloop"``)."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        runner = uvloop.run if kwargs.get("loop") == "uvloop" else asyncio.run
-        runner(asyncio.wait_for(fn(*args, **kwargs), 30))
-
-    return run
 
 
 async def logged_in(
@@ -166,12 +153,15 @@ async def test_replaced_login_closes_old_connection_with_4001(gateway) -> None:
     old = await logged_in(gateway.url, "twice", "compact")
     target = await logged_in(gateway.url, "twice-target")
 
+    delivered = asyncio.Event()
+
     @target.on_request("slow@v1/never")
     async def never(msg):
+        delivered.set()
         await asyncio.sleep(60)
 
     waiting = asyncio.ensure_future(old.request("slow@v1/never", to="twice-target"))
-    await asyncio.sleep(0.1)
+    await delivered.wait()  # pending at the target when the new login replaces old
     new = await logged_in(gateway.url, "twice")
     await asyncio.wait_for(old.wait_closed(), 5)
     assert old.closed and old.close_code == 4001
@@ -342,7 +332,7 @@ async def test_request_timeout_from_the_server(start_gateway) -> None:
         assert info.value.code == "TIMEOUT"
         assert info.value.response is not None, "only the client-side timeout fired: no fail TIMEOUT was readable"
         assert info.value.response.from_ == "server"
-        assert 0.4 < elapsed < 2.0
+        assert elapsed > 0.4  # the gateway's request_timeout, not earlier
         await asyncio.wait_for(late.wait(), 5)
         await a.ping()
         assert a.dropped_responses == 0  # the gateway drops the late answer itself

@@ -20,7 +20,18 @@ from typing import Any
 
 import pytest
 from nats_server import NatsServer, free_port
-from wsa_ws import Clients, GatewayProcess, Peer, aio, close_code, expect_fail, expect_response, new_id, uid
+from wsa_ws import (
+    Clients,
+    GatewayProcess,
+    Peer,
+    aio,
+    close_code,
+    expect_fail,
+    expect_response,
+    new_id,
+    settled,
+    uid,
+)
 
 APP = "tests.apps.cluster_app:app"
 # A remote login becomes visible to other workers within milliseconds; tests wait at most this.
@@ -183,6 +194,8 @@ async def test_relay_across_workers_in_both_forms(two_workers: GatewayProcess) -
             "id": msg_id,
             "payload": {"method": "test@v1/note", "params": {"x": 1}},
         }
+        # a's own worker would have answered at once; another worker's answer would cross NATS: watch a while.
+        await settled(a)
         await a.silent(0.2)
 
 
@@ -276,10 +289,11 @@ async def test_timeout_is_decided_on_the_requesters_side(two_workers: GatewayPro
         msg_id = await call_when_visible(a, b)
         await b.recv()
         started = time.monotonic()
-        expect_fail(await a.recv(4), "TIMEOUT", id=msg_id, to=a.cid)
-        assert 1.4 <= time.monotonic() - started + 0.3 <= 3.0
+        expect_fail(await a.recv(10), "TIMEOUT", id=msg_id, to=a.cid)
+        assert time.monotonic() - started + 0.3 >= 1.4  # not before its time; how late depends on the machine
         # The late answer crosses back and is dropped: the request already had its one response.
         await b.respond(a.cid, msg_id)
+        await settled(b, a)  # b's worker has sent it on; a's worker would deliver it soon after
         await a.silent(0.3)
 
 
@@ -321,7 +335,8 @@ async def test_duplicate_id_while_pending_across_workers(two_workers: GatewayPro
         assert (await b.recv())["id"] == msg_id
         await b.respond(a.cid, msg_id)
         expect_response(await a.recv(), id=msg_id, to=a.cid, frm=b.cid)
-        await b.silent(0.2)
+        await settled(a, b)
+        await b.silent(0.2)  # a forwarded duplicate would cross NATS
 
 
 @aio
@@ -412,7 +427,7 @@ def test_a_stop_signal_drains_every_worker_and_exits_zero(signum: int) -> None:
             msg_id = await call_when_visible(a, b)
             await b.recv()
             server.signal(signum)
-            await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(server.wait_for_log, "stopping: draining", 10, 2)  # both workers
             # New requests are refused while draining.
             late = await a.request("server", "wsa@v1/ping")
             expect_fail(await a.recv(), "UNAVAILABLE", id=late, to=a.cid)
@@ -563,10 +578,8 @@ def test_a_killed_worker_is_forgotten_and_replaced() -> None:
             msg_id = await call_when_visible(a, b)
             await b.recv()
             os.kill(victim, signal.SIGKILL)
-            started = time.monotonic()
             # The request pending on the dead worker's client ends with GONE, not silence.
             expect_fail(await a.recv(DEATH_WAIT), "GONE", id=msg_id, to=a.cid)
-            assert time.monotonic() - started < DEATH_WAIT
             probe = await a.request(b.cid, "test@v1/hello")
             expect_fail(await a.recv(), "NOT_FOUND", id=probe, to=a.cid)
             assert server.wait_for_log("restarted", 10), server.log

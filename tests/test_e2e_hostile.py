@@ -3,18 +3,15 @@
 Every invalid message gets exactly the documented answer (fail ``INVALID_MESSAGE`` with the
 id when one is readable and the message is not a response, else the ``wsa@v1/error``
 event), and the same connection still answers a ping afterwards. Then the limits: bad
-messages in a row (1008), message size (1009), fragments, binary frames, slow readers.
+messages in a row (1008), message size (1009), fragments, binary frames (slow readers: test_slow_consumer.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
 from wsa_ws import (
     ABSENT,
     FORMS,
@@ -31,6 +28,7 @@ from wsa_ws import (
     new_id,
     payload_dict,
     running_server,
+    settled,
     uid,
 )
 
@@ -826,7 +824,7 @@ async def test_fragmented_message_is_reassembled(server, form, kind):
         # Fragments of a bad message count as one bad message, answered once.
         await a.send_raw(["{", "nope"])
         expect_error_event(await a.recv(), "INVALID_MESSAGE", to=a.cid)
-        await a.silent(0.1)
+        await settled(a)
         await a.ping()
 
 
@@ -853,61 +851,6 @@ async def test_many_messages_in_one_burst_are_each_answered_in_order(server):
             await a.send_raw(encode("compact", a.cid, "server", "request", id, method=PING))
         got = [(await a.recv())["id"] for _ in ids]
         assert got == ids
-
-
-# ---------------------------------------------------------------- a client that stops reading
-
-
-@pytest.fixture(scope="module")
-def small_buffers():
-    with running_server("--send-buffer-limit", "65536", "--slow-consumer-timeout", "1", "--limits", "off") as srv:
-        yield srv
-
-
-@aio
-async def test_a_client_that_stops_reading_is_disconnected(small_buffers):
-    """Backed up, it holds the sender back; still backed up after slow_consumer_timeout it is cut off."""
-    async with Clients(small_buffers) as cl:
-        (sender,) = await cl.bound("compact")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", small_buffers.port))
-        slow_id = uid("slow")
-        slow = await connect(
-            f"ws://127.0.0.1:{small_buffers.port}/",
-            sock=sock,
-            compression=None,
-            max_queue=1,
-            max_size=None,
-            close_timeout=1,
-        )
-        try:
-            await slow.send(encode("verbose", slow_id, "server", "request", new_id(), method="auth@v1/login"))
-            assert '"success"' in await asyncio.wait_for(slow.recv(), 3)
-            # slow never reads again; the sender floods it with 32 KiB events.
-            blob = "y" * 32768
-            outcome = None
-            for i in range(3000):
-                await sender.event(slow_id, "flood@v1/x", [blob])
-                if i % 20 == 19:
-                    try:
-                        reply = await asyncio.wait_for(sender.ws.recv(), 0.01)
-                    except asyncio.TimeoutError:
-                        continue
-                    outcome = json.loads(reply)
-                    break
-            assert outcome is not None, "the slow reader was never disconnected"
-            assert outcome["p"]["r"] == "f" and outcome["p"]["c"] == "NOT_FOUND", outcome
-        finally:
-            slow.transport.abort()
-        # Events sent after the cut-off are NOT_FOUND too; then the sender carries on.
-        while True:
-            try:
-                reply = await asyncio.wait_for(sender.ws.recv(), 0.3)
-            except asyncio.TimeoutError:
-                break
-            assert json.loads(reply)["p"] == {"r": "f", "c": "NOT_FOUND"}, reply
-        await sender.ping()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ independent ``websockets`` library; every message is written and checked as JSON
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -32,6 +31,7 @@ from wsa_ws import (
     normalize,
     open_ws,
     running_server,
+    settled,
     uid,
 )
 
@@ -189,8 +189,7 @@ async def test_relayed_request_and_response_arrive_in_each_receivers_form_byte_f
         assert await b.recv_raw() == encode(
             form_b, a.cid, b.cid, "response", id2, result="fail", code="NOPE_2", data=Raw('"why"')
         )
-        await a.silent()
-        await b.silent()
+        await settled(a, b)
 
 
 @pytest.mark.parametrize("form_a, form_b", FORM_PAIRS)
@@ -231,8 +230,7 @@ async def test_relayed_event_arrives_and_the_sender_gets_nothing(server, form_a,
         assert await b.recv_raw() == encode(
             form_b, a.cid, b.cid, "event", id, method="chat@v1/typing", params=Raw(ARRAY_TEXT)
         )
-        await a.silent()
-        await b.silent()
+        await settled(a, b)
 
 
 @aio
@@ -256,7 +254,7 @@ async def test_request_or_event_to_an_absent_client_is_not_found(server, form):
         expect_fail(await a.recv(), "NOT_FOUND", id=id, to=a.cid)
         id = await a.event(nobody, "chat@v1/typing")
         expect_fail(await a.recv(), "NOT_FOUND", id=id, to=a.cid)
-        await a.silent()
+        await settled(a)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -269,7 +267,7 @@ async def test_same_requester_target_and_id_while_pending_is_duplicate_id(server
         assert got["payload"]["params"] == {"n": 1}
         await a.request(b.cid, "chat@v1/send", {"n": 2}, id=id)
         expect_fail(await a.recv(), "DUPLICATE_ID", id=id, to=a.cid)
-        await b.silent()  # the duplicate went nowhere
+        await settled(a, b)  # the duplicate went nowhere
 
         # The same id to another target, or from another requester, is a different request.
         await a.request(c.cid, "chat@v1/send", {"n": 3}, id=id)
@@ -279,7 +277,7 @@ async def test_same_requester_target_and_id_while_pending_is_duplicate_id(server
 
         await b.respond(a.cid, id, receipt="first")
         expect_response(await a.recv(), frm=b.cid, id=id, to=a.cid, receipt="first")
-        await a.silent()
+        await settled(b, a)
         # Answered, so the id is free again.
         await a.request(b.cid, "chat@v1/send", {"n": 5}, id=id)
         assert (await b.recv())["payload"]["params"] == {"n": 5}
@@ -293,15 +291,12 @@ async def test_unanswered_request_times_out_and_a_late_answer_is_dropped(server,
         id = await a.request(b.cid, "chat@v1/send")
         await b.recv()
         started = time.monotonic()
-        reply = await a.recv(timeout=REQUEST_TIMEOUT + 3)
+        reply = await a.recv(timeout=REQUEST_TIMEOUT + 10)
         waited = time.monotonic() - started
         expect_fail(reply, "TIMEOUT", id=id, to=a.cid)
-        assert REQUEST_TIMEOUT - 0.2 <= waited <= REQUEST_TIMEOUT + 1.5, waited
+        assert waited >= REQUEST_TIMEOUT - 0.2, waited  # not before its time; how late depends on the machine
         await b.respond(a.cid, id, receipt="too late")
-        await a.silent()
-        await b.silent()
-        await a.ping()
-        await b.ping()
+        await settled(b, a)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -326,17 +321,13 @@ async def test_duplicate_unknown_and_misaddressed_responses_are_dropped(server, 
         await b.recv()
         # Addressed to the wrong requester: answers nothing pending.
         await b.respond(c.cid, id, receipt="wrong")
-        await c.silent()
-        await a.silent(0.1)
+        await settled(b, c, a)
         await b.respond(a.cid, id, receipt="one")
         expect_response(await a.recv(), frm=b.cid, id=id, to=a.cid, receipt="one")
         await b.respond(a.cid, id, receipt="two")  # duplicate
         await b.respond(a.cid, new_id(), receipt="three")  # unknown
         await b.respond(a.cid, id, "fail", code="LATE")  # duplicate again
-        await a.silent()
-        await b.silent()  # dropped silently, not answered with an error
-        await a.ping()
-        await b.ping()
+        await settled(b, a)  # dropped silently, not answered with an error
 
 
 @pytest.mark.parametrize("form_a", FORMS)
@@ -351,10 +342,7 @@ async def test_broadcast_event_reaches_every_other_bound_client_in_its_form(serv
             assert await peer.recv_raw() == encode(
                 peer.form, a.cid, "client", "event", id, method="room@v1/say", params=Raw(PARAMS_TEXT)
             )
-        await a.silent()
-        await anonymous.silent(0.1)
-        await b.silent(0.1)
-        await c.silent(0.1)
+        await settled(a, anonymous, b, c)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -364,7 +352,7 @@ async def test_request_to_client_is_invalid_target(server, form):
         a, b = await cl.bound(form, form)
         id = await a.request("client", "room@v1/say")
         expect_fail(await a.recv(), "INVALID_TARGET", id=id, to=a.cid)
-        await b.silent()
+        await settled(a, b)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -375,8 +363,7 @@ async def test_response_to_client_is_an_error_event_invalid_target(server, form)
         id = new_id()
         await a.respond("client", id, receipt="x")
         expect_error_event(await a.recv(), "INVALID_TARGET", to=a.cid, id=id)
-        await b.silent()
-        await a.ping()
+        await settled(a, b)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -386,8 +373,7 @@ async def test_response_to_server_answering_nothing_is_dropped(server, form):
         (a,) = await cl.bound(form)
         await a.respond("server", new_id(), receipt="unasked")
         await a.respond("server", new_id(), "fail", code="NOPE")
-        await a.silent()
-        await a.ping()
+        await settled(a)
 
 
 @aio
@@ -401,7 +387,7 @@ async def test_authorization_policy_is_asked_for_client_to_client_messages(serve
         expect_fail(await a.recv(), "PERMISSION_DENIED", id=id, to=a.cid)
         id = await a.event("client", "forbidden@v1/secret")
         expect_fail(await a.recv(), "PERMISSION_DENIED", id=id, to=a.cid)
-        await b.silent()
+        await settled(a, b)
         # Allowed ones flow.
         id = await a.request(b.cid, "chat@v1/send")
         assert (await b.recv())["id"] == id
@@ -497,11 +483,9 @@ async def test_handler_crashing_is_internal_error_without_details(server, form, 
         raw = await a.recv_raw()
         assert raw == encode(form, "server", a.cid, "response", id, result="fail", code="INTERNAL_ERROR")
         assert SECRET_DETAIL not in raw and "ValueError" not in raw
-        await a.silent()
-        await a.ping()
+        await settled(a)
     # ... but it is logged.
-    await asyncio.sleep(0.1)
-    assert SECRET_DETAIL in server.log
+    assert server.wait_for_log(SECRET_DETAIL)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -521,7 +505,7 @@ async def test_no_handler_is_method_not_found(server, form):
         # wsa@v1/ping is a request, not an event.
         id = await a.event("server", "wsa@v1/ping")
         expect_fail(await a.recv(), "METHOD_NOT_FOUND", id=id, to=a.cid)
-        await a.silent()
+        await settled(a)
 
 
 @pytest.mark.parametrize("form_a, form_b", FORM_PAIRS)
@@ -535,7 +519,7 @@ async def test_event_handler_runs_and_answers_nothing(server, form_a, form_b, fl
         got = await b.recv()
         assert got["from"] == "server" and got["to"] == b.cid and got["type"] == "event", got
         assert got["payload"] == {"method": "test@v1/notified", "params": {"by": a.cid, "id": id, "params": params}}
-        await a.silent()
+        await settled(a, b)  # an answer would have been written in the same step as the notification
 
 
 @aio
@@ -550,7 +534,7 @@ async def test_event_handler_broadcasting_reaches_everyone_including_the_sender(
             assert got["payload"] == {"method": "test@v1/shouted", "params": {"by": a.cid, "params": {"x": 1}}}
             seen.append(got["id"])
         assert seen[0] == seen[1]
-        await a.silent()  # the event itself is not answered
+        await settled(a, b)  # the event itself is not answered
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -563,7 +547,7 @@ async def test_event_handler_raising_fails_with_its_code_or_internal_error(serve
         id = await a.event("server", "test@v1/event_crash")
         raw = await a.recv_raw()
         assert raw == encode(form, "server", a.cid, "response", id, result="fail", code="INTERNAL_ERROR")
-        await a.silent()
+        await settled(a)
 
 
 # ================================================================ 5. the server speaking first
@@ -583,7 +567,7 @@ async def test_server_request_to_a_client_awaits_its_answer(server, form_a, form
         assert raw == encode(
             form_b, "server", b.cid, "request", asked["id"], method="quiz@v1/question", params=Raw('{"q":[1,2]}')
         )
-        await a.silent(0.1)
+        await settled(a)  # the ask is answered only once b answers
         await b.respond("server", asked["id"], receipt="yes", data={"n": 1})
         expect_response(
             await a.recv(),
@@ -598,7 +582,7 @@ async def test_server_request_to_a_client_awaits_its_answer(server, form_a, form
                 "data": {"n": 1},
             },
         )
-        await b.silent()
+        await settled(b, a)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -622,9 +606,7 @@ async def test_server_request_times_out_and_the_late_answer_is_dropped(server, f
         asked = await b.recv()
         expect_fail(await a.recv(), "TIMEOUT", id=id, to=a.cid)
         await b.respond("server", asked["id"], receipt="late")
-        await b.silent()
-        await a.silent()
-        await b.ping()
+        await settled(b, a)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -636,7 +618,7 @@ async def test_server_request_to_a_client_that_leaves_is_gone(server, form):
         await b.recv()
         await b.close()
         expect_fail(await a.recv(), "GONE", id=id, to=a.cid)
-        await a.silent()
+        await settled(a)
 
 
 @aio
@@ -682,7 +664,7 @@ async def test_app_broadcast_reaches_every_bound_client_each_in_its_form(server)
             assert got["payload"] == {"method": "news@v1/flash", "params": {"t": "hi"}}, got
             ids.add(got["id"])
         assert len(ids) == 1
-        await anonymous.silent()
+        await settled(a, anonymous)  # the broadcast went out with a's answer: anonymous had it by now, if at all
 
 
 @aio

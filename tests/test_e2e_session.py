@@ -32,6 +32,7 @@ from wsa_ws import (
     new_id,
     open_ws,
     running_server,
+    settled,
     uid,
 )
 
@@ -179,7 +180,7 @@ async def test_anonymous_may_only_ping_and_log_in(dev_server, form):
         for send in checks:
             id = await send
             expect_fail(await anon.recv(), "UNAUTHENTICATED", id=id, to="")
-        await b.silent()
+        await settled(anon, b)
 
 
 @aio
@@ -190,7 +191,7 @@ async def test_anonymous_sender_naming_itself_is_answered_at_that_name(dev_serve
         name = uid("claims")
         id = await anon.request(b.cid, "chat@v1/send", frm=name)
         expect_fail(await anon.recv(), "UNAUTHENTICATED", id=id, to=name)
-        await b.silent()
+        await settled(anon, b)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -202,7 +203,7 @@ async def test_anonymous_response_is_an_error_event_unauthenticated(dev_server, 
         id = new_id()
         await anon.respond(b.cid, id, receipt="x", frm="")
         expect_error_event(await anon.recv(), "UNAUTHENTICATED", to="", id=id)
-        await b.silent()
+        await settled(anon, b)
         await anon.ping()
 
 
@@ -300,8 +301,7 @@ async def test_spoofed_from_is_permission_denied_and_not_delivered(dev_server, f
         expect_fail(await a.recv(), "PERMISSION_DENIED", id=id, to=a.cid)
         id = await a.request("server", "test@v1/none", frm=frm)
         expect_fail(await a.recv(), "PERMISSION_DENIED", id=id, to=a.cid)
-        await b.silent()
-        await c.silent()
+        await settled(a, b, c)
         await a.ping()  # still open and bound
 
 
@@ -317,7 +317,7 @@ async def test_spoofed_response_is_an_error_event_and_not_delivered(dev_server, 
         frm = {"other": b.cid, "server": "server", "": ""}[spoof]
         await a.respond(c.cid, id, receipt="spoofed", frm=frm)
         expect_error_event(await a.recv(), "PERMISSION_DENIED", to=a.cid, id=id)
-        await c.silent()
+        await settled(a, c)
         await a.ping()
         await b.respond(c.cid, id, receipt="real")
         expect_response(await c.recv(), frm=b.cid, id=id, to=c.cid, receipt="real")
@@ -565,10 +565,10 @@ def test_draining_refuses_new_requests_and_lets_in_flight_ones_finish():
     async def run(server):
         async with Clients(server) as cl:
             a, b = await cl.bound("verbose", "compact")
-            slow = await a.request("server", "test@v1/slow", {"seconds": 1.0})
-            await asyncio.sleep(0.2)
+            slow = await a.request("server", "test@v1/slow", {"seconds": 2.0})
+            await a.ping()  # the slow request is in its handler (its answer comes 2 s later)
             server.proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(server.wait_for_log, "stopping: draining", 10)
             id = await b.request("server", "wsa@v1/ping")
             expect_fail(await b.recv(), "UNAVAILABLE", id=id, to=b.cid)
             id = await b.request(a.cid, "chat@v1/send")
