@@ -9,7 +9,7 @@ SOURCES := pyproject.toml setup.py $(filter-out $(GENERATED),$(wildcard src_cy/w
 	$(wildcard src_cy/wsa_fast/*/*.pyx src_cy/wsa_fast/*/*.pxd src_cy/wsa_fast/*/*.pxi)
 ARGS ?=
 
-.PHONY: install serve test test-js js testinstalled lint bench bench-cluster dist debug sanitize fuzz clean
+.PHONY: install serve test test-fast test-js js testinstalled lint bench bench-cluster dist debug sanitize fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ serve: $(VENV)/.installed-runtime
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests $(ARGS)
+
+# The inner loop: every test but the slow, soak, deploy and bench tiers (pyproject's markers).
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests -m "not slow and not soak and not deploy and not bench" $(ARGS)
 
 # What a maintainer runs before a commit, and CI: style and lint (ruff), types (mypy), the .pyi stubs held to
 # the compiled modules (stubtest; tools/stubtest-allowlist.txt says what it cannot see), the Cython sources.

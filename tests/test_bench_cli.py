@@ -31,6 +31,9 @@ from hdrh.histogram import HdrHistogram
 from nats_server import free_port
 from test_deploy_nginx import deployment, nats, nginx_binary  # noqa: F401 (fixtures: the deployment of docs/deploy.md)
 
+# Each runs the load tester for seconds against servers it starts, some with --procs.
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(180)]
+
 ECHO_APP = "tests.apps.echo_app:app"
 RUN_TIMEOUT = 120
 STALL_MS = 100

@@ -12,6 +12,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
+# Builds the floor echo and the Node peer, then runs every scenario of the bench suite.
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_PY = os.path.join(ROOT, "bench", "run.py")
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+# May first install Chromium with apt-get.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 # The page logs in, pings the server, and reports the response and how the socket closed.
 PAGE = """
 <script>

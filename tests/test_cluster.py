@@ -33,6 +33,9 @@ from wsa_ws import (
     uid,
 )
 
+# Multi-worker gateways and nats-servers started per test, kills and restarts: seconds each.
+pytestmark = pytest.mark.slow
+
 APP = "tests.apps.cluster_app:app"
 # A remote login becomes visible to other workers within milliseconds; tests wait at most this.
 PRESENCE_WAIT = 5.0
@@ -63,11 +66,14 @@ async def on_workers(
     raise AssertionError(f"{tries} connections reached only {len(placed)} workers")
 
 
-async def visible(sender: Peer, target: Peer) -> None:
-    """Wait until the sender's worker knows where the target is (a login propagates in milliseconds)."""
+async def visible(sender: Peer, target: Peer, method: str = "test@v1/probe") -> None:
+    """Wait until the sender's worker knows where the target is (a login propagates in milliseconds).
+
+    Probes with events of ``method``, which the sender must be allowed to send.
+    """
     deadline = time.monotonic() + PRESENCE_WAIT
     while True:
-        msg_id = await sender.event(target.cid, "test@v1/probe")
+        msg_id = await sender.event(target.cid, method)
         try:
             reply = await sender.recv(0.3)
         except AssertionError:
@@ -76,7 +82,7 @@ async def visible(sender: Peer, target: Peer) -> None:
         assert time.monotonic() < deadline, f"{target.cid} never became reachable from {sender.cid}"
         await asyncio.sleep(0.05)
     probe = await target.recv()
-    assert (probe["id"], probe["payload"]) == (msg_id, {"method": "test@v1/probe"}), probe
+    assert (probe["id"], probe["payload"]) == (msg_id, {"method": method}), probe
 
 
 async def call_when_visible(sender: Peer, target: Peer, method: str = "test@v1/hello", params: Any = None) -> str:

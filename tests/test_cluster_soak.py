@@ -62,6 +62,9 @@ from wsa_ws import (
     uid,
 )
 
+# Each soak runs about 15 s of traffic, then checks everything; under load it takes a few times that.
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(300)]
+
 APP = "tests.apps.cluster_app:app"
 REQUEST_TIMEOUT = 2.0
 ASK_TIMEOUT = 1.0

@@ -18,6 +18,9 @@ from gateway_process import ROOT
 
 from wsa_fast import _codec
 
+# Every kernel against the reference on thousands of generated messages: tens of seconds each.
+pytestmark = pytest.mark.slow
+
 # CPU flags (/proc/cpuinfo) each x86-64 kernel needs, as simdjson checks them.
 NEEDS = {
     "icelake": {

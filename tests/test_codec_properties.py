@@ -21,6 +21,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from codec_oracle import FORMS, assert_agree, has_float, same_json, same_message, with_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +30,9 @@ from wsa_fast import _codec as compiled
 from wsa_fast import codec_py as pure
 from wsa_fast.grammar import MAX_NESTING, RESERVED_IDS
 from wsa_fast.message import COMPACT, Message
+
+# Hypothesis runs thousands of examples per property: seconds to tens of seconds each.
+pytestmark = pytest.mark.slow
 
 # WSA_PROPERTY_SCALE=20 multiplies every example count, for a long hunt before a release.
 SCALE = float(os.environ.get("WSA_PROPERTY_SCALE", "1"))

@@ -47,6 +47,9 @@ from wsa_ws import (
     uid,
 )
 
+# May first install nginx with apt-get (waiting up to 10 minutes for the dpkg lock).
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]
+
 TERMINATED = "tls-terminated"
 PASSTHROUGH = "tls-passthrough"
 CONFS = {TERMINATED: ROOT / "deploy" / "nginx.conf", PASSTHROUGH: ROOT / "deploy" / "nginx-tls-passthrough.conf"}

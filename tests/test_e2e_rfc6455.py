@@ -272,6 +272,7 @@ def test_a_message_over_the_limit_in_fragments_is_skipped_to_its_last_then_close
     assert ws.server_closed_tcp()
 
 
+@pytest.mark.slow  # waits out the close timeout
 def test_an_oversized_message_that_never_ends_is_closed_after_the_close_timeout(ws):
     """The client stops half-way through: after 5 s the CLOSE goes out anyway."""
     ws.send_frame(BINARY, b"x" * 100, announce=10 * MAX)
@@ -294,6 +295,7 @@ def test_a_replaced_login_closes_4001_and_waits_for_the_answer(server):
         second.close()
 
 
+@pytest.mark.slow  # waits out the close timeout
 def test_a_peer_that_never_answers_the_close_is_cut_off(ws):
     """After the close timeout (5 s) the server drops a peer that keeps silent."""
     for _ in range(3):

@@ -24,6 +24,9 @@ import pytest
 from gateway_process import GatewayProcess
 from wsa_ws import REPLY_TIMEOUT, new_id, running_server
 
+# Installs tests/interop's Node dependencies with npm ci, and drives a headless browser.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
 INTEROP = Path(__file__).resolve().parent / "interop"
 SCENARIO = INTEROP / "scenario.js"
 # Each close is repeated: before the closing handshake was done right, clients saw

@@ -19,6 +19,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+# May first install Chromium with apt-get, and builds the JS client with npm.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 ROOT = Path(__file__).resolve().parent.parent
 JS_CLIENT = ROOT / "clients" / "js"
 SERVING = re.compile(r"Serving HTTP on \S+ port (\d+)")

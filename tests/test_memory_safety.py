@@ -101,6 +101,7 @@ def test_a_message_with_empty_fragments_is_reassembled(server, cuts):
         assert f'"id":"{id}"' in reply and '"result":"success"' in reply, reply
 
 
+@pytest.mark.slow  # two threads decoding for seconds
 def test_two_threads_decoding_at_once_never_mix_their_messages():
     """Each thread decodes its own messages; every result must be what the reference codec reads."""
 

@@ -30,6 +30,9 @@ from nats_server import NatsServer
 from test_cluster import gateway, relay_round_trip
 from wsa_ws import Clients, aio, expect_fail, uid
 
+# A nats-server with TLS, NKEY users or an operator started per test: seconds each.
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------- certificates
 
 

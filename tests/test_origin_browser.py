@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+# May first install Chromium with apt-get.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 # The page opens a WebSocket and reports whether it opened and how it closed.
 PAGE = """
 <script>

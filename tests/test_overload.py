@@ -14,6 +14,9 @@ import pytest
 from websockets.asyncio.client import connect
 from wsa_ws import aio
 
+# Floods of thousands of messages through one and two workers: seconds each.
+pytestmark = pytest.mark.slow
+
 PENDING = 60_000
 BROADCASTS = 40
 BROADCAST_SIZE = 500_000

@@ -11,7 +11,11 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
 from gateway_process import ROOT
+
+# Builds an sdist and runs `make clean` on a copy of the tree.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # Cython output, compiled modules and build folders: what `make clean` must remove.
 GENERATED = [

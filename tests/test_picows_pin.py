@@ -13,6 +13,9 @@ import sys
 import pytest
 from gateway_process import ROOT, WSA_FAST
 
+# Installs another picows release with pip.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

@@ -9,7 +9,6 @@ roles from a JWT claim and from the token file.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import jwt
 import pytest
 from gateway_process import GatewayProcess
-from test_cluster import APP, where
+from test_cluster import APP, visible, where
 from wsa_ws import Clients, Peer, aio, expect_fail, expect_response, settled, uid
 
 SECRET = "policy-test-secret-of-32-bytes!!"
@@ -86,22 +85,6 @@ class Placed:
         raise AssertionError(f"no connection landed on worker {worker}")
 
 
-async def visible(sender: Peer, target: Peer) -> None:
-    """Wait until the sender's worker knows the target: a permitted event reaches it."""
-    for _ in range(500):
-        msg_id = await sender.event(target.cid, "chat@v1/probe")
-        try:
-            reply = await sender.recv(0.2)
-        except AssertionError:
-            got = await target.recv()
-            assert got["id"] == msg_id, got
-            return
-        expect_fail(reply, "NOT_FOUND", id=msg_id, to=sender.cid)
-        # A NOT_FOUND comes back at once: wait a little for the login to reach the other worker.
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{target.cid} never became reachable from {sender.cid}")
-
-
 async def refused(sender: Peer, send, to: str, method: str) -> None:
     msg_id = await send(to, method)
     expect_fail(await sender.recv(), "PERMISSION_DENIED", id=msg_id, to=sender.cid)
@@ -141,7 +124,7 @@ async def test_relay_requests_and_events_by_target_and_method(server: GatewayPro
         user = await placed.open(uid("user"))
         other = await placed.open(uid("other"), worker=1)
         support = await placed.open(uid("support-"), worker=1)
-        await visible(user, support)
+        await visible(user, support, "chat@v1/probe")
         # Allowed: chat@v1/* to support-*, request and event; the answer comes back as usual.
         msg_id = await user.request(support.cid, "chat@v1/help", {"q": 1})
         got = await support.recv()
@@ -166,7 +149,7 @@ async def test_a_role_or_an_id_may_message_anyone(server: GatewayProcess) -> Non
         agent = await placed.open(uid("agent"), "agent")
         boss = await placed.open("boss")
         target = await placed.open(uid("user"), worker=1)
-        await visible(agent, target)
+        await visible(agent, target, "chat@v1/probe")
         for sender in (agent, boss):
             for send in (sender.request, sender.event):
                 msg_id = await send(target.cid, "admin@v1/anything")

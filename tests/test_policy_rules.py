@@ -90,6 +90,7 @@ def rule_tables(draw: st.DrawFn) -> dict:
     return {"allow": rules}
 
 
+@pytest.mark.slow  # Hypothesis over every rule shape
 @settings(max_examples=300, deadline=None)
 @given(
     table=rule_tables(),

@@ -9,7 +9,11 @@ import os
 import socket
 
 import psutil
+import pytest
 import websockets
+
+# Floods a client that does not read until it is cut off: seconds each.
+pytestmark = pytest.mark.slow
 
 LIMIT = 256 * 1024
 PAYLOAD = "x" * 8192
