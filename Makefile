@@ -83,8 +83,9 @@ $(SANITIZE_VENV)/.installed: $(SOURCES)
 	WSA_FAST_SANITIZE=1 $(SANITIZE_VENV)/bin/python -m pip install '.[test,fuzz]'
 	touch $@
 
+# Under the sanitizers everything runs several times slower: each test may take 10 minutes, not 1.
 sanitize: $(SANITIZE_VENV)/.installed
-	$(SANITIZE_VENV)/bin/python tests/sanitized.py $(SANITIZE_VENV)/bin/python -P -m pytest $(SANITIZE_TESTS) $(ARGS)
+	$(SANITIZE_VENV)/bin/python tests/sanitized.py $(SANITIZE_VENV)/bin/python -P -m pytest --timeout 600 $(SANITIZE_TESTS) $(ARGS)
 
 # SECONDS of the codec fuzzer (coverage of codec_py, on the normal build; its corpus then replayed
 # under the sanitizers), then SECONDS of the network fuzzer against a sanitized server.
