@@ -36,8 +36,8 @@ test-fast: $(VENV)/.installed-test
 # What a maintainer runs before a commit, and CI: style and lint (ruff), types (mypy), the .pyi stubs held to
 # the compiled modules (stubtest; tools/stubtest-allowlist.txt says what it cannot see), the Cython sources.
 STUBBED := $(patsubst wsa_fast/%.pyi,wsa_fast.%,$(wildcard wsa_fast/*.pyi))
-CYTHON_SOURCES := $(filter-out src_cy/wsa_fast/_gateway.pyx src_cy/wsa_fast/_codec.pyx,$(filter-out $(GENERATED),\
-	$(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd))) $(wildcard src_cy/wsa_fast/loadgen/*.pyx) bench/floor_echo.pyx
+CYTHON_SOURCES := $(filter-out $(GENERATED),$(wildcard src_cy/wsa_fast/*.pyx src_cy/wsa_fast/*.pxd \
+	src_cy/wsa_fast/*/*.pyx src_cy/wsa_fast/*/*.pxd src_cy/wsa_fast/*/*.pxi)) bench/floor_echo.pyx
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -286,7 +286,7 @@ cdef class FrameGate:
         if upgrading and self.mode != UPGRADE and self.sweeper is not None:
             drop_upgrade_extras(self.ws, self.sweeper.done)
         if first:
-            self.release_read_buffer()
+            self.release_read_buffer_if_idle()
 
     def skipped_too_long(self):
         self.skip_timer = None
@@ -330,7 +330,7 @@ cdef class FrameGate:
             self.seen_at = now
             self.ping_sent_at = 0
             return 0
-        self.release_read_buffer()
+        self.release_read_buffer_if_idle()
         if sweeper.interval <= 0 or self.mode != FRAMES or self.ws.is_close_frame_sent \
                 or protocol_listener(self.protocol) is None:
             return 0
@@ -344,7 +344,7 @@ cdef class FrameGate:
             self.ping_sent_at = now
         return 0
 
-    cdef int release_read_buffer(self) except -1:
+    cdef int release_read_buffer_if_idle(self) except -1:
         """Free picows's read buffer if it holds no unparsed byte: the gate stands between frames."""
         if self.read_buffer is not None and self.read_buffer.data != NULL and self.mode == FRAMES \
                 and self.head_len == 0 and not self.in_payload:
