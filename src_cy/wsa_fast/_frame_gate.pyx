@@ -29,11 +29,9 @@ goes out: a browser still sending it would otherwise hold unsent data when the C
 arrives, and report the close as not clean.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport uint64_t
 
 from picows.picows cimport WSCloseCode, WSTransport
 
-from wsa_fast._codec cimport valid_utf8
 from wsa_fast._picows_internals cimport (
     MemoryBuffer, drop_upgrade_extras, find_read_buffer, new_server_protocol, protocol_listener,
     protocol_transport, release_read_buffer, restore_read_buffer,
@@ -44,49 +42,14 @@ import gc
 import logging
 
 
-# What the gate is reading: the upgrade request, frames, the rest of an oversized message,
-# frames after a CLOSE was sent, nothing.
-cdef enum Mode:
-    UPGRADE
-    FRAMES
-    SKIP
-    DISCARD
-    DONE
-
-cdef enum Opcode:
-    CONTINUATION = 0x0
-    TEXT = 0x1
-    BINARY = 0x2
-    CLOSE = 0x8
-    PING = 0x9
-    PONG = 0xA
-
 client_log = logging.getLogger("wsa_fast.clients")   # wsa_fast.client_log.CLIENT_LOGGER
 
 include "engine/close_codes.pxi"
+include "frame_gate/frame_reader.pyx"     # FrameReader: the frame rules, judged as the bytes arrive
+include "frame_gate/sweeper.pyx"          # Sweeper: one timer per worker over its idle connections
 
-cdef Py_ssize_t MAX_CONTROL_PAYLOAD = 125
 # Seconds a keepalive CLOSE to a dead peer has to leave before TCP is closed (picows's own figure).
 cdef double DEAD_PEER_CLOSE_DELAY = 0.01
-# Connections closed since the heap was last trimmed that make trimming it worthwhile (a few MiB).
-cdef Py_ssize_t TRIM_AFTER_CLOSES = 500
-
-cdef extern from *:
-    """
-    #if defined(__GLIBC__)
-    #include <malloc.h>
-    static int wsa_trim_heap(void) { return malloc_trim(0); }
-    #else
-    static int wsa_trim_heap(void) { return 0; }
-    #endif
-    """
-    # malloc_trim(0) where the C library has it: free pages inside the heap go back to the OS.
-    int trim_heap "wsa_trim_heap" () nogil
-
-
-cdef inline bint valid_close_code(int code) noexcept:
-    """Codes a peer may send (RFC 6455 section 7.4, the IANA registry): not 1004-1006, 1015, reserved or unassigned."""
-    return (1000 <= code <= 1003) or (1007 <= code <= 1014) or (3000 <= code <= 4999)
 
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
@@ -102,87 +65,18 @@ def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ss
     return FrameGate(protocol, max_message_size, close_timeout, message_timeout, asyncio.get_running_loop(), sweeper)
 
 
-cdef class Sweeper:
-    """One worker's timer over its connections (see the module docstring); ``interval`` 0: no pings.
-
-    With pings, a sweep runs every eighth of the shorter of the two times, so a ping goes out
-    after ``interval`` of silence plus at most that much; without, every second.
-    """
-    cdef set gates                      # the connections it watches
-    cdef double interval, timeout, period
-    cdef object loop, timer
-    cdef str reason
-    cdef object done                    # a resolved future, for every connection's disconnected_future
-    cdef Py_ssize_t closed              # connections closed since the last sweep
-    cdef Py_ssize_t untrimmed           # connections closed since the heap was last trimmed
-
-    def __cinit__(self, double interval, double timeout, loop):
-        self.gates = set()
-        self.interval = interval
-        self.timeout = timeout
-        self.period = max(min(interval, timeout) / 8, 0.01) if interval > 0 else 1.0
-        self.loop = loop
-        self.done = loop.create_future()
-        self.done.set_result(None)
-        # picows's wording, which docs/protocol.md lists as stable.
-        self.reason = f"peer has not replied to ping/heartbeat request within {timeout} second(s)"
-        self.timer = loop.call_later(self.period, self.sweep)
-
-    def sweep(self):
-        cdef double now = self.loop.time()
-        cdef FrameGate gate
-        # A copy: closing a peer must not change the set under the loop (connection_lost comes later anyway).
-        for gate in tuple(self.gates):
-            gate.sweep(self, now)
-        if self.closed:
-            self.untrimmed += self.closed
-            self.closed = 0
-        elif self.untrimmed >= TRIM_AFTER_CLOSES:
-            # A burst of closes is over: a quiet moment for the heap walk (milliseconds at most).
-            self.untrimmed = 0
-            with nogil:
-                trim_heap()
-        self.timer = self.loop.call_later(self.period, self.sweep)
-
-    def close(self):
-        """Stop sweeping (the worker is stopping)."""
-        self.timer.cancel()
-
-
-cdef class FrameGate:
+cdef class FrameGate(FrameReader):
     """One connection's frame checker between the transport and picows (see the module docstring)."""
     cdef object protocol                # picows's WSProtocol
     cdef object protocol_get_buffer     # its bound methods, looked up once
     cdef object protocol_buffer_updated
     cdef WSTransport ws                 # picows's transport, once connected
     cdef char* window                   # where the transport writes the next bytes (picows's buffer)
-    cdef Mode mode
-    cdef Py_ssize_t max_message_size
-    cdef int crlfs                      # bytes of the "\r\n\r\n" ending the upgrade request matched so far
-    cdef unsigned char head[14]         # the frame header being read
-    cdef int head_len                   # its bytes so far
-    cdef int head_need                  # its full size, once the second byte is known (else 2)
-    cdef uint64_t remaining             # payload bytes of the current frame still to come
-    cdef int opcode                     # of the current frame
-    cdef bint in_message                # a fragmented message is open (its continuation is expected)
-    cdef uint64_t message_size          # payload bytes of the open message, counted from the headers
-    cdef bint fin                       # the current frame ends its message
     cdef double close_timeout           # how long an oversized message may take to end
-    cdef object skip_timer              # sends the 1009 if the oversized message never ends
     cdef double message_timeout         # how long a message may take to arrive (0: no limit)
     cdef double partial_since           # loop time the unfinished message began arriving (0: none)
     cdef object partial_timer           # checks it once message_timeout has passed
-    cdef bint boundary_seen             # this read passed a point with no message open
     cdef object loop
-    cdef unsigned char mask[4]
-    cdef bint in_payload                # the header is read, payload bytes follow
-    cdef unsigned char close_payload[125]   # a CLOSE frame's payload, unmasked
-    cdef Py_ssize_t close_len
-    # What one read decided, acted on once picows has had its bytes:
-    cdef Py_ssize_t handed              # how many bytes picows may see (-1: all)
-    cdef int error                      # the close code to send, or 0
-    cdef str why                        # the rule the peer broke, for the log line
-    cdef bint peer_closed               # the peer's CLOSE is in: close TCP
     # Idle connections: the worker's sweeper, picows's read buffer, whether bytes came since the
     # last sweep, when it last saw some, when it sent a ping still unanswered (0: none).
     cdef Sweeper sweeper
@@ -361,185 +255,3 @@ cdef class FrameGate:
         else:
             self.ws.send_close(<WSCloseCode>code, REASONS[code])
         return 0
-
-    cdef int enter_discard(self) except -1:
-        self.mode = DISCARD
-        if self.skip_timer is not None:
-            self.skip_timer.cancel()
-            self.skip_timer = None
-        return 0
-
-    # ---- the frame reader ----
-
-    cdef int read(self, unsigned char* p, Py_ssize_t n) except -1:
-        """Read ``n`` new bytes, setting what picows may see (handed), a close to send, a TCP close."""
-        cdef Py_ssize_t pos = 0, take, i, frame_start = 0
-        cdef int error
-        while pos < n and self.mode != DONE:
-            if self.mode == UPGRADE:
-                pos = self.find_request_end(p, pos, n)
-                continue
-            if not self.in_payload:
-                # Header bytes: collect them, then judge the frame before any of its payload.
-                frame_start = pos if self.head_len == 0 else 0
-                while pos < n and self.head_len < self.head_need:
-                    self.head[self.head_len] = p[pos]
-                    self.head_len += 1
-                    pos += 1
-                    if self.head_len == 2:
-                        self.head_need = header_size(self.head[1])
-                if self.head_len < self.head_need:
-                    break
-                self.head_len = 0
-                self.head_need = 2
-                self.in_payload = True
-                error = self.start_frame()
-                if error:
-                    self.refuse(error, frame_start)
-            if self.remaining > 0:
-                take = <Py_ssize_t>min(<uint64_t>(n - pos), self.remaining)
-                if self.opcode == CLOSE:
-                    # Only a CLOSE judged in FRAMES mode is known to fit; a refused or skipped one may not.
-                    for i in range(min(take, MAX_CONTROL_PAYLOAD - self.close_len)):
-                        self.close_payload[self.close_len] = p[pos + i] ^ self.mask[self.close_len & 3]
-                        self.close_len += 1
-                pos += take
-                self.remaining -= take
-                if self.remaining > 0:
-                    break
-            # The frame is complete.
-            self.in_payload = False
-            if not self.in_message:
-                self.boundary_seen = True
-            if self.mode == SKIP:
-                if self.opcode == CLOSE or (self.fin and self.opcode < CLOSE):
-                    # The oversized message is over (or the peer gave up): now the 1009.
-                    self.enter_discard()
-                    self.error = CLOSE_TOO_BIG
-                    if self.opcode == CLOSE:
-                        self.peer_closed = True
-                        self.mode = DONE
-                continue
-            if self.opcode != CLOSE:
-                continue
-            if self.mode == DISCARD:
-                self.peer_closed = True     # the peer answered our CLOSE: the handshake is done
-            else:
-                error = self.check_close()
-                if error:
-                    self.refuse(error, frame_start)
-                    self.peer_closed = True
-                elif self.handed < 0:
-                    self.handed = pos       # picows gets the CLOSE (the gateway answers it), nothing after
-            self.mode = DONE
-        return 0
-
-    cdef int broke(self, int code, str why) except -1:
-        self.why = why
-        return code
-
-    cdef int refuse(self, int code, Py_ssize_t frame_start) noexcept:
-        """A frame broke a rule: picows sees only what came before it; close with ``code``; skip the rest.
-
-        An oversized message is skipped to its end first, and closed then (see the module docstring).
-        """
-        if self.mode == FRAMES:
-            self.handed = frame_start
-            if code == CLOSE_TOO_BIG and self.opcode < CLOSE:
-                self.mode = SKIP
-            else:
-                self.error = code
-                self.mode = DISCARD
-        return 0
-
-    cdef Py_ssize_t find_request_end(self, unsigned char* p, Py_ssize_t pos, Py_ssize_t n) noexcept:
-        """Advance through the HTTP request to the blank line that ends it; frames follow."""
-        cdef const char* ending = b"\r\n\r\n"
-        while pos < n:
-            if p[pos] == <unsigned char>ending[self.crlfs]:
-                self.crlfs += 1
-            else:
-                self.crlfs = 1 if p[pos] == b'\r' else 0
-            pos += 1
-            if self.crlfs == 4:
-                self.mode = FRAMES
-                break
-        return pos
-
-    cdef int start_frame(self) except -1:
-        """Judge a complete header; returns the close code it earns, or 0."""
-        cdef unsigned char b0 = self.head[0], b1 = self.head[1]
-        cdef bint fin = b0 & 0x80
-        cdef int opcode = b0 & 0x0F
-        cdef uint64_t length = b1 & 0x7F
-        cdef int i, at = 2
-        if length == 126:
-            length = (<uint64_t>self.head[2] << 8) | self.head[3]
-            at = 4
-        elif length == 127:
-            length = 0
-            for i in range(2, 10):
-                length = (length << 8) | self.head[i]
-            at = 10
-        for i in range(4):
-            self.mask[i] = self.head[at + i]
-        self.opcode = opcode
-        self.fin = fin
-        self.remaining = length
-        self.close_len = 0
-        if self.mode != FRAMES:
-            return 0                        # skipping or closing: frames are only skipped
-        if b0 & 0x70:
-            return self.broke(CLOSE_PROTOCOL_ERROR, "RSV bits set, but no extension was negotiated")
-        if not (b1 & 0x80):
-            return self.broke(CLOSE_PROTOCOL_ERROR, "an unmasked frame")
-        if (b1 & 0x7F) == 126 and length < 126 or (b1 & 0x7F) == 127 and (length < 65536 or length >> 63):
-            return self.broke(CLOSE_PROTOCOL_ERROR, "a frame length not in its shortest form")
-        if opcode >= CLOSE:
-            if opcode > PONG:
-                return self.broke(CLOSE_PROTOCOL_ERROR, "a reserved control opcode")
-            if not fin or length > MAX_CONTROL_PAYLOAD:
-                return self.broke(CLOSE_PROTOCOL_ERROR, "a fragmented or over-125-byte control frame")
-            return 0
-        if opcode == CONTINUATION:
-            if not self.in_message:
-                return self.broke(CLOSE_PROTOCOL_ERROR, "a continuation frame with no message open")
-        elif opcode == TEXT or opcode == BINARY:
-            if self.in_message:
-                return self.broke(CLOSE_PROTOCOL_ERROR, "a new message inside a fragmented one")
-        else:
-            return self.broke(CLOSE_PROTOCOL_ERROR, "a reserved data opcode")
-        self.in_message = not fin
-        self.message_size = length if opcode != CONTINUATION else self.message_size + length
-        if self.message_size > <uint64_t>self.max_message_size:
-            return self.broke(CLOSE_TOO_BIG, "a message over max_message_size")
-        return 0
-
-    cdef int check_close(self) except -1:
-        """Judge the payload of the peer's CLOSE: a valid code, then a UTF-8 reason."""
-        cdef int code
-        if self.close_len == 0:
-            return 0
-        if self.close_len == 1:
-            return self.broke(CLOSE_PROTOCOL_ERROR, "a one-byte CLOSE payload")
-        code = (self.close_payload[0] << 8) | self.close_payload[1]
-        if not valid_close_code(code):
-            return self.broke(CLOSE_PROTOCOL_ERROR, f"a CLOSE with code {code}, which must not be sent")
-        if not valid_utf8(<const char*>self.close_payload + 2, self.close_len - 2):
-            return self.broke(CLOSE_INVALID_TEXT, "a close reason that is not UTF-8")
-        return 0
-
-
-cdef inline int header_size(unsigned char b1) noexcept:
-    """Bytes of a client frame's header (masking key included), from its second byte."""
-    cdef int length = b1 & 0x7F
-    return 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
-
-
-# The reasons sent with the gate's closes (docs/protocol.md, close codes).
-REASONS = {
-    CLOSE_PROTOCOL_ERROR: "protocol error",
-    CLOSE_INVALID_TEXT: "invalid UTF-8",
-    CLOSE_POLICY: "message incomplete",
-    CLOSE_TOO_BIG: "message too big",
-}
