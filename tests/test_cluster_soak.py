@@ -677,7 +677,9 @@ class Soak:
         self.kill_at, self.killed_pid = now(), pid
         for client in self.clients.values():
             for gen in client.gens:
-                if gen.pid == pid and gen.closing_at is None:
+                # A connection being replaced whose close has not come yet dies with its worker, 4001 unsent.
+                replacing = gen.why == "replaced" and gen.closed_at is None
+                if gen.pid == pid and (gen.closing_at is None or replacing):
                     gen.why, gen.closing_at = "killed", self.kill_at
         self.counts["killed-connections"] = sum(1 for c in self.clients.values() for g in c.gens if g.why == "killed")
         os.kill(pid, signal.SIGKILL)
