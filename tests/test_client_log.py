@@ -123,6 +123,10 @@ PROTOCOL_ERRORS = {
     "one-byte close": frame(b"\x03", CLOSE),
     "close code 1005": frame(struct.pack("!H", 1005), CLOSE),
     "close reason not UTF-8": frame(struct.pack("!H", 1000) + b"\xff", CLOSE),
+    # Past the FrameGate: the engine finds these once the whole message is in.
+    "text message not UTF-8": frame(b"\xff", TEXT),
+    "text fragments not UTF-8": frame(b"\xc3", TEXT, fin=False) + frame(b"\x28", CONTINUATION),
+    "too many invalid messages": frame(b"{", TEXT) * 20,  # max_bad_messages
 }
 
 

@@ -102,6 +102,8 @@ cdef class Connection(WSListener):
             self.gw.counts[<int>IN_INVALID] += 1
             # Only unparsable input can be bad UTF-8 (the parser validates it), so good messages pay nothing.
             if m.status == NOT_JSON and self.text and not valid_utf8(data, n):
+                client_log.info("closing %s (%s): it sent a text message that is not UTF-8",
+                                self.client_id, self.address)
                 return self.close(CLOSE_INVALID_TEXT, "invalid UTF-8")
             return self.gw.on_bad_message(self, m)
         self.gw.counts[IN_REQUEST + m.type - REQUEST] += 1

@@ -79,6 +79,8 @@ cdef class Session(Login):
             self.error_event(conn, "INVALID_MESSAGE", m.reason.decode(),
                              text(m.readable_id) if m.has_readable_id else None)
         if conn.bad_in_row >= self.max_bad_messages:
+            client_log.info("closing %s (%s): %d invalid messages in a row", conn.client_id, conn.address,
+                            conn.bad_in_row)
             conn.close(CLOSE_POLICY, "too many invalid messages")
         return 0
 
