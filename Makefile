@@ -26,12 +26,20 @@ install: $(VENV)/.installed-test
 serve: $(VENV)/.installed-runtime
 	$(BIN)/wsa-fast serve $(ARGS)
 
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests $(ARGS)
+# The inner loop's tests (pyproject's markers): every test but the slow, soak, deploy and bench tiers. They are
+# safe to run in parallel (free ports, temporary directories, a server per test or per module and worker), and
+# mostly wait on sockets and timers: JOBS pytest-xdist workers, one per core here.
+FAST := not slow and not soak and not deploy and not bench
+JOBS ?= 2
 
-# The inner loop: every test but the slow, soak, deploy and bench tiers (pyproject's markers).
+# Everything: the inner loop's tests in parallel, then the other tiers one at a time, as their timing and their
+# shared tools (nginx, browsers, builds in the tree) want. A tier that ARGS leaves empty (exit 5) is no failure.
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests -n $(JOBS) -m "$(FAST)" $(ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest tests -m "not ($(FAST))" $(ARGS) || [ $$? -eq 5 ]
+
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests -m "not slow and not soak and not deploy and not bench" $(ARGS)
+	$(BIN)/python -m pytest tests -n $(JOBS) -m "$(FAST)" $(ARGS)
 
 # What a maintainer runs before a commit, and CI: style and lint (ruff), types (mypy), the .pyi stubs held to
 # the compiled modules (stubtest; tools/stubtest-allowlist.txt says what it cannot see), the Cython sources.

@@ -285,6 +285,7 @@ def read_frames(raw: RawWS, count: int) -> list[bytes]:
     return out
 
 
+@pytest.mark.slow  # 330,000 requests: about 10 s of both cores
 def test_answered_requests_free_their_deadlines(start_gateway):
     """A long request_timeout must not keep an answered request's deadline: 300,000 requests answered
     within an hour's timeout would otherwise hold 300,000 deadline entries (38 MiB, measured with the

@@ -14,7 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from gateway_process import GatewayProcess
+
+# 2,000 connections from the load tester, several seconds: not inner-loop material.
+pytestmark = pytest.mark.slow
 
 WSA_FAST = str(Path(sys.executable).with_name("wsa-fast"))
 CONNECTIONS = 2000

@@ -114,7 +114,14 @@ class Raw(str):
     """JSON text put into a message exactly as written (to check bytes are passed through)."""
 
 
-ABSENT = object()
+class _Absent:
+    """A key left out of the message (its repr names the test cases: pytest-xdist workers must agree)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
 
 _COMPACT_KEYS = {"from": "f", "to": "t", "type": "y", "id": "i", "payload": "p"}
 _COMPACT_TYPES = {"request": "q", "response": "r", "event": "e"}
