@@ -19,8 +19,8 @@ import logging
 import math
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
@@ -84,7 +84,7 @@ class _Listener(WSListener):
             self.client._close_reason = frame.get_close_reason() if frame.payload_size > 2 else ""
             if not transport.is_close_frame_sent:
                 # Echo the peer's code (RFC 6455 5.5.1), or 1000 when it sent none.
-                transport.send_close(code if code is not None else WSCloseCode.OK)
+                transport.send_close(WSCloseCode.OK if code is None else _as_close_code(code))
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -105,6 +105,11 @@ class _Listener(WSListener):
 
 def _close_code_int(code: Any) -> int:
     return int(code.value) if hasattr(code, "value") else int(code)
+
+
+def _as_close_code(code: int) -> WSCloseCode:
+    """Any close code for picows's send_close: it takes an int (a C enum), its stub names only its enum's."""
+    return cast(WSCloseCode, code)
 
 
 class _Connecting:
@@ -156,8 +161,8 @@ class Client:
         self._events: deque[Message] = deque()
         self._event_waiters: list[tuple[str | None, asyncio.Future]] = []
         self._tasks: set[asyncio.Task] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._gone: asyncio.Event | None = None
+        self._loop = asyncio.get_running_loop()  # made by Client.connect, on the loop it runs on
+        self._gone = asyncio.Event()
         self._negotiate = "none"
         self._connect_error: Exception | None = None
 
@@ -246,8 +251,6 @@ class Client:
             max_message_size=max_message_size,
             max_queued_events=max_queued_events,
         )
-        client._loop = asyncio.get_running_loop()
-        client._gone = asyncio.Event()
         client._negotiate = negotiate
         await ws_connect(
             lambda: _Listener(client),
@@ -278,7 +281,7 @@ class Client:
         if self._transport is None:
             return
         if not self.closed and not self._transport.is_close_frame_sent:
-            self._transport.send_close(code, reason.encode())
+            self._transport.send_close(_as_close_code(code), reason.encode())
         if not self.closed:
             try:
                 await asyncio.wait_for(self._gone.wait(), CLOSE_TIMEOUT)
@@ -459,11 +462,13 @@ class Client:
             self.stats["dropped_responses"] += 1
             return
         if msg.result == "fail":
+            assert msg.code is not None  # the decoder gives every fail its code
             future.set_exception(_error(msg.code, f"{msg.from_} answered fail {msg.code}", msg))
         else:
             future.set_result(msg)
 
     def _on_request(self, msg: Message) -> None:
+        assert msg.method is not None  # the decoder gives every request its method
         handler = self._request_handlers.get(msg.method)
         if handler is None:
             self._reply(msg, WSAError("METHOD_NOT_FOUND"))
@@ -518,6 +523,7 @@ class Client:
             pass  # closed meanwhile: nobody to answer
 
     def _on_event(self, msg: Message) -> None:
+        assert msg.method is not None  # the decoder gives every event its method
         handler = self._event_handlers.get(msg.method)
         if handler is not None:
             outcome = handler(msg)
@@ -546,7 +552,7 @@ class Client:
             self.stats["handler_errors"] += 1
             log.exception("event handler for %s failed", msg.method)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -77,7 +77,7 @@ class Cluster:
         self.leaves: list[list[Any]] = []
         self.version = 0
         self.presence_scheduled = False
-        self.nats: NatsClient | None = None
+        self.nats: NatsClient | None = None  # from start() on; what calls back or is scheduled comes after
         self.heartbeat_task: asyncio.Task | None = None
 
     # ---- lifecycle ----
@@ -115,6 +115,7 @@ class Cluster:
         self.router.up = False
 
     def _up(self, again: bool) -> None:
+        assert self.nats is not None
         if again:
             self.gw.count(Metric.NATS_RECONNECTS)
         now = self.loop.time()
@@ -132,13 +133,16 @@ class Cluster:
         self.router.up = False
 
     def _publish(self, subject: bytes, payload: bytes) -> bool:
+        assert self.nats is not None
         return self.nats.publish(subject, payload, self.subject)
 
     def _send(self, message: dict) -> None:
+        assert self.nats is not None
         message["w"] = self.wid
         self.nats.publish(self.presence_subject, orjson.dumps(message))
 
     async def _heartbeat(self) -> None:
+        assert self.nats is not None
         while True:
             await asyncio.sleep(HEARTBEAT)
             if not self.nats.connected:
@@ -172,6 +176,7 @@ class Cluster:
             joins, self.joins = self.joins[:CHUNK], self.joins[CHUNK:]
             leaves, self.leaves = self.leaves[:CHUNK], self.leaves[CHUNK:]
             self.version += 1
+            assert self.nats is not None  # clients log in once the cluster has started
             if self.nats.connected:
                 self._send({"k": "up", "v": self.version, "join": joins, "leave": leaves})
 

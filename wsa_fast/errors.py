@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .grammar import is_code
+
+if TYPE_CHECKING:
+    from .message import Message
 
 __all__ = ["WSAError", "CODES"]
 
@@ -28,6 +33,9 @@ CODES = (
 
 class WSAError(Exception):
     """Raise from a handler to answer with ``fail`` and ``code``; raised by server requests that fail."""
+
+    # The fail response it stands for, when Client.request raised it; None otherwise.
+    response: Message | None = None
 
     def __init__(self, code: str, message: str | None = None) -> None:
         if not is_code(code):

@@ -22,6 +22,7 @@ import re
 import ssl
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["NatsClient", "NatsError", "Credentials", "parse_servers", "load_credentials", "tls_context"]
@@ -195,10 +196,11 @@ class _Protocol(asyncio.BufferedProtocol):
         self.pongs: deque[asyncio.Future | None] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # create_connection's: a stream transport
 
     async def _upgrade(self, offered: bool) -> None:
         """Turn the connection into TLS after the server's INFO, then log in over it."""
+        assert self.transport is not None  # the server's INFO came over it
         try:
             if not offered:
                 raise NatsRefused("tls:// asks for TLS, but the server does not offer it")
@@ -261,6 +263,7 @@ class _Protocol(asyncio.BufferedProtocol):
             line = bytes(buf[pos:eol])
             pos = eol + 2
             if line == b"PING":
+                assert self.transport is not None  # it came over it
                 self.transport.write(PONG)
             elif line == b"PONG":
                 client.outstanding_pings = 0
@@ -312,6 +315,7 @@ class NatsClient:
         self.on_down = on_down
         self.callbacks: dict[bytes, Callback] = {}
         self.subjects: dict[bytes, bytes] = {}  # sid -> subject, resent on every connection
+        # While connected, the connection in use (its transport set: the handshake went over it).
         self.protocol: _Protocol | None = None
         self.connected = False
         self.closed = False
@@ -351,17 +355,15 @@ class NatsClient:
         self.callbacks[sid] = callback
         self.subjects[sid] = subject
         if self.connected:
-            self.protocol.transport.write(b"SUB %s %s\r\n" % (self.subjects[sid], sid))
+            self._transport().write(b"SUB %s %s\r\n" % (self.subjects[sid], sid))
 
     def publish(self, subject: bytes, payload: bytes, reply: bytes = b"") -> bool:
         """Queue one message for this loop iteration's write; False (nothing sent) if it cannot go."""
         if not self.connected or len(payload) > self.max_payload:
             return False
-        if self.protocol.transport.get_write_buffer_size() > MAX_UNSENT:
-            log.warning(
-                "the NATS server is not keeping up (%d bytes unsent); refusing to queue more",
-                self.protocol.transport.get_write_buffer_size(),
-            )
+        unsent = self._transport().get_write_buffer_size()
+        if unsent > MAX_UNSENT:
+            log.warning("the NATS server is not keeping up (%d bytes unsent); refusing to queue more", unsent)
             return False
         if reply:
             head = b"PUB %s %s %d\r\n" % (subject, reply, len(payload))
@@ -377,7 +379,13 @@ class NatsClient:
         self._write_scheduled = False
         out, self._out = self._out, []
         if self.connected and out:
-            self.protocol.transport.writelines(out)
+            self._transport().writelines(out)
+
+    def _transport(self) -> asyncio.Transport:
+        """The transport of the connection in use: called only while connected."""
+        protocol = self.protocol
+        assert protocol is not None and protocol.transport is not None, "not connected"
+        return protocol.transport
 
     async def flush(self, timeout: float = 2.0) -> bool:
         """Wait until the server has taken everything sent so far (a PING answered)."""
@@ -385,8 +393,10 @@ class NatsClient:
         if not self.connected:
             return False
         waiter = self.loop.create_future()
-        self.protocol.pongs.append(waiter)
-        self.protocol.transport.write(PING)
+        protocol = self.protocol
+        assert protocol is not None and protocol.transport is not None  # connected
+        protocol.pongs.append(waiter)
+        protocol.transport.write(PING)
         try:
             await asyncio.wait_for(waiter, timeout)
             return True
@@ -467,6 +477,7 @@ class NatsClient:
         commands = [b"CONNECT " + json.dumps(options).encode() + CRLF]
         commands += [b"SUB %s %s\r\n" % (subject, sid) for sid, subject in self.subjects.items()]
         commands.append(PING)
+        assert protocol.transport is not None  # the server's INFO came over it
         protocol.transport.writelines(commands)
 
     def _learn(self, info: dict) -> None:
@@ -506,10 +517,12 @@ class NatsClient:
             await asyncio.sleep(PING_INTERVAL)
             if not self.connected:
                 continue
+            protocol = self.protocol
+            assert protocol is not None and protocol.transport is not None  # connected
             if self.outstanding_pings >= MAX_OUTSTANDING_PINGS:
                 log.warning("the NATS server stopped answering pings")
-                self.protocol.transport.abort()
+                protocol.transport.abort()
                 continue
             self.outstanding_pings += 1
-            self.protocol.pongs.append(None)
-            self.protocol.transport.write(PING)
+            protocol.pongs.append(None)
+            protocol.transport.write(PING)
