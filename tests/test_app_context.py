@@ -1,4 +1,4 @@
-"""``wsa_fast.Context``: compiled, yet what a user sees of it is what the Python class offered.
+"""``wsa_fast.Context``: compiled, yet what a user sees is what the Python class offered; and what ``App`` refuses.
 
 A user building one to unit-test a handler calls it with the same arguments, reads the same
 attributes and gets the same repr; the gateway fills it in C without calling ``__init__``,
@@ -35,3 +35,13 @@ def test_a_context_describes_one_message_and_cannot_be_rewritten():
         ctx.extra = 1  # type: ignore[attr-defined]
     with pytest.raises(TypeError):
         Context(App(), 42, "ab12c", "shop@v1/order", None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["wsa@v1/ping", "auth@v1/login"])
+def test_an_app_cannot_take_over_a_built_in_method(method):
+    """The gateway answers these itself (profile section 7): registering one is a mistake said at once."""
+    app = App()
+    with pytest.raises(ValueError, match=f"{method} is built in"):
+        app.request(method)
+    with pytest.raises(ValueError, match=f"{method} is built in"):
+        app.event(method)

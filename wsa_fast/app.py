@@ -11,6 +11,7 @@ from ._context import Context
 from .errors import WSAError
 from .grammar import is_method
 from .message import Message
+from .methods import BUILTIN_METHODS
 
 __all__ = ["App", "Context", "Handler", "Policy"]
 
@@ -19,8 +20,6 @@ log = logging.getLogger("wsa_fast.app")
 Handler = Callable[["Context", Any], Any]
 # (sender id, target id or "client", "request"|"event", method) -> allowed?
 Policy = Callable[[str, str, str, str], bool]
-
-BUILTIN_METHODS = frozenset({"wsa@v1/ping", "auth@v1/login"})
 
 
 class App:

@@ -30,6 +30,7 @@ from .errors import WSAError
 from .grammar import is_client_id, is_method
 from .ids import id_factory
 from .message import COMPACT, FORMS, SUBPROTOCOLS, VERBOSE, DecodeError, Message
+from .methods import ERROR_EVENT, LOGIN, PING
 
 __all__ = ["Client"]
 
@@ -37,10 +38,6 @@ log = logging.getLogger("wsa_fast.client")
 
 _FORM_OF_PROTOCOL = {name: form for form, name in SUBPROTOCOLS.items()}
 NEGOTIATIONS = ("subprotocol", "query", "none")
-
-PING = "wsa@v1/ping"
-LOGIN = "auth@v1/login"
-ERROR_EVENT = "wsa@v1/error"
 
 # How long close() waits for the server's CLOSE before dropping the socket.
 CLOSE_TIMEOUT = 5.0

@@ -27,6 +27,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType
 from picows import WSCloseCode
 
+from wsa_fast.methods import ERROR_EVENT
+
 cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
 

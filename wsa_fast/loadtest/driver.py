@@ -20,8 +20,9 @@ from picows import WSCloseCode, WSMsgType, ws_connect
 
 from .. import _loadgen
 from .._loadgen import Conn, Pacer, Sender, Stats
+from ..methods import LOGIN, PING
 from . import credentials, messages, proctree, results
-from .messages import EVENT_METHOD, LOGIN, PING, message
+from .messages import EVENT_METHOD, message
 
 # Handshakes in flight at once when opening many connections. Below asyncio's listen backlog
 # (100): an overflowing accept queue drops SYNs, which the kernel retries only a second later.

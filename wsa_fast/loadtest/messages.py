@@ -8,8 +8,6 @@ from .._loadgen import client_frame
 
 ID_LEN = 5
 TEMPLATE_ID = "00000"
-PING = "wsa@v1/ping"
-LOGIN = "auth@v1/login"
 # What relay and broadcast send: an event with a text parameter (padded to --payload-bytes).
 EVENT_METHOD = "chat@v1/message"
 

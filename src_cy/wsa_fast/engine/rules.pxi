@@ -1,10 +1,13 @@
 # The protocol's names and codes the engine answers with (profile sections 4-6).
 
+from wsa_fast import methods
 from wsa_fast.errors import CODES
 
-cdef bytes PING = b"wsa@v1/ping"
-cdef bytes LOGIN = b"auth@v1/login"
-cdef str ERROR_EVENT = "wsa@v1/error"
+# The built-in method names are spelled once, in wsa_fast.methods; read when the module loads, kept here as
+# C-level globals (the hot path compares against these, no Python lookup).
+cdef bytes PING = methods.PING.encode()
+cdef bytes LOGIN = methods.LOGIN.encode()
+cdef str ERROR_EVENT = methods.ERROR_EVENT
 cdef bytes EMPTY = b""
 
 # The fail codes are listed once, in wsa_fast.errors.CODES; here as the bytes the encoder writes, in

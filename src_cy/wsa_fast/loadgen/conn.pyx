@@ -152,7 +152,7 @@ cdef class Conn(WSListener):
                 return
             st.unknown += 1
             return
-        if typ in ("e", "event") and body.get("m", body.get("method")) == "wsa@v1/error":
+        if typ in ("e", "event") and body.get("m", body.get("method")) == ERROR_EVENT:
             params = body.get("p", body.get("params"))
             code = params.get("code") if isinstance(params, dict) else None
             key = f"error event {code}"
