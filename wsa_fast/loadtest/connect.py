@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from .._loadgen import monotonic
-from .driver import TICK_S, Driver, SetupError, _call, share
+from .driver import TICK_S, Driver, SetupError, _call, collector_paused, share
 
 
 class ConnectScenario:
@@ -77,7 +77,8 @@ class ConnectScenario:
         ticks = asyncio.ensure_future(ticker())
         try:
             start = d.snapshot()
-            await self.ramp(count, creds)
+            with collector_paused():
+                await self.ramp(count, creds)
             stop = d.snapshot()
             d.setup_s = stop["t"] - start["t"]
             try:  # hold: a connection closed meanwhile is a disconnect

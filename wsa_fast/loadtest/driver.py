@@ -8,6 +8,8 @@ clients and of the rate (procs.py); alone, part 0 of 1 does everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import random
@@ -51,6 +53,23 @@ def share(total: int, part: int, parts: int) -> tuple[int, int]:
     """(first, count) of ``total`` items that process ``part`` of ``parts`` takes."""
     first = total * part // parts
     return first, total * (part + 1) // parts - first
+
+
+@contextlib.contextmanager
+def collector_paused() -> typing.Iterator[None]:
+    """Pause the cyclic garbage collector while connections open.
+
+    Each open connection is about 35 long-lived objects and a login makes no reference cycles, so
+    the collector's passes over the growing set find nothing: they were a quarter of the load
+    generator's CPU per connection (bench/RESULTS.md, issue 15). It runs again afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def pow2(n: int) -> int:
@@ -99,6 +118,9 @@ class Driver:
                 extra_headers=headers,
                 websocket_handshake_timeout=SETUP_TIMEOUT_S,
                 max_frame_size=1 << 24,
+                # uvloop's own connect, as the gateway's listener: aiofastnet's resolves the
+                # address in a thread and runs more Python per connection (a fifth of its CPU).
+                use_aiofastnet=False,
                 local_addr=(self.a.source_address, 0) if self.a.source_address else None,
             )
         except (OSError, asyncio.TimeoutError) as error:
@@ -136,8 +158,9 @@ class Driver:
 
     async def connect_many(self, n: int, open_one) -> None:
         """await open_one(k) for k < n, CONNECT_CHUNK at a time: thousands of handshakes take seconds, not minutes."""
-        for lo in range(0, n, CONNECT_CHUNK):
-            await asyncio.gather(*(open_one(k) for k in range(lo, min(n, lo + CONNECT_CHUNK))))
+        with collector_paused():
+            for lo in range(0, n, CONNECT_CHUNK):
+                await asyncio.gather(*(open_one(k) for k in range(lo, min(n, lo + CONNECT_CHUNK))))
 
     def credentials(self, role: str, first: int, count: int, offset: int = 0) -> credentials.Credentials:
         """Logins for clients first..first+count-1 of the run; token files are read from line offset+first on."""
