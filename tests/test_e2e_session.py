@@ -241,6 +241,50 @@ async def test_newer_login_replaces_the_older_connection_with_4001(dev_server, f
         expect_response(await b.recv(), frm=me, id=id, to=b.cid)
 
 
+@pytest.fixture(scope="module")
+def replacing_server():
+    """A request_timeout below the 5 s the gateway waits for a closing handshake: GONE must not wait for it."""
+    with running_server("--request-timeout", "2") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("form", FORMS)
+@aio
+async def test_an_answer_in_before_the_replacement_reaches_the_requester(replacing_server, form):
+    async with Clients(replacing_server) as cl:
+        me = uid("dup")
+        older = await cl.open(form, login=me)
+        (a,) = await cl.bound("compact")
+        id = await a.request(me, "chat@v1/send")
+        assert (await older.recv())["id"] == id
+        await older.respond(a.cid, id, receipt="in time")
+        await older.ping()  # the answer was read before the newer login
+        await cl.open(form, login=me)
+        expect_response(await a.recv(), frm=me, id=id, to=a.cid, receipt="in time")
+        assert (await close_code(older.ws))[0] == 4001
+        await settled(a)  # and no GONE after it
+
+
+@pytest.mark.parametrize("form", FORMS)
+@aio
+async def test_a_request_pending_on_a_replaced_connection_is_gone_once_its_4001_is_out(replacing_server, form):
+    """Once the 4001 is out the older connection is closed: nothing it sends is read any more, so what waits
+    on it is GONE then, not when its closing handshake ends (up to 5 s if it does not read), nor TIMEOUT."""
+    async with Clients(replacing_server) as cl:
+        me = uid("dup")
+        older = await cl.open(form, login=me)
+        (a,) = await cl.bound("compact")
+        id = await a.request(me, "chat@v1/send")
+        assert (await older.recv())["id"] == id
+        older.ws.transport.pause_reading()  # it does not see its 4001 yet, so it does not answer it
+        await cl.open(form, login=me)
+        await older.respond(a.cid, id, receipt="too late")  # sent after the 4001 went out: dropped
+        expect_fail(await a.recv(), "GONE", id=id, to=a.cid)
+        older.ws.transport.resume_reading()
+        assert (await close_code(older.ws))[0] == 4001  # the gateway has read all it sent
+        await settled(a)  # exactly one response: the late answer was not delivered
+
+
 @aio
 async def test_handshake_token_also_replaces_the_older_connection(dev_server):
     async with Clients(dev_server) as cl:

@@ -196,6 +196,8 @@ cdef class Connection(WSListener):
             self.gw.clients.unbind(self.client_id_b, self)
         self.transport.send_close(<WSCloseCode>code, reason.encode())
         self.close_timer = self.gw.loop.call_later(CLOSE_TIMEOUT, self.transport.underlying_transport.abort)
+        # Nothing it sends is read any more: what waits on its answer is GONE now, not once the handshake ends.
+        self.gw.target_gone(self, self.client_id)
         # The peer's answer must be read even if flow control had stopped reading it; it holds nobody back now.
         if self.holds:
             self.transport.underlying_transport.resume_reading()
