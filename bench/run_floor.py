@@ -18,6 +18,11 @@ def main(argv=None) -> None:
     import floor_echo
     import uvloop
 
+    from wsa_fast.picows_unmask import use_cached_unmask
+
+    # The least a gateway on picows does includes unmasking as the gateway does (docs/architecture.md).
+    use_cached_unmask()
+
     try:
         uvloop.run(floor_echo.serve(a.host, a.port, a.single_write))
     except KeyboardInterrupt:

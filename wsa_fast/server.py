@@ -30,6 +30,7 @@ from .grammar import is_client_id
 from .message import FORMS, SUBPROTOCOLS, VERBOSE
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import MetricsBlock
+from .picows_unmask import use_cached_unmask
 from .tls import reload_certificate, server_context
 
 __all__ = ["run", "serve", "listen_error"]
@@ -96,6 +97,7 @@ async def serve(
     # Not a Logger, so picows does not make a child Logger per connection (0.6 KiB each).
     picows_lines = logging.LoggerAdapter(picows_log, {})
     client_log.install()
+    use_cached_unmask()
     authenticator = getattr(app, "authenticator", None) or make_authenticator(settings)
     if metrics is None:
         metrics = MetricsBlock(1, app)

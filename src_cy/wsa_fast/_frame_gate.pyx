@@ -34,7 +34,7 @@ from picows.picows cimport WSCloseCode, WSTransport
 
 from wsa_fast._picows_internals cimport (
     MemoryBuffer, drop_upgrade_extras, find_read_buffer, new_server_protocol, protocol_listener,
-    protocol_transport, release_read_buffer, restore_read_buffer,
+    protocol_transport, release_read_buffer, restore_read_buffer, unmask_cached,
 )
 
 import asyncio
@@ -50,6 +50,11 @@ include "frame_gate/sweeper.pyx"          # Sweeper: one timer per worker over i
 
 # Seconds a keepalive CLOSE to a dead peer has to leave before TCP is closed (picows's own figure).
 cdef double DEAD_PEER_CLOSE_DELAY = 0.01
+
+
+def unmask_kernel_address():
+    """Where the gateway's unmask kernel is (_picows_internals.pxd), for wsa_fast.picows_unmask."""
+    return <size_t>&unmask_cached
 
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,

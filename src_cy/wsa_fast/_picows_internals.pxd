@@ -8,6 +8,8 @@
 # last_in_buffer) points into picows's read buffer and is valid only during on_ws_frame. The engine
 # copies every payload before the callback returns (Parser.parse, or the fragments buffer).
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 from picows.picows cimport MemoryBuffer, WSTransport
 
@@ -112,3 +114,26 @@ cdef inline int drop_upgrade_extras(WSTransport transport, object done_future) e
     transport.listener_proxy = None
     transport.disconnected_future = done_future
     return 0
+
+
+# picows's unmask kernel. picows 2.3.1 XORs a client's payload with its mask in place, 64 bytes at a
+# time, through a function pointer it picks at import (mask_dispatch.c: avx512, avx2 or sse2); every
+# one of them writes with non-temporal (streaming) stores, which evict the payload from the cache just
+# before the gateway reads it: a relay worker spent 16% of its CPU on that first read. This kernel does
+# the same work with ordinary stores (the compiler vectorizes the loop). wsa_fast/picows_unmask.py puts
+# it in picows's pointer, after checking that the pointer holds what picows chose. Breaks, harmlessly
+# (the swap is skipped), if the pointer or picows's get_apply_mask_fast_fn is renamed; breaks for real
+# if picows starts calling the pointer with another signature or for anything but whole 64-byte blocks.
+cdef inline size_t unmask_cached(uint8_t* data, size_t size, size_t start, uint32_t mask,
+                                 uint8_t* out) noexcept nogil:
+    # picows's apply_mask_fn contract: from `start`, every whole 64-byte block; returns where it stopped.
+    cdef size_t end = start + ((size - start) & ~(<size_t>63))
+    cdef uint64_t mask8 = (<uint64_t>mask << 32) | mask
+    cdef uint64_t word
+    cdef size_t i = start
+    while i < end:
+        memcpy(&word, data + i, 8)
+        word ^= mask8
+        memcpy(out + i, &word, 8)
+        i += 8
+    return end
