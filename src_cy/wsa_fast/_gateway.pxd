@@ -3,11 +3,22 @@
 # in _gateway.pyx, which includes engine/*.pyx in the same order.
 from picows.picows cimport WSFrame, WSListener, WSTransport
 
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t
+from libcpp.string_view cimport string_view
+from libcpp.unordered_map cimport unordered_map
 
 from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
+from wsa_fast._context cimport Context
 from wsa_fast._policy cimport Policy
 from wsa_fast._routing cimport ClientTable, PendingTable, RemoteWorker, RemoteClient
+
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:         # what one step of a coroutine (or an async handler's call) gives
+        PYGEN_RETURN                    # *result: the return value
+        PYGEN_ERROR                     # an exception is set
+        PYGEN_NEXT                      # *result: the value yielded
 
 
 # Slots of a worker's metrics (wsa_fast.metrics names and renders them): plain C integers the
@@ -47,6 +58,7 @@ cpdef enum Metric:
 cdef class Connection
 cdef class Gateway
 cdef class LocalRouter
+cdef class AsyncCall
 
 include "engine/limits.pxd"
 include "engine/connection.pxd"

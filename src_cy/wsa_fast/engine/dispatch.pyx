@@ -1,35 +1,74 @@
 # Handler dispatch: a request or event to the server handed to the app's handler (sync or async),
 # and the handler's outcome answered. Included into _gateway.pyx.
 
+cimport cython
+
 import inspect
-from asyncio import current_task
+from asyncio import Task, current_task
+
+from cpython.bool cimport PyBool_Check
+from cpython.dict cimport PyDict_CheckExact
+from cpython.float cimport PyFloat_CheckExact
+from cpython.list cimport PyList_CheckExact
+from cpython.long cimport PyLong_CheckExact
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact
+from cpython.object cimport PyObject_Call
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cython.operator cimport dereference as deref
 
 from wsa_fast._codec cimport (
     FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, Str, WsaMsg, dumps, fail_code_of, loads, outcome_kind, str_of,
 )
 
-from wsa_fast._context cimport new_context
+from wsa_fast._context cimport Context, new_context
+
+cdef extern from "Python.h":
+    # *result is a new reference.
+    PySendResult PyIter_Send(object iterator, object arg, PyObject** result) except PYGEN_ERROR
+    ctypedef PySendResult (*sendfunc)(object iterator, object arg, PyObject** result) except PYGEN_ERROR
+    ctypedef struct PyAsyncMethods:
+        sendfunc am_send
+    ctypedef struct TypeSlots "PyTypeObject":
+        PyAsyncMethods* tp_as_async
+    void PyType_Modified(TypeSlots* type)
+    bint PyCoro_CheckExact(object o)
+    bint PyGen_CheckExact(object o)
 
 from wsa_fast.errors import WSAError
 
-# Handler results that cannot be awaitable, so the check costs nothing in the common case.
-PLAIN_RESULTS = frozenset({type(None), dict, list, str, int, float, bool})
+cdef inline bint plain_result(outcome) noexcept:
+    """A handler result that cannot be awaitable, so the awaitable check costs nothing in the common case."""
+    return (outcome is None or PyDict_CheckExact(outcome) or PyList_CheckExact(outcome) or PyUnicode_CheckExact(outcome)
+            or PyLong_CheckExact(outcome) or PyFloat_CheckExact(outcome) or PyBool_Check(outcome))
 
 
 cdef class Handler:
     """A registered handler as the dispatch calls it, with what the call needs looked up once."""
 
-    def __init__(self, fn, bint is_async, str method, Py_ssize_t histogram):
+    def __init__(self, fn, bint is_async, str method, Py_ssize_t histogram, loop):
         self.fn = fn
         self.is_async = is_async
         self.method = method
+        self.method_b = method.encode()
         self.histogram = histogram
+        self.task_options = {"loop": loop, "name": method}
 
 
-cdef dict handler_table(dict registered, dict histogram):
-    """An App's table (method -> (callable, is coroutine function)) as method -> Handler."""
-    return {method: Handler(fn, is_async, method, histogram[method])
-            for method, (fn, is_async) in registered.items()}
+cdef class HandlerTable:
+    """An App's table (method -> (callable, is coroutine function)) as Handlers found by a method's bytes."""
+
+    def __init__(self, dict registered, dict histogram, loop):
+        cdef Handler handler
+        self.handlers = {method: Handler(fn, is_async, method, histogram[method], loop)
+                         for method, (fn, is_async) in registered.items()}
+        for handler in self.handlers.values():
+            self.by_method[string_view(<const char*>handler.method_b, len(handler.method_b))] = <PyObject*>handler
+
+    cdef Handler get(self, Str method):
+        it = self.by_method.find(string_view(method.p, method.n))
+        if it == self.by_method.end():
+            return None
+        return <Handler>deref(it).second
 
 
 cdef class Dispatch(Deadlines):
@@ -39,8 +78,8 @@ cdef class Dispatch(Deadlines):
         Deadlines.__init__(self, settings, app, authenticator, loop, metrics)
         self.app = app
         histogram = {method: FIXED_SLOTS + i * METHOD_SLOTS for i, method in enumerate(handler_methods(app))}
-        self.request_handlers = handler_table(app.request_handlers, histogram) if app is not None else {}
-        self.event_handlers = handler_table(app.event_handlers, histogram) if app is not None else {}
+        self.request_handlers = HandlerTable(app.request_handlers if app is not None else {}, histogram, self.loop)
+        self.event_handlers = HandlerTable(app.event_handlers if app is not None else {}, histogram, self.loop)
         self.tasks = set()
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1:
@@ -51,10 +90,9 @@ cdef class Dispatch(Deadlines):
         except Exception as exc:
             outcome = exc
         else:
-            if handler.is_async or (type(outcome) not in PLAIN_RESULTS and inspect.isawaitable(outcome)):
-                # One task per call, with no done callback: settle_later leaves self.tasks itself.
-                self.tasks.add(self.loop.create_task(
-                    self.settle_later(conn, ctx, m.type == REQUEST, outcome, started, handler)))
+            if handler.is_async or (not plain_result(outcome) and inspect.isawaitable(outcome)):
+                self.tasks.add(self.start_task(new_async_call(self, conn, ctx, handler, outcome, m.type == REQUEST,
+                                                              started), handler))
                 return 0
         self.observe(handler, started)
         return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler.method)
@@ -70,18 +108,22 @@ cdef class Dispatch(Deadlines):
         self.counts[base + N_BUCKETS + 1] += <long long>(seconds * 1e9)
         return 0
 
-    async def settle_later(self, Connection conn, ctx, bint is_request, awaitable, double started,
-                           Handler handler):
-        cdef bytes id_b = ctx.id.encode()
+    cdef object start_task(self, AsyncCall call, Handler handler):
+        """The task stepping ``call``, named after the method (cheaper than the default name, formatted)."""
+        if self.loop.get_task_factory() is None:
+            return PyObject_Call(Task, (call,), handler.task_options)
+        return self.loop.create_task(call, name=handler.method)
+
+    cdef int settle_async(self, AsyncCall call, outcome) except -1:
+        """Answer what an async handler's awaitable ended with, and forget its task."""
+        cdef Str msg_id
         try:
-            try:
-                outcome = await awaitable
-            except Exception as exc:
-                outcome = exc
-            self.observe(handler, started)
+            self.observe(call.handler, call.started)
+            msg_id.p = PyUnicode_AsUTF8AndSize(call.ctx.id, <Py_ssize_t*>&msg_id.n)  # kept by the str, kept by ctx
             # No flush here: the reply marked conn dirty, so it is written with every other task's
             # output of this loop iteration (one write per connection, not one per message).
-            self.settle(conn, str_of(id_b), str_of(conn.client_id_b), is_request, outcome, ctx.method)
+            return self.settle(call.conn, msg_id, str_of(call.conn.client_id_b), call.is_request, outcome,
+                               call.handler.method)
         finally:
             self.tasks.discard(current_task())
 
@@ -117,3 +159,98 @@ cdef class Dispatch(Deadlines):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return 0
+
+
+@cython.freelist(64)
+cdef class AsyncCall:
+    """An async handler's call as its task's coroutine: each step of the task drives the handler's
+    awaitable, and the step that ends it answers the outcome. One object where an ``async def`` of our
+    own awaiting the handler would cost a coroutine, its closure and a delegation per step."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        cdef PyObject* result = NULL
+        if self.advance(value, None, &result) == PYGEN_NEXT:
+            return stolen(result)
+        stolen(result)  # None: the outcome is answered
+        raise StopIteration
+
+    def throw(self, *error):
+        cdef PyObject* result = NULL
+        if self.advance(None, error, &result) == PYGEN_NEXT:
+            return stolen(result)
+        stolen(result)
+        raise StopIteration
+
+    def close(self):
+        close = getattr(self.it, "close", None)
+        if close is not None:
+            close()
+
+    def __getattr__(self, name):
+        # cr_frame, cr_code, __qualname__...: the task's repr and get_stack() show the handler's coroutine.
+        return getattr(self.it, name)
+
+    cdef PySendResult advance(self, value, tuple error, PyObject** result) except PYGEN_ERROR:
+        """One step (am_send's contract): PYGEN_NEXT with what the awaitable yields to the task, or
+        PYGEN_RETURN once its outcome is answered; cancellation propagates."""
+        try:
+            if error is not None:
+                yielded = self.it.throw(*error)
+                Py_INCREF(yielded)
+                result[0] = <PyObject*>yielded
+                return PYGEN_NEXT
+            if PyIter_Send(self.it, value, result) == PYGEN_NEXT:
+                return PYGEN_NEXT
+            outcome = stolen(result[0])
+        except StopIteration as stop:
+            outcome = stop.value
+        except Exception as exc:
+            outcome = exc
+        except BaseException:
+            # Cancelled (the worker is stopping): no answer, as for a sync handler interrupted.
+            self.dispatch.tasks.discard(current_task())
+            raise
+        self.dispatch.settle_async(self, outcome)
+        Py_INCREF(None)
+        result[0] = <PyObject*>None
+        return PYGEN_RETURN
+
+
+cdef PySendResult step_async_call(object call, object value, PyObject** result) except PYGEN_ERROR:
+    return (<AsyncCall>call).advance(value, None, result)
+
+
+# A task steps its coroutine with PyIter_Send, which calls am_send when the type has it: each step is
+# then a C call, and the last one returns PYGEN_RETURN instead of raising StopIteration (a traceback).
+(<TypeSlots*>AsyncCall).tp_as_async.am_send = step_async_call
+PyType_Modified(<TypeSlots*>AsyncCall)
+
+
+cdef AsyncCall new_async_call(Dispatch dispatch, Connection conn, Context ctx, Handler handler, awaitable,
+                              bint is_request, double started):
+    cdef AsyncCall call = AsyncCall.__new__(AsyncCall)
+    call.dispatch = dispatch
+    call.conn = conn
+    call.ctx = ctx
+    call.handler = handler
+    call.it = awaitable if PyCoro_CheckExact(awaitable) or PyGen_CheckExact(awaitable) else \
+        type(awaitable).__await__(awaitable)
+    call.is_request = is_request
+    call.started = started
+    return call
+
+
+cdef inline object stolen(PyObject* reference):
+    """A new reference as an object (the cast adds one, so the one given is dropped)."""
+    value = <object>reference
+    Py_DECREF(value)
+    return value

@@ -2,7 +2,6 @@
 # another client (relay) or to everyone (broadcast), and where responses go (profile sections 4-5).
 # What no client bound here can take goes to the router (router.pyx). Included into _gateway.pyx.
 
-from cpython.unicode cimport PyUnicode_DecodeASCII
 from wsa_fast._codec cimport (
     COMPACT, EVENT, FAIL, INVALID, ADDR_BROADCAST, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, SUCCESS, VERBOSE,
     FrameBuffer, Parser, Str, WsaMsg, is_client_id, str_of, to_message,
@@ -93,11 +92,10 @@ cdef class Session(Login):
         if not conn.principals & self.policy.all_of[KIND_CALL] and \
                 not self.policy.allows(KIND_CALL, conn.principals, m.method, m.to):
             return self.fail(conn, m, PERMISSION_DENIED)
-        method = PyUnicode_DecodeASCII(m.method.p, m.method.n, NULL)
-        handler = (self.request_handlers if m.type == REQUEST else self.event_handlers).get(method)
+        cdef Handler handler = (self.request_handlers if m.type == REQUEST else self.event_handlers).get(m.method)
         if handler is None:
             return self.fail(conn, m, METHOD_NOT_FOUND)
-        return self.call_handler(conn, m, <Handler>handler)
+        return self.call_handler(conn, m, handler)
 
     cdef int relay(self, Connection conn, WsaMsg* m) except -1:
         # Before the lookup: a client may not learn who is connected from whom it may not message.
