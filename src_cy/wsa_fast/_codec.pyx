@@ -290,4 +290,5 @@ cdef class FrameBuffer:
         self.capacity = 0
 
 
+include "codec/json_values.pyx"    # JSON text to Python values, the plain part, from a view
 include "codec/python_level.pyx"   # decode/encode over Message, loads/dumps of JSON values

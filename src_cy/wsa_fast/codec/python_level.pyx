@@ -38,10 +38,17 @@ cdef bint valid_utf8(const char* p, size_t n) noexcept:
 
 
 cdef object loads(Str s):
-    cdef bytes raw = PyBytes_FromStringAndSize(s.p, s.n)
+    """The Python value of JSON text the parser has checked, as codec_py's json.loads gives it."""
     # orjson turns an integer past 64 bits into a float, silently; json.loads keeps it exact,
     # as codec_py does. Only text with a long run of digits pays for the slow path.
-    if has_long_digit_run(s):
+    cdef bint long_digits = has_long_digit_run(s)
+    if not long_digits:
+        try:
+            return plain_loads(s)
+        except NotPlain:
+            pass
+    cdef bytes raw = PyBytes_FromStringAndSize(s.p, s.n)
+    if long_digits:
         try:
             return json.loads(raw)
         except json.JSONDecodeError:
