@@ -2,12 +2,22 @@
 
     python bench/fairness.py --url ws://127.0.0.1:PORT/ --server-pid PID [--duration 10]
 
-The calm clients, logged in and receiving every broadcast, each send a ping every 20 ms and
-time its answer: alone for half the duration (the baseline), then while the flooder (a
-separate process) sends pings as fast as the gateway reads them for half the duration, then
-100 KB broadcasts, reconnecting whenever it is closed. Prints one JSON object: the calm
-clients' latency percentiles per phase, how many were disconnected, what the flooder got
-(answers, RATE_LIMITED, closes) and the server's peak RSS (VmHWM).
+The calm clients each send a ping every 20 ms and time its answer: alone for half the
+duration (the baseline), then while the flooder (a separate process) sends pings as fast as
+the gateway reads them for half the duration, then 100 KB broadcasts, reconnecting as soon as
+it is closed. Prints one JSON object: the calm clients' latency percentiles per phase, how
+many clients were disconnected, how many broadcasts reached the receivers, what the flooder
+got (answers, RATE_LIMITED, closes), the server's peak RSS (VmHWM), and how late the calm
+clients' own event loop ran (``loop_lag``): they share one process, and a ping answer waits
+while that process is busy or not scheduled, so a lag as large as the latency says the time
+went to the measuring side, not the gateway.
+
+Who receives the broadcasts: 100 more clients, logged in, in a process of their own, which
+read every broadcast as fast as they can. The calm clients are anonymous (a ping needs no
+login) and receive none: on a 2-core machine the clients share one core, and 100 calm clients
+that also read 100 KB x 100 per broadcast in their one process spend 4-6 ms doing so each time,
+during which no answer is read, so their latency measured that process, not the gateway.
+``--calm-receive`` restores that layout (the calm clients log in and receive, no receivers).
 bench/run.py runs it as scenario ``fairness`` against a gateway with its default limits.
 """
 
@@ -27,6 +37,10 @@ from picows import WSListener, WSMsgType, ws_connect
 CALM_CLIENTS = 100
 PING_EVERY = 0.02
 BROADCAST_SIZE = 100_000
+# A frame this large is a broadcast: counted without copying it (100 clients receive 10 MB each time).
+BROADCAST_MIN = 4096
+# How often the loop-lag probe wakes.
+LAG_PROBE = 0.001
 # The flooder keeps at most this much unsent, like a client that writes as fast as TCP lets it.
 FLOOD_BACKLOG = 4 << 20
 FLOOD_BURST = 200
@@ -55,12 +69,16 @@ class Calm(WSListener):
         self.disconnected = False
         self.measuring = False
         self.transport = None
+        self.broadcasts = 0
 
     def on_ws_connected(self, transport):
         self.transport = transport
 
     def on_ws_frame(self, transport, frame):
         if frame.msg_type != WSMsgType.TEXT:
+            return
+        if frame.payload_size >= BROADCAST_MIN:
+            self.broadcasts += 1
             return
         payload = frame.get_payload_as_bytes()
         if b'"id":"login"' in payload and not self.logged_in.done():
@@ -85,7 +103,10 @@ class Flooder(WSListener):
         self.closed = asyncio.get_running_loop().create_future()
 
     def on_ws_frame(self, transport, frame):
-        if frame.msg_type == WSMsgType.TEXT:
+        if frame.msg_type == WSMsgType.CLOSE:
+            # Closed (1008, rate limit): drop this connection and come back at once with a new one.
+            transport.disconnect()
+        elif frame.msg_type == WSMsgType.TEXT:
             payload = frame.get_payload_as_bytes()
             self.counts["refused" if b"RATE_LIMITED" in payload else "answered"] += 1
 
@@ -144,14 +165,47 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-async def calm_clients(url: str, server_pid: int, duration: float) -> dict:
-    samples: list[tuple[float, float]] = []
+async def connect_clients(url: str, prefix: str, samples: list[tuple[float, float]], login: bool) -> list[Calm]:
     clients = []
     for i in range(CALM_CLIENTS):
-        _, listener = await ws_connect(lambda i=i: Calm(f"calm{i}", samples), url)
-        listener.transport.send(WSMsgType.TEXT, login_text(f"calm{i}"))
+        _, listener = await ws_connect(lambda i=i: Calm(f"{prefix}{i}", samples), url)
+        if login:
+            listener.transport.send(WSMsgType.TEXT, login_text(f"{prefix}{i}"))
+        else:
+            listener.logged_in.set_result(None)
         clients.append(listener)
     await asyncio.gather(*(c.logged_in for c in clients))
+    return clients
+
+
+async def receive_broadcasts(url: str, seconds: float, ready, out) -> None:
+    """The receivers: logged in, reading every broadcast, for ``seconds`` after they are ready."""
+    clients = await connect_clients(url, "recv", [], True)
+    ready.send(True)
+    await asyncio.sleep(seconds)
+    out.send({"received": min(c.broadcasts for c in clients), "disconnected": sum(c.disconnected for c in clients)})
+    for c in clients:
+        if not c.disconnected:
+            c.transport.disconnect()
+
+
+def receivers_process(url: str, seconds: float, ready, out) -> None:
+    uvloop.run(receive_broadcasts(url, seconds, ready, out))
+
+
+async def calm_clients(url: str, server_pid: int, duration: float, calm_receive: bool) -> dict:
+    samples: list[tuple[float, float]] = []
+    receivers = None
+    if not calm_receive:
+        ready, ready_in = multiprocessing.Pipe(duplex=False)
+        report, report_in = multiprocessing.Pipe(duplex=False)
+        # Until the flood is over: the baseline (duration / 2), then the flood (duration), and a margin.
+        receivers = multiprocessing.Process(
+            target=receivers_process, args=(url, duration * 1.5 + 2, ready_in, report_in)
+        )
+        receivers.start()
+        await asyncio.get_running_loop().run_in_executor(None, ready.recv)
+    clients = await connect_clients(url, "calm", samples, calm_receive)
     rss_before = peak_rss_kib(server_pid)
     receive, send = multiprocessing.Pipe(duplex=False)
     flooder = multiprocessing.Process(target=flood_process, args=(url, duration, send))
@@ -165,6 +219,16 @@ async def calm_clients(url: str, server_pid: int, duration: float) -> dict:
         flooder.start()
 
     starting = asyncio.create_task(start_flood())
+    lags: list[tuple[float, float]] = []
+
+    async def lag_probe() -> None:
+        # How late this process's loop wakes a 1 ms sleep: time no ping answer could be read in.
+        while not starting.done() or flooder.is_alive():
+            slept_at = time.perf_counter()
+            await asyncio.sleep(LAG_PROBE)
+            lags.append((slept_at, time.perf_counter() - slept_at - LAG_PROBE))
+
+    probing = asyncio.create_task(lag_probe())
 
     async def pinger(client: Calm) -> None:
         await asyncio.sleep(random.random() * PING_EVERY)
@@ -175,18 +239,29 @@ async def calm_clients(url: str, server_pid: int, duration: float) -> dict:
             await asyncio.sleep(PING_EVERY)
 
     await asyncio.gather(*(pinger(c) for c in clients))
+    await probing
     flooder.join()
     counts = receive.recv() if receive.poll(5) else {}
+    received = {"received": min(c.broadcasts for c in clients), "disconnected": 0}
+    if receivers is not None:
+        received = await asyncio.get_running_loop().run_in_executor(None, report.recv)
+        receivers.join()
     flood_at, half = started + baseline, started + baseline + duration / 2
-    result = {"ok": True, "disconnected": sum(c.disconnected for c in clients)}
-    flooded = [s for s in samples if s[0] >= flood_at]
-    for phase, chosen in (
-        ("", flooded),
-        ("baseline_", [s for s in samples if s[0] < flood_at]),
-        ("requests_", [s for s in flooded if s[0] < half]),
-        ("broadcasts_", [s for s in flooded if s[0] >= half]),
+    result = {
+        "ok": True,
+        "disconnected": sum(c.disconnected for c in clients) + received["disconnected"],
+        # Every receiver receives every broadcast: the fewest any of them got.
+        "broadcasts_received": received["received"],
+        "calm_receive": calm_receive,
+    }
+    for phase, start, end in (
+        ("", flood_at, float("inf")),
+        ("baseline_", 0.0, flood_at),
+        ("requests_", flood_at, half),
+        ("broadcasts_", half, float("inf")),
     ):
-        rtts = sorted(rtt for _, rtt in chosen)
+        rtts = sorted(rtt for sent, rtt in samples if start <= sent < end)
+        lag = sorted(late for at, late in lags if start <= at < end)
         result.update(
             {
                 f"{phase}pings": len(rtts),
@@ -194,6 +269,8 @@ async def calm_clients(url: str, server_pid: int, duration: float) -> dict:
                 f"{phase}p99_us": percentile(rtts, 99),
                 f"{phase}p999_us": percentile(rtts, 99.9),
                 f"{phase}max_us": rtts[-1] * 1e6 if rtts else None,
+                f"{phase}loop_lag_p99_us": percentile(lag, 99),
+                f"{phase}loop_lag_max_us": lag[-1] * 1e6 if lag else None,
             }
         )
     result.update(
@@ -214,8 +291,11 @@ def main(argv=None) -> int:
     p.add_argument("--url", required=True)
     p.add_argument("--server-pid", type=int, required=True)
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument(
+        "--calm-receive", action="store_true", help="the calm clients log in and receive the broadcasts themselves"
+    )
     args = p.parse_args(argv)
-    print(json.dumps(uvloop.run(calm_clients(args.url, args.server_pid, args.duration))))
+    print(json.dumps(uvloop.run(calm_clients(args.url, args.server_pid, args.duration, args.calm_receive))))
     return 0
 
 

@@ -263,7 +263,10 @@ def fairness(gateway_cmd: list[str], logdir: str, duration: float) -> dict:
 
 
 def fairness_table(rows: list[dict]) -> str:
-    head = "| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|---|"
+    head = (
+        "| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs | clients' loop lag p99 / max µs |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in rows:
         for phase, label in (
@@ -274,11 +277,13 @@ def fairness_table(rows: list[dict]) -> str:
             lines.append(
                 f"| {label} | {r.get(phase + 'pings')} | {fmt(r.get(phase + 'p50_us'))} "
                 f"| {fmt(r.get(phase + 'p99_us'))} | {fmt(r.get(phase + 'p999_us'))} "
-                f"| {fmt(r.get(phase + 'max_us'))} |"
+                f"| {fmt(r.get(phase + 'max_us'))} "
+                f"| {fmt(r.get(phase + 'loop_lag_p99_us'))} / {fmt(r.get(phase + 'loop_lag_max_us'))} |"
             )
         flood = r.get("flooder") or {}
         lines.append(
-            f"\ncalm clients disconnected: {r.get('disconnected')} of 100; flooder: "
+            f"\nclients disconnected: {r.get('disconnected')}; broadcasts each receiver got: "
+            f"{r.get('broadcasts_received')}; flooder: "
             f"{flood.get('sent')} sent, {flood.get('answered')} answered, {flood.get('refused')} RATE_LIMITED, "
             f"closed {flood.get('closed')} times; server RSS {fmt((r.get('server_rss_before_kib') or 0) / 1024)}"
             f" MiB before the flood, peak {fmt((r.get('server_peak_rss_kib') or 0) / 1024)} MiB"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import resource
+import socket
 import time
 import urllib.request
 
@@ -68,4 +69,41 @@ def test_past_the_descriptor_budget_upgrades_get_503_and_clients_carry_on() -> N
                 await ws.close()
 
         run()
+        assert "Too many open files" not in gateway.log
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (it reads EOF or a reset); it never sent anything on it."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def test_silent_connections_cannot_take_the_last_descriptors() -> None:
+    """Sockets that never send their upgrade request would hold descriptors for the handshake timeout
+    (10 s) and lock every client out; near the limit, each new connection closes the oldest of them."""
+    with GatewayProcess("--max-connections-per-ip", "0", preexec_fn=lower_fd_limit) as gateway:
+        silent = [socket.create_connection((gateway.host, gateway.port)) for _ in range(2 * FD_LIMIT)]
+        try:
+
+            @aio
+            async def run() -> None:
+                # Accepted after every silent socket (the kernel queues them in order): a client gets in.
+                async with connect(gateway.url) as ws:
+                    await login(ws, "honest")
+                    assert (await ping(ws, "honest"))["payload"]["result"] == "success"
+
+            run()
+            # Those the honest client's answer came after were all accepted: each past the limit closed one.
+            closed = sum(closed_by_server(sock) for sock in silent)
+            assert closed >= 2 * FD_LIMIT - FD_LIMIT, closed
+            assert closed < 2 * FD_LIMIT, "the newest silent sockets keep their place"
+        finally:
+            for sock in silent:
+                sock.close()
+        assert gateway.wait_for_log("ran short of file descriptors"), gateway.log[-2000:]
         assert "Too many open files" not in gateway.log

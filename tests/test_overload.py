@@ -163,3 +163,64 @@ def test_large_broadcasts_do_not_cut_off_receivers_that_read(start_gateway, work
 
     run()
     assert "slow" not in gateway.log
+
+
+FLOOD_BROADCASTS = 100
+FLOOD_SIZE = 100_000
+FLOOD_RECEIVERS = 10
+# Pings a calm client gets answered while the flood is still being delivered, at the least.
+ANSWERED_DURING_FLOOD = 5
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_calm_client_is_answered_while_a_flood_of_large_broadcasts_fans_out(start_gateway, workers):
+    """While one client floods 100 KB broadcasts to 10 receivers, another client's pings keep being
+    answered, one after the other, before the receivers have the whole flood, not after it; every
+    receiver gets every broadcast, in order, and nobody is cut off."""
+    gateway = start_gateway("--limits", "off", "--workers", workers)
+    text = "f" * FLOOD_SIZE
+
+    @aio
+    async def run() -> None:
+        receivers = [await connect(gateway.url, max_queue=None) for _ in range(FLOOD_RECEIVERS)]
+        for n, ws in enumerate(receivers):
+            await login(ws, f"receiver{n}")
+        sender = await connect(gateway.url)
+        await login(sender, "flooder")
+        for n, ws in enumerate(receivers):
+            await until_reachable(sender, "flooder", ws, f"receiver{n}")
+        # Anonymous (a ping needs no login): it receives no broadcast, so nothing queues ahead of its answers.
+        calm = await connect(gateway.url)
+        received = [0] * FLOOD_RECEIVERS
+        counting = [asyncio.create_task(count_broadcasts(ws, received, n)) for n, ws in enumerate(receivers)]
+
+        async def flood() -> None:
+            for n in range(FLOOD_BROADCASTS):
+                event = {"from": "flooder", "to": "client", "type": "event", "id": f"b{n:04d}"}
+                await sender.send(json.dumps({**event, "payload": {"method": "app@v1/big", "params": {"text": text}}}))
+
+        flooding = asyncio.create_task(flood())
+        # The flood has begun once a receiver has its first broadcast.
+        while not any(received):
+            await asyncio.sleep(0.001)
+        answered_during_flood, n = 0, 0
+        while min(received) < FLOOD_BROADCASTS:
+            assert (await ping(calm, "calm", short_id("p", n)))["payload"]["result"] == "success"
+            n += 1
+            if min(received) < FLOOD_BROADCASTS:
+                answered_during_flood += 1
+        await flooding
+        assert await asyncio.gather(*counting) == [FLOOD_BROADCASTS] * FLOOD_RECEIVERS
+        assert answered_during_flood >= ANSWERED_DURING_FLOOD, answered_during_flood
+        for ws in [*receivers, calm, sender]:
+            await ws.close()
+
+    async def count_broadcasts(ws, received: list[int], index: int) -> int:
+        for n in range(FLOOD_BROADCASTS):
+            message = json.loads(await ws.recv())
+            assert message["id"] == f"b{n:04d}", message["id"]
+            received[index] += 1
+        return FLOOD_BROADCASTS
+
+    run()
+    assert "slow" not in gateway.log

@@ -58,6 +58,9 @@ HANDSHAKE_TIMEOUT = 10.0
 # File descriptors kept out of max_connections: an eighth of the limit, at least 64, at most 1,000
 # (sockets still in their handshake; a refused one lives a round trip).
 FD_HEADROOM_MIN, FD_HEADROOM_MAX = 64, 1000
+# File descriptors kept for all but client sockets (listening sockets, the event loop's own, logs, NATS):
+# past the rest, a new connection closes the oldest one still in its handshake (docs/protocol.md "Limits").
+FD_RESERVE = 32
 # How often a draining worker checks whether in-flight work has finished.
 DRAIN_POLL = 0.05
 # How long a starting worker tries to reach NATS before giving up (its supervisor retries).
@@ -102,7 +105,8 @@ async def serve(
     if metrics is None:
         metrics = MetricsBlock(1, app)
     gateway = Gateway(settings, app, authenticator, loop, metrics=metrics.worker((worker or 1) - 1))
-    acceptor = _acceptor(gateway, authenticator, _connection_budget(settings))
+    fd_limit = _descriptor_limit()
+    acceptor = _acceptor(gateway, authenticator, _connection_budget(settings, fd_limit))
     if settings.admin_port is None:
         acceptor = _with_admin(acceptor, gateway, metrics)
     if app is not None:
@@ -118,7 +122,7 @@ async def serve(
             log.error("cannot join the cluster: %s", error)
             return EXIT_NO_NATS
     tls = server_context(settings)
-    sweeper = Sweeper(settings.ping_interval, settings.ping_timeout, loop)
+    sweeper = Sweeper(settings.ping_interval, settings.ping_timeout, loop, max(fd_limit - FD_RESERVE, 1))
 
     def make_protocol():
         # picows's protocol behind the FrameGate, which checks the frame rules, does the closing
@@ -249,11 +253,8 @@ def _answer(response: WSUpgradeResponse) -> WSUpgradeResponseWithListener:
     return WSUpgradeResponseWithListener(response, None)
 
 
-def _connection_budget(settings: Settings) -> int:
-    """max_connections, lowered to leave file descriptors for sockets still in their handshake and the rest.
-
-    Out of descriptors, accept() fails and nobody even hears a 503: refuse early instead.
-    """
+def _descriptor_limit() -> int:
+    """The file descriptors this process may open, raised to the hard limit where allowed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -261,6 +262,14 @@ def _connection_budget(settings: Settings) -> int:
             soft = hard
         except (ValueError, OSError):
             pass
+    return soft
+
+
+def _connection_budget(settings: Settings, soft: int) -> int:
+    """max_connections, lowered to leave file descriptors for sockets still in their handshake and the rest.
+
+    Out of descriptors, accept() fails and nobody even hears a 503: refuse early instead.
+    """
     budget = max(soft - max(FD_HEADROOM_MIN, min(soft // 8, FD_HEADROOM_MAX)), 1)
     if not settings.max_connections:
         return budget

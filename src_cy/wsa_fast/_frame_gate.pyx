@@ -50,6 +50,11 @@ include "frame_gate/sweeper.pyx"          # Sweeper: one timer per worker over i
 
 # Seconds a keepalive CLOSE to a dead peer has to leave before TCP is closed (picows's own figure).
 cdef double DEAD_PEER_CLOSE_DELAY = 0.01
+# Bytes one read may take, and one connection may read in a row before the loop serves the others: picows's
+# buffer doubles whenever a read fills it, and libuv reads a ready socket up to 32 times in a row, so
+# a flooding client's one turn could otherwise be megabytes of messages (each one parsed, answered,
+# broadcast) while every other client waits (bench/fairness.py).
+cdef Py_ssize_t READ_MAX = 256 * 1024
 
 
 def unmask_kernel_address():
@@ -89,6 +94,8 @@ cdef class FrameGate(FrameReader):
     cdef bint active
     cdef double seen_at
     cdef double ping_sent_at
+    cdef Py_ssize_t room                # what the next read may take
+    cdef Py_ssize_t read_in_a_row       # bytes of reads that each filled their room (the socket had more)
 
     def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, double message_timeout, loop,
                   Sweeper sweeper=None):
@@ -116,12 +123,12 @@ cdef class FrameGate(FrameReader):
         if self.sweeper is not None:
             self.read_buffer = find_read_buffer(gc.get_referents(self.protocol))
             self.seen_at = self.loop.time()
-            self.sweeper.gates.add(self)
+            self.sweeper.admit(self)
 
     def connection_lost(self, exc):
         self.mode = DONE
         if self.sweeper is not None:
-            self.sweeper.gates.discard(self)
+            self.sweeper.forget(self)
             self.sweeper.closed += 1
         if self.skip_timer is not None:
             self.skip_timer.cancel()
@@ -142,12 +149,18 @@ cdef class FrameGate(FrameReader):
 
     def get_buffer(self, Py_ssize_t sizehint):   # asyncio.BufferedProtocol's parameter names
         cdef Py_buffer view
+        cdef Py_ssize_t room
         if self.read_buffer is not None and self.read_buffer.data == NULL:
             restore_read_buffer(self.read_buffer)
         buffer = self.protocol_get_buffer(sizehint)
         PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
         self.window = <char*>view.buf      # picows owns the memory; the view only tells where it is
+        room = view.len
         PyBuffer_Release(&view)
+        if room > READ_MAX:
+            self.room = READ_MAX
+            return buffer[:READ_MAX]
+        self.room = room
         return buffer
 
     def buffer_updated(self, Py_ssize_t nbytes):
@@ -184,8 +197,27 @@ cdef class FrameGate(FrameReader):
             self.ws.disconnect()            # the peer has said its last word: close TCP first
         if upgrading and self.mode != UPGRADE and self.sweeper is not None:
             drop_upgrade_extras(self.ws, self.sweeper.done)
+            self.sweeper.upgrading.pop(self, None)
         if first:
             self.release_read_buffer_if_idle()
+        # A read that did not fill its room emptied the socket: the connection's turn ended by itself.
+        if nbytes < self.room:
+            self.read_in_a_row = 0
+        else:
+            self.read_in_a_row += nbytes
+            if self.read_in_a_row >= READ_MAX:
+                self.read_in_a_row = 0
+                listener = protocol_listener(self.protocol)
+                if listener is not None:
+                    listener.yield_turn()
+
+    cdef int evict(self) except -1:
+        """Out of sockets and the oldest still in its handshake: closed at once, its descriptor freed now."""
+        client_log.info("closing %s: still in its handshake when the worker ran short of file descriptors",
+                        self.ws.underlying_transport.get_extra_info("peername"))
+        self.sweeper.forget(self)
+        self.ws.underlying_transport.abort()
+        return 0
 
     def skipped_too_long(self):
         self.skip_timer = None

@@ -18,7 +18,7 @@ cdef class Connection(WSListener):
     cdef readonly bint backed_up        # its unsent bytes passed send_buffer_limit and have not drained
     cdef object slow_timer              # cuts it off if it stays backed up for slow_consumer_timeout
     cdef set held                       # senders not read from until this connection drains
-    cdef int holds                      # backed-up receivers this connection waits on (reading paused while > 0)
+    cdef int holds                      # reasons not to read it (backed-up receivers, a fan-out, a turn)
     cdef uint64_t principals            # which of the policy's ids and roles this client is (bit 0: anyone)
     # Rate limits: token buckets refilled on use, and refusals in a row.
     cdef Buckets tokens

@@ -249,6 +249,15 @@ cdef class Connection(WSListener):
         if self.held is not None:
             self.release_held()
 
+    def yield_turn(self):
+        """It read READ_MAX bytes in a row (the FrameGate counts): not read again until the loop's next turn."""
+        if not self.closed:
+            stop_reading(self)
+            self.gw.loop.call_soon(self.next_turn)
+
+    def next_turn(self):
+        start_reading(self)
+
     def still_backed_up(self):
         self.slow_timer = None
         if self.backed_up:
@@ -262,18 +271,13 @@ cdef class Connection(WSListener):
         elif sender in self.held:
             return 0
         self.held.add(sender)
-        sender.holds += 1
-        if sender.holds == 1 and not sender.closed:
-            sender.transport.underlying_transport.pause_reading()
-        return 0
+        return stop_reading(sender)
 
     cdef int release_held(self) except -1:
         cdef Connection sender
         held, self.held = self.held, None
         for sender in held:
-            sender.holds -= 1
-            if sender.holds == 0 and not sender.closed:
-                sender.transport.underlying_transport.resume_reading()
+            start_reading(sender)
         return 0
 
     cdef int cut_off(self, str why) except -1:
@@ -291,3 +295,19 @@ cdef class Connection(WSListener):
     def address(self):
         """The remote address, looked up only when a log line needs it."""
         return self.transport.underlying_transport.get_extra_info("peername") if self.transport else None
+
+
+cdef inline int stop_reading(Connection conn) except -1:
+    """One more reason not to read ``conn`` (flow control): reading stops at the first."""
+    conn.holds += 1
+    if conn.holds == 1 and not conn.closed:
+        conn.transport.underlying_transport.pause_reading()
+    return 0
+
+
+cdef inline int start_reading(Connection conn) except -1:
+    """One reason fewer: reading resumes once none is left."""
+    conn.holds -= 1
+    if conn.holds == 0 and not conn.closed:
+        conn.transport.underlying_transport.resume_reading()
+    return 0

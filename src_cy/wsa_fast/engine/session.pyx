@@ -168,6 +168,9 @@ cdef class Session(Login):
                     target.hold(sender)
                 self.mark_dirty(target)
                 sent += 1
+        if sender is not None and sent * verbose.size > FLUSH_BUDGET:
+            # Written over several loop iterations: the sender waits, so no more piles up meanwhile.
+            self.hold_until_flushed(sender)
         self.counts[<int>DELIVERIES] += sent
         self.counts[<int>OUT_EVENT] += sent
         return sent

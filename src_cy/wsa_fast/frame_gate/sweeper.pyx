@@ -23,6 +23,8 @@ cdef class Sweeper:
     after ``interval`` of silence plus at most that much; without, every second.
     """
     cdef set gates                      # the connections it watches
+    cdef dict upgrading                 # those still in their handshake, oldest first (values unused)
+    cdef Py_ssize_t max_sockets         # connections this worker may hold before the oldest handshake goes
     cdef double interval, timeout, period
     cdef object loop, timer
     cdef str reason
@@ -30,8 +32,12 @@ cdef class Sweeper:
     cdef Py_ssize_t closed              # connections closed since the last sweep
     cdef Py_ssize_t untrimmed           # connections closed since the heap was last trimmed
 
-    def __cinit__(self, double interval, double timeout, loop):
+    def __cinit__(self, double interval, double timeout, loop, Py_ssize_t max_sockets=0):
+        """``max_sockets``: past this many connections (0: no limit), a new one closes the oldest that
+        has not finished its handshake, so silent sockets cannot take the last file descriptors."""
         self.gates = set()
+        self.upgrading = {}
+        self.max_sockets = max_sockets
         self.interval = interval
         self.timeout = timeout
         self.period = max(min(interval, timeout) / 8, 0.01) if interval > 0 else 1.0
@@ -57,6 +63,22 @@ cdef class Sweeper:
             with nogil:
                 trim_heap()
         self.timer = self.loop.call_later(self.period, self.sweep)
+
+    cdef int admit(self, FrameGate gate) except -1:
+        """A new connection: watch it, and make room for it if the worker is out of sockets."""
+        cdef FrameGate oldest
+        self.gates.add(gate)
+        self.upgrading[gate] = None
+        if self.max_sockets and len(self.gates) > self.max_sockets:
+            oldest = next(iter(self.upgrading))
+            if oldest is not gate:
+                oldest.evict()
+        return 0
+
+    cdef int forget(self, FrameGate gate) except -1:
+        self.gates.discard(gate)
+        self.upgrading.pop(gate, None)
+        return 0
 
     def close(self):
         """Stop sweeping (the worker is stopping)."""
