@@ -8,7 +8,9 @@ cdef class Output:
     cdef Connection reading             # whose read batch is being handled (flushed at its end)
     cdef list dirty                     # connections with output not yet written
     cdef bint flush_scheduled
-    cdef list waiting_senders           # not read from until every dirty buffer is written (fan-out in progress)
+    cdef list fanned_out                # receivers of a large broadcast, written FLUSH_BUDGET bytes per iteration
+    cdef bint fan_out_scheduled
+    cdef list waiting_senders           # their senders, not read from until fanned_out is written
     cdef object new_id                  # () -> str, in the configured id style
 
     cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
@@ -17,4 +19,5 @@ cdef class Output:
     cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1
     cdef int mark_dirty(self, Connection conn) except -1
     cdef int schedule_flush(self) except -1
-    cdef int hold_until_flushed(self, Connection sender) except -1
+    cdef int mark_fanned_out(self, Connection conn) except -1
+    cdef int hold_until_fanned_out(self, Connection sender) except -1

@@ -10,9 +10,9 @@ from wsa_fast._codec cimport (
 
 from wsa_fast.ids import id_factory
 
-# Bytes flush_all writes in one loop iteration: the rest waits for the next, after the loop has read
-# what came meanwhile, so a large broadcast's fan-out (100 KB to 100 clients: 10 MB) does not leave
-# every other client unread until all of it is written (bench/fairness.py).
+# Bytes of a large broadcast's fan-out written in one loop iteration: the rest waits for the next,
+# after the loop has read what came meanwhile, so 100 KB to 100 clients (10 MB, 100 sends) does not
+# leave every other client unread until all of it is written (bench/fairness.py).
 cdef Py_ssize_t FLUSH_BUDGET = 1 << 20
 
 
@@ -28,6 +28,8 @@ cdef class Output:
         self.router = LocalRouter(self)
         self.dirty = []
         self.flush_scheduled = False
+        self.fanned_out = []
+        self.fan_out_scheduled = False
         self.waiting_senders = []
         self.new_id = id_factory(settings.id_style)
         methods = handler_methods(app)
@@ -94,29 +96,52 @@ cdef class Output:
             self.loop.call_soon(self.flush_all)
         return 0
 
-    cdef int hold_until_flushed(self, Connection sender) except -1:
-        """Stop reading ``sender`` until flush_all has written every buffer: its fan-out spans loop iterations."""
-        self.waiting_senders.append(sender)
-        return stop_reading(sender)
-
     def flush_all(self):
-        """Write the buffers filled so far, once each, up to FLUSH_BUDGET bytes; the rest in the next iteration."""
+        """Write every buffer filled during this loop iteration, once each."""
         cdef Connection conn
-        cdef Py_ssize_t i = 0, written = 0
         dirty = self.dirty
         self.dirty = []
         self.flush_scheduled = False
         self.router.flush()
         for conn in dirty:
+            conn.dirty = False
+            conn.flush()
+
+    cdef int mark_fanned_out(self, Connection conn) except -1:
+        """Like mark_dirty, for a receiver of a large broadcast: written by write_fanned_out, a budget at a time."""
+        if conn is self.reading or conn.dirty:
+            return 0
+        conn.dirty = True          # anything else written to it meanwhile waits in its buffer, behind the broadcast
+        self.fanned_out.append(conn)
+        if not self.fan_out_scheduled:
+            self.fan_out_scheduled = True
+            self.loop.call_soon(self.write_fanned_out)
+        return 0
+
+    cdef int hold_until_fanned_out(self, Connection sender) except -1:
+        """Stop reading ``sender`` until its broadcast is written everywhere, so no more piles up meanwhile."""
+        self.waiting_senders.append(sender)
+        return stop_reading(sender)
+
+    def write_fanned_out(self):
+        """Write large broadcasts' receivers, in order, FLUSH_BUDGET bytes at most; the rest in the next iteration."""
+        cdef Connection conn
+        cdef Py_ssize_t done = 0, written = 0
+        self.fan_out_scheduled = False
+        pending, self.fanned_out = self.fanned_out, []
+        for conn in pending:
             if written >= FLUSH_BUDGET:
-                # In order, before anything marked dirty meanwhile: each connection keeps its own order anyway.
-                self.dirty = dirty[i:] + self.dirty
-                return self.schedule_flush()
-            i += 1
+                break
+            done += 1
             conn.dirty = False
             written += conn.out.size
             conn.flush()
-        if self.waiting_senders and not self.dirty:
+        # What is left goes first, before any receiver added meanwhile.
+        self.fanned_out = pending[done:] + self.fanned_out
+        if self.fanned_out:
+            self.fan_out_scheduled = True
+            self.loop.call_soon(self.write_fanned_out)
+        elif self.waiting_senders:
             waiting, self.waiting_senders = self.waiting_senders, []
             for conn in waiting:
                 start_reading(conn)

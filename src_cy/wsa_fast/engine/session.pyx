@@ -161,16 +161,20 @@ cdef class Session(Login):
         compact.write_frame(m, COMPACT)
         cdef Connection target
         cdef Py_ssize_t sent = 0
+        # Too much to write in one iteration: spread over several, the sender held meanwhile (output.pyx).
+        cdef bint large = sender is not None and verbose.size * len(self.connections) > FLUSH_BUDGET
         for target in self.clients.connections():
             if target is not skip and not target.closed:
                 copy_frames(target, verbose, compact)
                 if target.backed_up and sender is not None:
                     target.hold(sender)
-                self.mark_dirty(target)
+                if large:
+                    self.mark_fanned_out(target)
+                else:
+                    self.mark_dirty(target)
                 sent += 1
-        if sender is not None and sent * verbose.size > FLUSH_BUDGET:
-            # Written over several loop iterations: the sender waits, so no more piles up meanwhile.
-            self.hold_until_flushed(sender)
+        if large:
+            self.hold_until_fanned_out(sender)
         self.counts[<int>DELIVERIES] += sent
         self.counts[<int>OUT_EVENT] += sent
         return sent
