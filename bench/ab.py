@@ -31,24 +31,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 # Any closed-loop scenario of bench/run.py (handler, handler-async, handler-error among them).
-from run import LIMITS_ON_FLAGS, SCENARIOS, SERVER_CORE, WSA_FAST, Server, drive, pin  # noqa: E402
+from run import LIMITS_ON_FLAGS, RAW_SPEED_FLAGS, SCENARIOS, SERVER_CORE, WSA_FAST, Server, drive, pin  # noqa: E402
 
 
 def gateway(wsa_fast: str, *flags: str) -> list[str]:
-    """The bench gateway at raw speed (--limits off); flags after it win."""
-    return [
-        wsa_fast,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--app",
-        "bench.bench_app:app",
-        "--limits",
-        "off",
-        *flags,
-    ]
+    """The bench gateway at raw speed (bench/run.py's RAW_SPEED_FLAGS); flags after it win."""
+    return [wsa_fast, "serve", "--host", "127.0.0.1", "--port", "{port}", "--app", "bench.bench_app:app",
+            *RAW_SPEED_FLAGS, *flags]  # fmt: skip
 
 
 def variants(

@@ -37,9 +37,11 @@ SERVER_CORE, LOADGEN_CORE = 0, 1
 # The gateway under test and the load generator (`wsa-fast bench`): both installed with this Python
 # (a venv nobody activated included), as the tests start them.
 WSA_FAST = os.path.join(os.path.dirname(PY), "wsa-fast")
-# Raw speed: the rate limits and max_pending would refuse the load generator's floods.
-DEFAULT_GATEWAY_CMD = (
-    f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app --limits off"
+# Raw speed: the rate limits and max_pending would refuse the load generator's floods, and the connection
+# limits its 10,000 idle connections and 1,001 broadcast clients, all from 127.0.0.1.
+RAW_SPEED_FLAGS = ["--limits", "off", "--max-connections", "0", "--max-connections-per-ip", "0"]
+DEFAULT_GATEWAY_CMD = f"{shlex.quote(WSA_FAST)} serve --host 127.0.0.1 --port {{port}} --app bench.bench_app:app " + (
+    " ".join(RAW_SPEED_FLAGS)
 )
 # "wsa-fast-limits": the same gateway with every limit on, set too high to refuse: what checking them costs.
 LIMITS_ON_FLAGS = [
