@@ -9,12 +9,13 @@ build, where the old code aborted. Two threads decoding at once must never mix m
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 
 import pytest
-from raw_ws import RawWS, fragments, frame
+from raw_ws import BINARY, TEXT, RawWS, fragments, frame
 from wsa_ws import Clients, aio, expect_fail, expect_response, new_id, running_server, uid
 
 from wsa_fast import _codec as compiled
@@ -99,6 +100,34 @@ def test_a_message_with_empty_fragments_is_reassembled(server, cuts):
         ws.send(fragments(ping, cuts))
         reply = ws.recv_text()
         assert f'"id":"{id}"' in reply and '"result":"success"' in reply, reply
+
+
+def test_whole_messages_of_every_length_in_one_write_arrive_intact(server):
+    """Whole messages in one read are unmasked by the FrameGate before picows (StagedPayloads): events
+    of every length from 0 to 300 bytes of text (every tail of its 8-byte unmasking steps), text and
+    binary frames, a fragmented message and one cut across two writes among them, all arrive intact."""
+    with RawWS(server.host, server.port) as a, RawWS(server.host, server.port) as b:
+        ids = uid("sa"), uid("sb")
+        for ws, me in zip((a, b), ids):
+            login = b'{"from":"%s","to":"server","type":"request","id":"log01","payload":{"method":"auth@v1/login"}}'
+            ws.send(frame(login % me.encode()))
+            assert '"success"' in ws.recv_text()
+
+        def event(k: int) -> bytes:
+            text = "".join(chr(ord("a") + (k + i) % 26) for i in range(k))
+            body = {"from": ids[0], "to": ids[1], "type": "event", "id": f"ev{k:03d}"}
+            body["payload"] = {"method": "chat@v1/message", "params": {"k": k, "text": text}}
+            return json.dumps(body, separators=(",", ":")).encode()
+
+        burst = b"".join(frame(event(k), BINARY if k % 3 == 0 else TEXT) for k in range(301))
+        burst += fragments(event(301), [7, 40]) + frame(event(302)) + frame(event(303))
+        cut = len(burst) - len(frame(event(303))) // 2
+        a.send(burst[:cut])
+        a.send(burst[cut:] + frame(event(304)))
+        for k in range(305):
+            got = json.loads(b.recv_text())
+            text = "".join(chr(ord("a") + (k + i) % 26) for i in range(k))
+            assert got["payload"]["params"] == {"k": k, "text": text}, (k, got)
 
 
 @pytest.mark.slow  # two threads decoding for seconds

@@ -27,6 +27,7 @@ def create_protocol(
     close_timeout: float,
     message_timeout: float = ...,
     sweeper: Sweeper | None = ...,
+    staged: Any = ...,
 ) -> FrameGate: ...
 
 class Sweeper:
@@ -45,6 +46,7 @@ class FrameGate(asyncio.BufferedProtocol):
         message_timeout: float,
         loop: asyncio.AbstractEventLoop,
         sweeper: Sweeper | None = ...,
+        staged: Any = ...,
     ) -> None: ...
     @property
     def address(self) -> Any: ...

@@ -99,6 +99,7 @@ class Login(Dispatch):
 
 class Session(Login):
     draining: bool
+    staged: Any
 
 class Gateway(Session):
     @property

@@ -137,6 +137,7 @@ async def serve(
             CLOSE_TIMEOUT,
             settings.message_timeout,
             sweeper,
+            gateway.staged,
         )
         return gate
 
