@@ -71,6 +71,19 @@ async def test_params_of_every_type_reach_the_handler(server, how, params):
         expect_response(await a.recv(), id=id, to=a.cid, data={"params": params})
 
 
+@aio
+async def test_results_of_any_size_and_shape_are_answered_whole(server):
+    # Large enough that the buffer results are encoded in is given back after, then small again;
+    # values written by the plain encoder and by the fallback (a big integer), escapes included.
+    async with Clients(server) as cl:
+        (a,) = await cl.bound("compact")
+        for value in (["x" * 100_000, {"k": "é\n\u0001"}], [1, 2], {"t": [1, [2]], "big": 2**70}, ['"quoted"']):
+            for method in ("sync@v1/value", "async@v1/value_now"):
+                id = await a.request("server", method, {"value": value})
+                expect_response(await a.recv(), id=id, to=a.cid, data=value)
+        await settled(a)
+
+
 @pytest.mark.parametrize("how", FLAVOURS)
 @aio
 async def test_failures_answer_their_code_or_internal_error(server, how):

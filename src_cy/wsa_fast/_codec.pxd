@@ -127,6 +127,7 @@ cdef inline Str str_of(bytes b):
 cdef bint valid_utf8(const char* p, size_t n) noexcept    # simdjson's validator, for modules without simdjson
 cdef object loads(Str s)                    # raw JSON span -> Python value
 cdef bytes dumps(value)                     # Python value -> compact JSON, as codec_py writes it
+cdef bint dumps_plain(FrameBuffer out, value) except -1  # the same appended to out; False: leave it to dumps
 cdef object to_message(const WsaMsg* m)     # WsaMsg -> wsa_fast.message.Message
 
 

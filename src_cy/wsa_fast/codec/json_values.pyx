@@ -1,17 +1,20 @@
-# JSON text to Python values straight from a parsed message's view: loads' common case (params a
-# handler gets), with no bytes object and no library call between. Included into _codec.pyx.
+# JSON values and Python objects, the plain part, without a bytes object or a library call between
+# (a handler's params in, its result out). Included into _codec.pyx.
 #
-# It reads what the parser has already checked (strict grammar, depth, UTF-8) and takes only the plain
-# part of JSON: strings without escapes, integers of up to 18 digits, short floats. Anything else raises
-# NotPlain, and loads hands the text to orjson or json instead, as before.
+# In: text the parser has already checked (strict grammar, depth, UTF-8), straight from its view:
+# strings without escapes, integers of up to 18 digits, short floats. Anything else raises NotPlain,
+# and loads hands the text to orjson or json instead, as before. Out: dumps_plain, below.
 
 from cpython.dict cimport PyDict_SetItem
 from cpython.ref cimport PyObject
-from cpython.float cimport PyFloat_FromDouble
-from cpython.list cimport PyList_Append
-from cpython.long cimport PyLong_FromLongLong
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memchr, memcmp, memcpy
+from cpython.dict cimport PyDict_CheckExact
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_FromDouble
+from cpython.list cimport PyList_Append, PyList_CheckExact
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact, PyUnicode_DecodeUTF8
+from libc.math cimport isfinite
+from libc.stdio cimport snprintf
+from libc.string cimport memchr, memcmp, memcpy, strlen
 
 
 cdef extern from "wsa_parse.hpp" namespace "wsa":
@@ -168,3 +171,108 @@ cdef object read_number(Cursor* c):
         return PyFloat_FromDouble(PyOS_string_to_double(text, NULL, NULL))
     c.p = p
     return PyLong_FromLongLong(-magnitude if negative else magnitude)
+
+
+# ---- Python values to JSON text, the plain part: exact dicts (str keys), lists, str, int, float, bool, None
+
+cdef extern from "Python.h":
+    char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* type) except NULL
+    int Py_DTSF_ADD_DOT_0
+
+
+cdef bint dumps_plain(FrameBuffer out, value) except -1:
+    """Append ``value`` as compact JSON, byte for byte as codec_py's json.dumps writes it. False, with
+    ``out`` as it was, when it holds anything else (then dumps decides: another type, a big integer,
+    a float that is not finite, a string that is not UTF-8, nesting past the parser's limit)."""
+    cdef Py_ssize_t start = out.size
+    if write_plain(out, value, 0):
+        return True
+    out.size = start
+    return False
+
+
+cdef bint write_plain(FrameBuffer out, value, int depth) except -1:
+    cdef int overflow = 0
+    cdef long long number
+    cdef double real
+    cdef char* text
+    cdef char digits[24]
+    if value is None:
+        out.append(b"null", 4)
+    elif value is True:
+        out.append(b"true", 4)
+    elif value is False:
+        out.append(b"false", 5)
+    elif PyUnicode_CheckExact(value):
+        return write_str(out, value)
+    elif PyLong_CheckExact(value):
+        number = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            return False
+        out.append(digits, snprintf(digits, sizeof(digits), "%lld", number))
+    elif PyFloat_CheckExact(value):
+        real = PyFloat_AS_DOUBLE(value)
+        if not isfinite(real):
+            return False
+        text = PyOS_double_to_string(real, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)  # repr(), as json.dumps
+        try:
+            out.append(text, strlen(text))
+        finally:
+            PyMem_Free(text)
+    elif PyDict_CheckExact(value):
+        return write_object(out, <dict>value, depth + 1)
+    elif PyList_CheckExact(value):
+        return write_array(out, <list>value, depth + 1)
+    else:
+        return False
+    return True
+
+
+cdef bint write_object(FrameBuffer out, dict value, int depth) except -1:
+    cdef bint first = True
+    if depth > MAX_DEPTH:
+        return False
+    out.append(b"{", 1)
+    for key, item in value.items():
+        if not PyUnicode_CheckExact(key):
+            return False
+        if not first:
+            out.append(b",", 1)
+        first = False
+        if not write_str(out, key):
+            return False
+        out.append(b":", 1)
+        if not write_plain(out, item, depth):
+            return False
+    out.append(b"}", 1)
+    return True
+
+
+cdef bint write_array(FrameBuffer out, list value, int depth) except -1:
+    cdef Py_ssize_t i
+    if depth > MAX_DEPTH:
+        return False
+    out.append(b"[", 1)
+    for i in range(len(value)):
+        if i:
+            out.append(b",", 1)
+        if not write_plain(out, value[i], depth):
+            return False
+    out.append(b"]", 1)
+    return True
+
+
+cdef bint write_str(FrameBuffer out, str value) except -1:
+    cdef Str s
+    cdef char* end
+    try:
+        s.p = PyUnicode_AsUTF8AndSize(value, <Py_ssize_t*>&s.n)
+    except UnicodeEncodeError:  # a lone surrogate: json.dumps's UTF-8 encoding fails the same way later
+        return False
+    out.reserve(ESCAPE_GROWTH * s.n + 2)
+    end = out.data + out.size
+    end[0] = b'"'
+    end = put_escaped(end + 1, s)
+    end[0] = b'"'
+    out.size = end + 1 - out.data
+    return True

@@ -95,8 +95,11 @@ cdef bint has_null(const char* p, size_t n) noexcept:
 
 
 cdef bytes dumps(value):
-    """orjson.dumps, held to codec_py's json.dumps: big integers written, NaN/Infinity refused."""
+    """dumps_plain, else orjson.dumps held to codec_py's json.dumps: big integers written, NaN/Infinity refused."""
     cdef bytes out
+    cdef FrameBuffer plain = FrameBuffer()
+    if dumps_plain(plain, value):
+        return plain.take()
     try:
         out = orjson_dumps(value)
     except orjson.JSONEncodeError:

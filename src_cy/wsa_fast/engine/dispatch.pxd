@@ -21,6 +21,7 @@ cdef class Dispatch(Deadlines):
     cdef HandlerTable request_handlers
     cdef HandlerTable event_handlers
     cdef set tasks                      # handler and login tasks still running
+    cdef FrameBuffer results            # a handler's result encoded (scratch, emptied after each)
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1
     cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1

@@ -17,7 +17,8 @@ from cpython.ref cimport Py_DECREF, Py_INCREF
 from cython.operator cimport dereference as deref
 
 from wsa_fast._codec cimport (
-    FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, Str, WsaMsg, dumps, fail_code_of, loads, outcome_kind, str_of,
+    FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, FrameBuffer, Str, WsaMsg, dumps, dumps_plain, fail_code_of,
+    loads, outcome_kind, str_of,
 )
 
 from wsa_fast._context cimport Context, new_context
@@ -35,6 +36,10 @@ cdef extern from "Python.h":
     bint PyGen_CheckExact(object o)
 
 from wsa_fast.errors import WSAError
+
+# A handler result's encoding buffer bigger than this is given back after use.
+cdef Py_ssize_t RESULTS_BUFFER_KEPT = 64 * 1024
+
 
 cdef inline bint plain_result(outcome) noexcept:
     """A handler result that cannot be awaitable, so the awaitable check costs nothing in the common case."""
@@ -81,6 +86,7 @@ cdef class Dispatch(Deadlines):
         self.request_handlers = HandlerTable(app.request_handlers if app is not None else {}, histogram, self.loop)
         self.event_handlers = HandlerTable(app.event_handlers if app is not None else {}, histogram, self.loop)
         self.tasks = set()
+        self.results = FrameBuffer()
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1:
         ctx = new_context(self.app, conn.client_id, text(m.id), handler.method, conn)
@@ -130,6 +136,7 @@ cdef class Dispatch(Deadlines):
     cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1:
         """Answer a handler's outcome by the rule of _codec.outcome_kind (the client follows it too)."""
         cdef bytes data
+        cdef Str data_s
         cdef int kind = outcome_kind(outcome)
         if conn.closed:
             return 0
@@ -140,6 +147,15 @@ cdef class Dispatch(Deadlines):
         if kind != OUTCOME_DATA:
             return self.reply(conn, msg_id, to, SUCCESS, None, outcome, None)
         try:
+            if dumps_plain(self.results, outcome):
+                # Encoded into a buffer kept for the purpose: no bytes object for the common results.
+                data_s.p = self.results.data
+                data_s.n = self.results.size
+                self.write_response(conn, msg_id, to, SUCCESS, None, None, &data_s)
+                self.results.size = 0
+                if self.results.capacity > RESULTS_BUFFER_KEPT:
+                    self.results.release()
+                return 0
             data = dumps(outcome)
         except Exception:
             # Not JSON, or nested too deep to encode (RecursionError); its repr may fail the same way.

@@ -47,6 +47,15 @@ cdef class Output:
     cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
                    object receipt, bytes data) except -1:
         """Write a response from the server into ``conn``'s buffer."""
+        cdef Str data_s
+        if data is None:
+            return self.write_response(conn, msg_id, to, result, code, receipt, NULL)
+        data_s = str_of(data)
+        return self.write_response(conn, msg_id, to, result, code, receipt, &data_s)
+
+    cdef int write_response(self, Connection conn, Str msg_id, Str to, int result, bytes code,
+                            object receipt, const Str* data) except -1:
+        """reply, with ``data`` (JSON text, NULL for none) as a view."""
         cdef WsaMsg r
         cdef bytes receipt_b = receipt.encode() if receipt is not None else EMPTY
         r.type = RESPONSE
@@ -59,8 +68,8 @@ cdef class Output:
         r.has_receipt = receipt is not None
         r.receipt_null = False
         r.receipt = str_of(receipt_b)
-        r.has_data = data is not None
-        r.data = str_of(data if data is not None else EMPTY)
+        r.has_data = data != NULL
+        r.data = data[0] if data != NULL else str_of(EMPTY)
         r.has_params = False
         r.from_.n = r.method.n = r.params.n = 0
         conn.out.write_frame(&r, conn.form)
