@@ -13,7 +13,6 @@ from cpython.list cimport PyList_Append, PyList_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact, PyUnicode_DecodeUTF8
 from libc.math cimport isfinite
-from libc.stdio cimport snprintf
 from libc.string cimport memchr, memcmp, memcpy, strlen
 
 
@@ -196,7 +195,6 @@ cdef bint write_plain(FrameBuffer out, value, int depth) except -1:
     cdef long long number
     cdef double real
     cdef char* text
-    cdef char digits[24]
     if value is None:
         out.append(b"null", 4)
     elif value is True:
@@ -209,7 +207,7 @@ cdef bint write_plain(FrameBuffer out, value, int depth) except -1:
         number = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow:
             return False
-        out.append(digits, snprintf(digits, sizeof(digits), "%lld", number))
+        write_integer(out, number)
     elif PyFloat_CheckExact(value):
         real = PyFloat_AS_DOUBLE(value)
         if not isfinite(real):
@@ -226,6 +224,24 @@ cdef bint write_plain(FrameBuffer out, value, int depth) except -1:
     else:
         return False
     return True
+
+
+cdef int write_integer(FrameBuffer out, long long number) except -1:
+    cdef char digits[20]
+    cdef int n = 20
+    cdef unsigned long long rest = <unsigned long long>number
+    if number < 0:
+        rest = 0 - rest
+    while True:
+        n -= 1
+        digits[n] = <char>(48 + rest % 10)
+        rest //= 10
+        if rest == 0:
+            break
+    if number < 0:
+        n -= 1
+        digits[n] = b"-"
+    return out.append(digits + n, 20 - n)
 
 
 cdef bint write_object(FrameBuffer out, dict value, int depth) except -1:

@@ -254,7 +254,7 @@ cdef class ClusterRouter(LocalRouter):
         else:
             sender = self.gw.clients.get(m.from_)
         if sender is not None and not sender.closed:
-            self.gw.reply(sender, m.id, m.from_, FAIL, code, None, None)
+            self.gw.reply(sender, m.id, m.from_, FAIL, code, None, NULL)
         return 0
 
     # ---- wsa_fast.cluster drives these ----

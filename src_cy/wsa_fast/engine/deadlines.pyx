@@ -29,6 +29,6 @@ cdef class Deadlines(Output):
         cdef Connection requester
         for requester, _target, msg_id in self.pending.expire(monotonic()):
             if not requester.closed:
-                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, TIMEOUT, None, None)
+                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, TIMEOUT, None, NULL)
                 requester.flush()
         self.schedule_sweep()

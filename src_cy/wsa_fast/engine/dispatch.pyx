@@ -145,13 +145,13 @@ cdef class Dispatch(Deadlines):
         if not is_request:
             return 0
         if kind != OUTCOME_DATA:
-            return self.reply(conn, msg_id, to, SUCCESS, None, outcome, None)
+            return self.reply(conn, msg_id, to, SUCCESS, None, outcome, NULL)
         try:
             if dumps_plain(self.results, outcome):
                 # Encoded into a buffer kept for the purpose: no bytes object for the common results.
                 data_s.p = self.results.data
                 data_s.n = self.results.size
-                self.write_response(conn, msg_id, to, SUCCESS, None, None, &data_s)
+                self.reply(conn, msg_id, to, SUCCESS, None, None, &data_s)
                 self.results.size = 0
                 if self.results.capacity > RESULTS_BUFFER_KEPT:
                     self.results.release()
@@ -161,14 +161,15 @@ cdef class Dispatch(Deadlines):
             # Not JSON, or nested too deep to encode (RecursionError); its repr may fail the same way.
             log.exception("the handler for %s returned a value that cannot be encoded (%s)",
                           method, type(outcome).__name__)
-            return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, None)
-        return self.reply(conn, msg_id, to, SUCCESS, None, None, data)
+            return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, NULL)
+        data_s = str_of(data)
+        return self.reply(conn, msg_id, to, SUCCESS, None, None, &data_s)
 
     cdef int reply_error(self, Connection conn, Str msg_id, Str to, BaseException error, str culprit) except -1:
         """Fail with fail_code_of(error); anything but a WSAError is logged (its details are not sent)."""
         if not isinstance(error, WSAError):
             log.error("%s failed", culprit, exc_info=error)
-        return self.reply(conn, msg_id, to, FAIL, fail_code_of(error).encode(), None, None)
+        return self.reply(conn, msg_id, to, FAIL, fail_code_of(error).encode(), None, NULL)
 
     cdef int spawn(self, object coro) except -1:
         task = self.loop.create_task(coro)

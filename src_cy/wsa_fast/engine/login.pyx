@@ -56,14 +56,14 @@ cdef class Login(Dispatch):
             return self.reply_error(conn, str_of(id_b), str_of(to_b), outcome, "the authenticator")
         if not isinstance(outcome, str) or not py_is_client_id(outcome):
             self.counts[<int>LOGINS_FAIL] += 1
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, None)
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, PERMISSION_DENIED, None, NULL)
         client_id = str(outcome)        # an auth.Identity carries roles; the tables keep a plain str
         refused = self.claim(conn, client_id)
         if refused is not None:
             self.counts[<int>LOGINS_FAIL] += 1
-            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, refused, None, None)
+            return self.reply(conn, str_of(id_b), str_of(to_b), FAIL, refused, None, NULL)
         conn.principals = self.policy.principals_of(client_id, getattr(outcome, "roles", ()))
-        return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, client_id, None)
+        return self.reply(conn, str_of(id_b), str_of(conn.client_id_b), SUCCESS, None, client_id, NULL)
 
     def claim(self, Connection conn, str client_id):
         """Bind ``client_id`` to ``conn`` under the duplicate-login policy: None once bound, else

@@ -14,9 +14,7 @@ cdef class Output:
     cdef object new_id                  # () -> str, in the configured id style
 
     cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
-                   object receipt, bytes data) except -1
-    cdef int write_response(self, Connection conn, Str msg_id, Str to, int result, bytes code,
-                            object receipt, const Str* data) except -1
+                   object receipt, const Str* data) except -1
     cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1
     cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1
     cdef int mark_dirty(self, Connection conn) except -1

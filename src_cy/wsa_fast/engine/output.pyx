@@ -45,17 +45,8 @@ cdef class Output:
             self.counts[gauge] = 0
 
     cdef int reply(self, Connection conn, Str msg_id, Str to, int result, bytes code,
-                   object receipt, bytes data) except -1:
-        """Write a response from the server into ``conn``'s buffer."""
-        cdef Str data_s
-        if data is None:
-            return self.write_response(conn, msg_id, to, result, code, receipt, NULL)
-        data_s = str_of(data)
-        return self.write_response(conn, msg_id, to, result, code, receipt, &data_s)
-
-    cdef int write_response(self, Connection conn, Str msg_id, Str to, int result, bytes code,
-                            object receipt, const Str* data) except -1:
-        """reply, with ``data`` (JSON text, NULL for none) as a view."""
+                   object receipt, const Str* data) except -1:
+        """Write a response from the server into ``conn``'s buffer (``data``: JSON text, NULL for none)."""
         cdef WsaMsg r
         cdef bytes receipt_b = receipt.encode() if receipt is not None else EMPTY
         r.type = RESPONSE
@@ -79,7 +70,7 @@ cdef class Output:
         return self.mark_dirty(conn)
 
     cdef int fail(self, Connection conn, WsaMsg* m, bytes code) except -1:
-        return self.reply(conn, m.id, conn_to(conn, m), FAIL, code, None, None)
+        return self.reply(conn, m.id, conn_to(conn, m), FAIL, code, None, NULL)
 
     cdef int error_event(self, Connection conn, str code, str reason, object msg_id) except -1:
         """The server event wsa@v1/error, for what cannot be answered with a response."""

@@ -74,7 +74,7 @@ cdef class Session(Login):
                 to = m.readable_from
             else:
                 to = str_of(EMPTY)
-            self.reply(conn, m.readable_id, to, FAIL, INVALID_MESSAGE, None, None)
+            self.reply(conn, m.readable_id, to, FAIL, INVALID_MESSAGE, None, NULL)
         else:
             self.error_event(conn, "INVALID_MESSAGE", m.reason.decode(),
                              text(m.readable_id) if m.has_readable_id else None)
@@ -87,7 +87,7 @@ cdef class Session(Login):
     cdef int to_server(self, Connection conn, WsaMsg* m) except -1:
         if m.type == REQUEST:
             if same(m.method, PING):
-                return self.reply(conn, m.id, conn_to(conn, m), SUCCESS, None, None, None)
+                return self.reply(conn, m.id, conn_to(conn, m), SUCCESS, None, None, NULL)
             if same(m.method, LOGIN):
                 return self.login(conn, m)
         if not conn.principals & self.policy.all_of[KIND_CALL] and \
@@ -247,7 +247,7 @@ cdef class Session(Login):
         cdef Connection requester
         for requester, msg_id in self.pending.drop_target(target):
             if not requester.closed:
-                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, GONE, None, None)
+                self.reply(requester, str_of(msg_id), str_of(requester.client_id_b), FAIL, GONE, None, NULL)
         for holder, future in list(self.server_pending.values()):
             if holder is target and not future.done():
                 future.set_exception(WSAError("GONE", f"{client_id} disconnected"))
