@@ -103,8 +103,8 @@ def test_a_message_with_empty_fragments_is_reassembled(server, cuts):
 
 
 def test_whole_messages_of_every_length_in_one_write_arrive_intact(server):
-    """Whole messages in one read are unmasked by the FrameGate before picows (StagedPayloads): events
-    of every length from 0 to 300 bytes of text (every tail of its 8-byte unmasking steps), text and
+    """Many whole messages in one read, unmasked by the gateway's kernel (wsa_fast/picows_unmask.py): events
+    of every length from 0 to 300 bytes of text (every head and tail around its 64-byte blocks), text and
     binary frames, a fragmented message and one cut across two writes among them, all arrive intact."""
     with RawWS(server.host, server.port) as a, RawWS(server.host, server.port) as b:
         ids = uid("sa"), uid("sb")

@@ -27,7 +27,6 @@ def create_protocol(
     close_timeout: float,
     message_timeout: float = ...,
     sweeper: Sweeper | None = ...,
-    staged: Any = ...,
 ) -> FrameGate: ...
 
 class Sweeper:
@@ -46,7 +45,6 @@ class FrameGate(asyncio.BufferedProtocol):
         message_timeout: float,
         loop: asyncio.AbstractEventLoop,
         sweeper: Sweeper | None = ...,
-        staged: Any = ...,
     ) -> None: ...
     @property
     def address(self) -> Any: ...

@@ -99,7 +99,6 @@ class Login(Dispatch):
 
 class Session(Login):
     draining: bool
-    staged: Any
 
 class Gateway(Session):
     @property

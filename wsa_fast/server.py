@@ -137,7 +137,6 @@ async def serve(
             CLOSE_TIMEOUT,
             settings.message_timeout,
             sweeper,
-            gateway.staged,
         )
         return gate
 

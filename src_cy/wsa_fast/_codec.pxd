@@ -99,24 +99,6 @@ cdef class FrameBuffer:
     cdef void release(self) noexcept
 
 
-cdef struct Staged:
-    const char* at                  # where the payload lies in picows's read buffer
-    Py_ssize_t offset               # where its unmasked copy starts in StagedPayloads.buf
-    Py_ssize_t n
-
-
-cdef class StagedPayloads:
-    cdef FrameBuffer buf            # the unmasked payloads back to back, SIMDJSON_PADDING after the last
-    cdef Staged* entries
-    cdef Py_ssize_t count           # entries of this read
-    cdef Py_ssize_t next            # the entry the next frame handed over should be
-    cdef Py_ssize_t room            # entries allocated
-
-    cdef void clear(self) noexcept
-    cdef int add(self, const unsigned char* at, Py_ssize_t n, const unsigned char* mask) except -1
-    cdef const char* take(self, const char* at, Py_ssize_t n) noexcept
-
-
 cdef inline Str str_of(bytes b):
     cdef Str s
     s.p = <const char*>b

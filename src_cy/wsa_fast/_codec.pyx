@@ -9,7 +9,6 @@ held to ``wsa_fast.codec_py`` by the property tests.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
 DEF INITIAL_FRAME_BUFFER = 512
@@ -149,71 +148,6 @@ cdef class Parser:
         """Parse in place: the caller guarantees SIMDJSON_PADDING readable bytes after ``data + n``."""
         self._parser.parse(data, n, n + SIMDJSON_PADDING, &self.msg)
         return &self.msg
-
-
-cdef class StagedPayloads:
-    """The payloads of one read's complete single-frame messages, unmasked by the FrameGate before picows.
-
-    picows unmasks in place with non-temporal stores, which push each 64-byte block of a payload out
-    to memory: reading it afterwards waits for memory (bench/RESULTS.md, issue 15). The gate copies
-    the payload while its bytes are in the cache, and the Connection parses that copy when picows
-    hands over the frame at the same address (with padding, so in place). One per worker: a read's
-    frames are all handed over before the next read, which clears it.
-    """
-
-    def __cinit__(self):
-        self.buf = FrameBuffer()
-        self.entries = NULL
-        self.count = self.next = self.room = 0
-
-    def __dealloc__(self):
-        PyMem_Free(self.entries)
-
-    cdef void clear(self) noexcept:
-        self.buf.size = 0
-        self.count = self.next = 0
-
-    cdef int add(self, const unsigned char* at, Py_ssize_t n, const unsigned char* mask) except -1:
-        """Stage the payload ``at[:n]``, masked with ``mask`` (the frame's key, from the payload's first byte)."""
-        cdef Staged* grown
-        cdef uint64_t key, word
-        cdef uint32_t key32
-        cdef Py_ssize_t i = 0
-        cdef char* out
-        if self.count == self.room:
-            grown = <Staged*>PyMem_Realloc(self.entries, (self.room * 2 or 16) * sizeof(Staged))
-            if grown == NULL:
-                raise MemoryError()
-            self.entries = grown
-            self.room = self.room * 2 or 16
-        self.buf.reserve(n + SIMDJSON_PADDING)
-        out = self.buf.data + self.buf.size
-        memcpy(&key32, mask, 4)
-        key = (<uint64_t>key32 << 32) | key32
-        while i + 8 <= n:
-            memcpy(&word, at + i, 8)
-            word ^= key
-            memcpy(out + i, &word, 8)
-            i += 8
-        while i < n:
-            out[i] = <char>(at[i] ^ mask[i & 3])
-            i += 1
-        self.entries[self.count] = Staged(<const char*>at, self.buf.size, n)
-        self.count += 1
-        self.buf.size += n
-        return 0
-
-    cdef const char* take(self, const char* at, Py_ssize_t n) noexcept:
-        """The unmasked copy of the payload picows hands over at ``at`` (SIMDJSON_PADDING readable after
-        it), or NULL if it was not staged (a fragment, a frame cut across reads, a buffer moved)."""
-        cdef Staged* e
-        if self.next == self.count:
-            return NULL
-        e = &self.entries[self.next]
-        if e.at != at or e.n != n:
-            return NULL
-        self.next += 1
-        return self.buf.data + e.offset
 
 
 cdef class FrameBuffer:

@@ -32,8 +32,6 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 
 from picows.picows cimport WSCloseCode, WSTransport
 
-from wsa_fast._codec cimport StagedPayloads
-
 from wsa_fast._picows_internals cimport (
     MemoryBuffer, drop_upgrade_extras, find_read_buffer, new_server_protocol, protocol_listener,
     protocol_transport, release_read_buffer, restore_read_buffer, unmask_cached,
@@ -66,17 +64,15 @@ def unmask_kernel_address():
 
 def create_protocol(listener_factory, logger, Py_ssize_t max_message_size, Py_ssize_t read_buffer_init_size,
                     double handshake_timeout, double close_timeout, double message_timeout=0,
-                    Sweeper sweeper=None, StagedPayloads staged=None):
+                    Sweeper sweeper=None):
     """A FrameGate around picows's server protocol, built as ``picows.ws_create_server`` builds it.
 
     picows's own frame limit is ours: never reached, the gate checks first. ``logger`` should not
     be a ``logging.Logger``: picows makes a child Logger per connection of one (0.6 KiB each).
-    ``staged``: the worker's StagedPayloads, which the gate fills and the gateway's Connection reads.
     """
     protocol = new_server_protocol(listener_factory, logger, handshake_timeout, max_message_size,
                                    read_buffer_init_size)
-    return FrameGate(protocol, max_message_size, close_timeout, message_timeout, asyncio.get_running_loop(), sweeper,
-                     staged)
+    return FrameGate(protocol, max_message_size, close_timeout, message_timeout, asyncio.get_running_loop(), sweeper)
 
 
 cdef class FrameGate(FrameReader):
@@ -102,10 +98,9 @@ cdef class FrameGate(FrameReader):
     cdef Py_ssize_t read_in_a_row       # bytes of reads that each filled their room (the socket had more)
 
     def __cinit__(self, protocol, Py_ssize_t max_message_size, double close_timeout, double message_timeout, loop,
-                  Sweeper sweeper=None, StagedPayloads staged=None):
+                  Sweeper sweeper=None):
         self.protocol = protocol
         self.sweeper = sweeper
-        self.staged = staged
         self.loop = loop
         self.close_timeout = close_timeout
         self.message_timeout = message_timeout
@@ -180,8 +175,6 @@ cdef class FrameGate(FrameReader):
         self.handed = -1
         self.error = 0
         self.peer_closed = False
-        if self.staged is not None:
-            self.staged.clear()             # the last read's frames have all been handed over
         self.read(<unsigned char*>self.window, nbytes)
         if forwarding:
             # One call per read: picows may move its buffer while it parses.

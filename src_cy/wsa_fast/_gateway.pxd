@@ -8,7 +8,7 @@ from libc.stdint cimport uint64_t
 from libcpp.string_view cimport string_view
 from libcpp.unordered_map cimport unordered_map
 
-from wsa_fast._codec cimport FrameBuffer, Parser, StagedPayloads, Str, WsaMsg
+from wsa_fast._codec cimport FrameBuffer, Parser, Str, WsaMsg
 from wsa_fast._context cimport Context
 from wsa_fast._policy cimport Policy
 from wsa_fast._routing cimport ClientTable, PendingTable, RemoteWorker, RemoteClient

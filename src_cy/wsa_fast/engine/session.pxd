@@ -1,7 +1,6 @@
 cdef class Session(Login):
     # The routing rules: who may send what to whom (server, relay, broadcast), where responses go.
     cdef Parser parser                  # one parser for the worker: messages are handled one at a time
-    cdef readonly StagedPayloads staged  # whole messages the FrameGates unmasked before picows (server.py)
     cdef set connections                # every open connection, bound or not (for shutdown)
     cdef dict server_pending            # (client id, message id) -> (Connection, Future) of a server request
     cdef object authorize               # None, or a policy callable looked up once

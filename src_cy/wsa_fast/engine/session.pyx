@@ -4,7 +4,7 @@
 
 from wsa_fast._codec cimport (
     COMPACT, EVENT, FAIL, INVALID, ADDR_BROADCAST, ADDR_ID, ADDR_SERVER, REQUEST, RESPONSE, SUCCESS, VERBOSE,
-    FrameBuffer, Parser, StagedPayloads, Str, WsaMsg, is_client_id, str_of, to_message,
+    FrameBuffer, Parser, Str, WsaMsg, is_client_id, str_of, to_message,
 )
 from wsa_fast._policy cimport KIND_BROADCAST, KIND_CALL, KIND_MESSAGE
 
@@ -17,7 +17,6 @@ cdef class Session(Login):
     def __init__(self, settings, app, authenticator, loop=None, metrics=None):
         Login.__init__(self, settings, app, authenticator, loop, metrics)
         self.parser = Parser()
-        self.staged = StagedPayloads()
         self.connections = set()
         self.server_pending = {}
         self.authorize = app.authorize if app is not None else None

@@ -1,7 +1,7 @@
 # The frame reader: RFC 6455 section 5's rules judged on each header as the bytes arrive (_frame_gate.pyx).
 from libc.stdint cimport uint64_t
 
-from wsa_fast._codec cimport StagedPayloads, valid_utf8
+from wsa_fast._codec cimport valid_utf8
 
 
 # What the gate is reading: the upgrade request, frames, the rest of an oversized message,
@@ -22,9 +22,6 @@ cdef enum Opcode:
     PONG = 0xA
 
 cdef Py_ssize_t MAX_CONTROL_PAYLOAD = 125
-# Larger messages are left to picows's unmasking: the wait for memory after it is paid once per
-# message, not per 64 bytes (the hardware prefetches the rest), and an extra pass cost more (4 KiB relay).
-cdef uint64_t MAX_STAGED = 1024
 
 
 cdef inline bint valid_close_code(int code) noexcept:
@@ -56,7 +53,6 @@ cdef class FrameReader:
     cdef int error                      # the close code to send, or 0
     cdef str why                        # the rule the peer broke, for the log line
     cdef bint peer_closed               # the peer's CLOSE is in: close TCP
-    cdef StagedPayloads staged          # the worker's: whole messages unmasked here, before picows (or None)
 
     cdef int enter_discard(self) except -1:
         self.mode = DISCARD
@@ -90,11 +86,6 @@ cdef class FrameReader:
                 error = self.start_frame()
                 if error:
                     self.refuse(error, frame_start)
-                elif self.staged is not None and self.mode == FRAMES and self.fin and 0 < self.remaining \
-                        and (self.opcode == TEXT or self.opcode == BINARY) and self.remaining <= MAX_STAGED \
-                        and self.remaining <= <uint64_t>(n - pos):
-                    # A whole message in this read: unmasked now, while its bytes are in the cache.
-                    self.staged.add(p + pos, <Py_ssize_t>self.remaining, self.mask)
             if self.remaining > 0:
                 take = <Py_ssize_t>min(<uint64_t>(n - pos), self.remaining)
                 if self.opcode == CLOSE:
