@@ -1,4 +1,4 @@
-"""Memory that closed connections held goes back to the operating system.
+"""Memory that closed (or quiet) connections held goes back to the operating system.
 
 A real ``wsa-fast serve``; 2,000 connections log in (``wsa-fast bench --scenario connect``, in
 another process), hold, and close. Once they are gone, the server's RSS must fall back by at
@@ -86,3 +86,22 @@ def test_rss_falls_back_once_connections_close() -> None:
             lambda: rss_bytes(pid) - base <= (held - base) / 2,
             f"RSS stayed up: {base} before, {held} with {CONNECTIONS} connections, {rss_bytes(pid)} after",
         )
+
+
+def test_rss_falls_once_open_connections_go_quiet() -> None:
+    """Logged-in connections that stay open but silent: their read buffers are freed and the heap given back."""
+    with GatewayProcess("--limits", "off", "--max-connections-per-ip", "0") as gateway:
+        pid = gateway.proc.pid
+        load = hold(gateway, CONNECTIONS, 600)
+        try:
+            wait_until(lambda: open_connections(gateway) == CONNECTIONS, "the connections never all logged in")
+            held = rss_bytes(pid)
+            # Each has a 2 KiB read buffer from its login; at least a quarter of that must go back.
+            wait_until(
+                lambda: held - rss_bytes(pid) >= CONNECTIONS * 512,
+                f"RSS stayed up: {held} with {CONNECTIONS} connections logged in, {rss_bytes(pid)} once quiet",
+            )
+            assert open_connections(gateway) == CONNECTIONS
+        finally:
+            load.terminate()
+            load.wait(60)

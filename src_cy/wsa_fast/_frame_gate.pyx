@@ -20,9 +20,9 @@ no unparsed byte, and allocated again by the next read. One ``Sweeper`` timer pe
 frees it in connections that went quiet after being busy, pings the ones that sent nothing
 for ``ping_interval`` and closes (1001) the ones that then stay silent for ``ping_timeout``;
 picows's own auto-ping would run a task per connection (2 KiB each). A read only sets a flag.
-Once many connections have closed and a sweep sees no more closing, the Sweeper gives the
-freed heap back to the operating system (glibc keeps it otherwise: RSS stayed up by 25 MB
-after 5,000 connections closed).
+Once many connections have closed or gone quiet (their read buffers freed) and a sweep sees no
+more of either, the Sweeper gives the freed heap back to the operating system (glibc keeps it
+otherwise: RSS stayed up by 25 MB after 5,000 connections closed).
 
 A message over ``max_message_size`` is skipped to its last fragment before the 1009 CLOSE
 goes out: a browser still sending it would otherwise hold unsent data when the CLOSE
@@ -129,7 +129,7 @@ cdef class FrameGate(FrameReader):
         self.mode = DONE
         if self.sweeper is not None:
             self.sweeper.forget(self)
-            self.sweeper.closed += 1
+            self.sweeper.freed += 1
         if self.skip_timer is not None:
             self.skip_timer.cancel()
             self.skip_timer = None
@@ -280,6 +280,7 @@ cdef class FrameGate(FrameReader):
         if self.read_buffer is not None and self.read_buffer.data != NULL and self.mode == FRAMES \
                 and self.head_len == 0 and not self.in_payload:
             release_read_buffer(self.read_buffer)
+            self.sweeper.freed += 1
         return 0
 
     cdef int send_close(self, int code) except -1:

@@ -34,6 +34,8 @@ SETUP_TIMEOUT_S = 10.0
 # Relay across nodes: a receiver just logged in on another node is known there a moment later.
 PRESENCE_TIMEOUT_S = 10.0
 PRESENCE_RETRY_S = 0.05
+# --idle: how long the idle connections stay silent before the server's RSS is read.
+IDLE_SETTLE_S = 5.0
 # Open loop: sends a connection may have in flight before the pacer skips it (the ring is twice this).
 OPEN_LOOP_RING = 1 << 17
 
@@ -301,8 +303,7 @@ class Driver:
         setup_s = time.monotonic() - t0
         if before is None:
             return {"idle": count, "idle_setup_s": setup_s}
-        await asyncio.sleep(1.0)  # let the server finish whatever each login set off
-        after = proctree.rss_bytes(a.server_pid)
+        after = await settled_rss(a.server_pid)
         return {
             "idle": count,
             "idle_setup_s": setup_s,
@@ -491,6 +492,13 @@ def settings_of(a) -> dict:
     if a.rate and a.scenario != "connect":
         out["window"] = None  # the pacer, not a window, decides what is in flight
     return out
+
+
+async def settled_rss(pid: int, quiet: float = IDLE_SETTLE_S) -> int:
+    """The server's RSS once the idle connections have been silent for ``quiet`` seconds: a worker frees
+    a quiet connection's read buffer at its next sweeps and then gives the heap back (a few seconds)."""
+    await asyncio.sleep(quiet)
+    return proctree.rss_bytes(pid)
 
 
 def server_usage(pid: int, start: dict, stop: dict, answered: int) -> dict:

@@ -1,7 +1,7 @@
 # The Sweeper: one timer per worker over its idle connections (keepalive, read buffers, the heap).
 
-# Connections closed since the heap was last trimmed that make trimming it worthwhile (a few MiB).
-cdef Py_ssize_t TRIM_AFTER_CLOSES = 500
+# Connections closed or read buffers freed since the heap was last trimmed that make trimming it worthwhile.
+cdef Py_ssize_t TRIM_AFTER_FREES = 500
 
 cdef extern from *:
     """
@@ -29,8 +29,8 @@ cdef class Sweeper:
     cdef object loop, timer
     cdef str reason
     cdef object done                    # a resolved future, for every connection's disconnected_future
-    cdef Py_ssize_t closed              # connections closed since the last sweep
-    cdef Py_ssize_t untrimmed           # connections closed since the heap was last trimmed
+    cdef Py_ssize_t freed               # connections closed and read buffers freed since the last sweep
+    cdef Py_ssize_t untrimmed           # the same since the heap was last trimmed
 
     def __cinit__(self, double interval, double timeout, loop, Py_ssize_t max_sockets=0):
         """``max_sockets``: past this many connections (0: no limit), a new one closes the oldest that
@@ -54,11 +54,12 @@ cdef class Sweeper:
         # A copy: closing a peer must not change the set under the loop (connection_lost comes later anyway).
         for gate in tuple(self.gates):
             gate.sweep(self, now)
-        if self.closed:
-            self.untrimmed += self.closed
-            self.closed = 0
-        elif self.untrimmed >= TRIM_AFTER_CLOSES:
-            # A burst of closes is over: a quiet moment for the heap walk (milliseconds at most).
+        if self.freed:
+            self.untrimmed += self.freed
+            self.freed = 0
+        elif self.untrimmed >= TRIM_AFTER_FREES:
+            # A burst of closes (or of connections going quiet) is over: a quiet moment for the heap walk
+            # (milliseconds at most).
             self.untrimmed = 0
             with nogil:
                 trim_heap()
