@@ -31,6 +31,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from wsa_fast.loadtest import proctree  # noqa: E402
+from wsa_fast.loadtest.driver import IDLE_SETTLE_S  # noqa: E402
 
 WSA_FAST = os.path.join(os.path.dirname(sys.executable), "wsa-fast")
 NICE = ["nice", "-n", "10"]
@@ -179,7 +180,8 @@ def main() -> int:
         connect_s = time.monotonic() - t0
         idle = open_connections(port)
         result.update(idle=idle, connect_s=round(connect_s, 2), connect_per_s=round(idle / connect_s))
-        time.sleep(2.0)  # let the last logins settle and a sweep free their read buffers
+        # Idle means quiet: the workers' sweeps free the logins' read buffers and give the heap back first.
+        time.sleep(IDLE_SETTLE_S)
         rss = proctree.rss_bytes(server.pid)
         result["rss_with_idle_bytes"] = rss
         result["rss_bytes_per_idle_conn"] = round((rss - result["rss_before_bytes"]) / max(idle, 1))
