@@ -16,7 +16,8 @@ open), which a message that arrives in one read never does, so the common case p
 
 Idle connections are the gate's too, as they dominate a gateway's memory. picows's read
 buffer (2 KiB at least) is freed after the first read of a quiet spell, once picows holds
-no unparsed byte, and allocated again by the next read. One ``Sweeper`` timer per worker
+no unparsed byte, and allocated again by the next read. One ``Sweeper`` timer per worker,
+visiting a few dozen connections per tick so that no tick stalls the loop,
 frees it in connections that went quiet after being busy, pings the ones that sent nothing
 for ``ping_interval`` and closes (1001) the ones that then stay silent for ``ping_timeout``;
 picows's own auto-ping would run a task per connection (2 KiB each). A read only sets a flag.
@@ -90,6 +91,7 @@ cdef class FrameGate(FrameReader):
     # Idle connections: the worker's sweeper, picows's read buffer, whether bytes came since the
     # last sweep, when it last saw some, when it sent a ping still unanswered (0: none).
     cdef Sweeper sweeper
+    cdef Py_ssize_t slot                # its place in the sweeper's round (-1: not watched)
     cdef MemoryBuffer read_buffer
     cdef bint active
     cdef double seen_at
@@ -101,6 +103,7 @@ cdef class FrameGate(FrameReader):
                   Sweeper sweeper=None):
         self.protocol = protocol
         self.sweeper = sweeper
+        self.slot = -1
         self.loop = loop
         self.close_timeout = close_timeout
         self.message_timeout = message_timeout
@@ -255,25 +258,28 @@ cdef class FrameGate(FrameReader):
         """One sweep: note bytes that came; free the read buffer of a connection quiet since the last
         sweep, ping one silent for ping_interval, close one that has not answered for ping_timeout.
         Pings only in FRAMES mode: the handshake, an oversized message and a closing handshake have
-        timers of their own."""
+        timers of their own. The times first: most visits end there, without touching picows's objects."""
         if self.active:
             self.active = False
             self.seen_at = now
             self.ping_sent_at = 0
             return 0
         self.release_read_buffer_if_idle()
-        if sweeper.interval <= 0 or self.mode != FRAMES or self.ws.is_close_frame_sent \
-                or protocol_listener(self.protocol) is None:
+        if sweeper.interval <= 0:
             return 0
         if self.ping_sent_at:
-            if now - self.ping_sent_at >= sweeper.timeout:
+            if now - self.ping_sent_at >= sweeper.timeout and self.keepalive_applies():
                 self.ws.send_close(WSCloseCode.GOING_AWAY, sweeper.reason.encode())
                 # Dead peers do not answer a CLOSE: give it a moment to go out, then close TCP.
                 self.loop.call_later(DEAD_PEER_CLOSE_DELAY, self.ws.underlying_transport.abort)
-        elif now - self.seen_at >= sweeper.interval:
+        elif now - self.seen_at >= sweeper.interval and self.keepalive_applies():
             self.ws.send_ping()
             self.ping_sent_at = now
         return 0
+
+    cdef bint keepalive_applies(self):
+        """Upgraded, not skipping an oversized message, and no CLOSE sent: keepalive is the gate's job."""
+        return self.mode == FRAMES and not self.ws.is_close_frame_sent and protocol_listener(self.protocol) is not None
 
     cdef int release_read_buffer_if_idle(self) except -1:
         """Free picows's read buffer if it holds no unparsed byte: the gate stands between frames."""
