@@ -11,6 +11,7 @@ import json
 from typing import Any, NamedTuple
 
 import pytest
+from codec_oracle import assert_agree
 
 from wsa_fast import _codec as compiled
 from wsa_fast import codec_py as pure
@@ -635,3 +636,39 @@ def test_frame_header_encodes_each_length_class_minimally(size: int, header: byt
     """RFC 6455 5.2: a FIN text frame, unmasked, length in 7, 7+16 or 7+64 bits, the shortest that fits."""
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     assert compiled.frame_of(payload) == header + payload
+
+
+# Bytes the string rules care about inside a params string, and some they do not: the compiled codec
+# reads plain text eight bytes at a time, so each is tried at every offset of such a block.
+STRING_BYTES = [
+    b'"',
+    b"\\",
+    b'\\"',
+    b"\\n",
+    b"\\u00e9",
+    b"\\ud83d\\ude00",
+    b"\\x",
+    b"\\u12",
+    b"\x00",
+    b"\x1f",
+    b"\x20",
+    b"\x7f",
+    "é".encode(),
+    b"\xff",
+    b"!",
+    b"#",
+    b"[",
+    b"\\\\",
+]
+
+
+@pytest.mark.parametrize("special", STRING_BYTES)
+def test_string_bytes_in_params_at_every_offset(special: bytes) -> None:
+    """Each byte that ends, escapes or breaks a string, and bytes next to them, from 0 to 24 bytes into a long
+    string: both codecs give the same verdict (valid, or the same refusal)."""
+    head = b'{"from":"x","to":"server","type":"request","id":"abcde","payload":{"method":"a@v1/b","params":{"s":"'
+    for offset in range(25):
+        for tail in (0, 1, 7, 8, 9, 40):
+            verdict = assert_agree(head + b"a" * offset + special + b"b" * tail + b'","t":1}}}')
+            if special in (b"!", b"\\n", "é".encode()):
+                assert verdict[0] == "ok", verdict

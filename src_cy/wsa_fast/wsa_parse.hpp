@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string_view>
 
@@ -238,6 +239,20 @@ class SpanValidator {
         return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
     }
 
+    // How many of the eight bytes at p come before the first quote, backslash or control byte
+    // (8: none). Each test flags its lowest matching byte exactly (a borrow only runs upwards),
+    // so the lowest flag of the three is the first byte the string rules care about.
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "plain_bytes_of_8 counts from the low byte");
+    static int plain_bytes_of_8(const char* p) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        const uint64_t ones = 0x0101010101010101ULL;
+        const uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+        const uint64_t found =
+            (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((w - ones * 0x20) & ~w)) & (ones << 7);
+        return found ? __builtin_ctzll(found) >> 3 : 8;
+    }
+
     // Four hex digits at p (the caller has checked nothing): their value in *out.
     bool hex4(const char* p, unsigned* out) const {
         if (end_ - p < 4) return false;
@@ -254,6 +269,13 @@ class SpanValidator {
     bool string() {
         p_++;
         while (p_ < end_) {
+            // Plain text eight bytes at a time: a large params or data is mostly long strings
+            // (a 100 KB broadcast took 5 ms here byte by byte, bench/RESULTS.md issue 11).
+            if (end_ - p_ >= 8) {
+                int plain = plain_bytes_of_8(p_);
+                p_ += plain;
+                if (plain == 8) continue;
+            }
             unsigned char c = (unsigned char)*p_;
             if (c == '"') { p_++; return true; }
             if (c < 0x20) return false;
