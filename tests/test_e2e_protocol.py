@@ -11,6 +11,7 @@ import time
 
 import pytest
 from apps.protocol_app import SECRET_DETAIL
+from websockets.frames import Frame, Opcode
 from wsa_ws import (
     FORMS,
     ISO_ID,
@@ -343,6 +344,37 @@ async def test_broadcast_event_reaches_every_other_bound_client_in_its_form(serv
                 peer.form, a.cid, "client", "event", id, method="room@v1/say", params=Raw(PARAMS_TEXT)
             )
         await settled(a, anonymous, b, c)
+
+
+# A broadcast this large to this many clients (frame x connections over 1 MiB) is fanned out from one
+# buffer its receivers share, written over several loop iterations (docs/protocol.md "Turns").
+LARGE_BROADCAST = 200_000
+LARGE_RECEIVERS = 6
+
+
+@aio
+async def test_a_large_broadcast_keeps_its_place_among_each_receivers_messages(server):
+    """What a sender writes to a receiver just before and just after a large broadcast reaches it in that
+    order, around the broadcast, and every receiver gets the broadcast whole, in its own form."""
+    async with Clients(server) as cl:
+        sender, *receivers = await cl.bound("verbose", *(FORMS * (LARGE_RECEIVERS // len(FORMS))))
+        first = receivers[0]
+        params = Raw(json.dumps({"text": "x" * LARGE_BROADCAST, "end": 'é"end'}))
+        before, big, after = new_id(), new_id(), new_id()
+        messages = [
+            encode("verbose", sender.cid, first.cid, "event", before, method="room@v1/before"),
+            encode("verbose", sender.cid, "client", "event", big, method="room@v1/big", params=params),
+            encode("verbose", sender.cid, first.cid, "event", after, method="room@v1/after"),
+        ]
+        # In one write, so the gateway reads them in one batch: "before" still waits in first's output when
+        # the broadcast is queued, and "after" is written to it while the broadcast is not yet sent.
+        sender.ws.transport.write(b"".join(Frame(Opcode.TEXT, text.encode()).serialize(mask=True) for text in messages))
+        assert [(await first.recv())["id"] for _ in range(3)] == [before, big, after]
+        for peer in receivers[1:]:
+            assert await peer.recv_raw() == encode(
+                peer.form, sender.cid, "client", "event", big, method="room@v1/big", params=params
+            )
+        await settled(sender, *receivers)
 
 
 @pytest.mark.parametrize("form", FORMS)

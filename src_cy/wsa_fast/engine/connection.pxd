@@ -5,6 +5,7 @@ cdef class Connection(WSListener):
     cdef bytes client_id_b              # the bound id (keeps the routing table's key alive)
     cdef readonly str client_id         # the same, as str; None while anonymous
     cdef FrameBuffer out                # frames to write at the end of the batch
+    cdef list shared                    # large broadcasts' frames (shared), what came before each: sent before out
     cdef FrameBuffer fragments          # a fragmented message being reassembled
     cdef bint in_fragments
     cdef bint text                      # the message being read came in TEXT frames (UTF-8 is then a must)

@@ -20,6 +20,7 @@ cdef class Connection(WSListener):
         self.client_id = None
         self.client_id_b = None
         self.out = FrameBuffer()
+        self.shared = None
         self.fragments = None
         self.in_fragments = False
         self.text = False
@@ -149,13 +150,20 @@ cdef class Connection(WSListener):
         return 0
 
     cdef int flush(self) except -1:
-        if self.out.size == 0:
+        cdef FrameBuffer frame
+        if self.out.size == 0 and self.shared is None:
             return 0
         if self.closed or self.transport is None or self.transport.is_close_frame_sent:
             self.out.size = 0
+            self.shared = None
             return 0
-        write_raw(self.transport, self.out.data, self.out.size)
-        self.out.release()
+        if self.shared is not None:
+            shared, self.shared = self.shared, None
+            for frame in shared:
+                write_raw(self.transport, frame.data, frame.size)
+        if self.out.size:
+            write_raw(self.transport, self.out.data, self.out.size)
+            self.out.release()
         if self.backed_up and self.transport.underlying_transport.get_write_buffer_size() > self.gw.send_buffer_cap:
             self.cut_off(f"its unsent output passed send_buffer_cap ({self.gw.send_buffer_cap} bytes)")
         return 0
@@ -216,6 +224,7 @@ cdef class Connection(WSListener):
             self.close_timer.cancel()
             self.close_timer = None
         self.out.release()
+        self.shared = None
         self.drop_fragments()
         if self.ip is not None and self.transport is not None:
             left = self.gw.per_ip.pop(self.ip) - 1

@@ -134,7 +134,7 @@ cdef class Output:
                 break
             done += 1
             conn.dirty = False
-            written += conn.out.size
+            written += unsent(conn)
             conn.flush()
         # What is left goes first, before any receiver added meanwhile.
         self.fanned_out = pending[done:] + self.fanned_out
@@ -151,6 +151,31 @@ cdef inline int copy_frames(Connection conn, FrameBuffer verbose, FrameBuffer co
     """Append a pre-encoded frame in ``conn``'s form to its output."""
     cdef FrameBuffer frame = compact if conn.form == COMPACT else verbose
     return conn.out.append(frame.data, frame.size)
+
+
+cdef int share_frames(Connection conn, FrameBuffer verbose, FrameBuffer compact) except -1:
+    """Queue a large broadcast's frame for ``conn`` without copying it: its receivers share one buffer.
+
+    What ``conn``'s output held already moves (not copied) into the queue ahead of the frame; what
+    comes later goes into a fresh buffer, written after the queue (Connection.flush).
+    """
+    if conn.shared is None:
+        conn.shared = []
+    if conn.out.size:
+        conn.shared.append(conn.out)
+        conn.out = FrameBuffer()
+    conn.shared.append(compact if conn.form == COMPACT else verbose)
+    return 0
+
+
+cdef Py_ssize_t unsent(Connection conn) except -1:
+    """Bytes waiting for ``conn`` in this process: its shared frames and its buffer."""
+    cdef FrameBuffer frame
+    cdef Py_ssize_t n = conn.out.size
+    if conn.shared is not None:
+        for frame in conn.shared:
+            n += frame.size
+    return n
 
 
 cdef inline Str conn_to(Connection conn, WsaMsg* m) noexcept:

@@ -161,11 +161,15 @@ cdef class Session(Login):
         compact.write_frame(m, COMPACT)
         cdef Connection target
         cdef Py_ssize_t sent = 0
-        # Too much to write in one iteration: spread over several, the sender held meanwhile (output.pyx).
+        # Too much to write in one iteration: its receivers share the frames (no copy each) and are
+        # written over several iterations, the sender held meanwhile (output.pyx).
         cdef bint large = sender is not None and verbose.size * len(self.connections) > FLUSH_BUDGET
         for target in self.clients.connections():
             if target is not skip and not target.closed:
-                copy_frames(target, verbose, compact)
+                if large:
+                    share_frames(target, verbose, compact)
+                else:
+                    copy_frames(target, verbose, compact)
                 if target.backed_up and sender is not None:
                     target.hold(sender)
                 if large:
