@@ -10,7 +10,10 @@ many clients were disconnected, how many broadcasts reached the receivers, what 
 got (answers, RATE_LIMITED, closes), the server's peak RSS (VmHWM), and how late the calm
 clients' own event loop ran (``loop_lag``): they share one process, and a ping answer waits
 while that process is busy or not scheduled, so a lag as large as the latency says the time
-went to the measuring side, not the gateway.
+went to the measuring side, not the gateway. With ``--server-lag FILE`` (the gateway serving
+bench/loop_lag_app.py) it also reports how late the gateway's own loop ran (``server_loop_lag``)
+and the CPU it used between two wakes of that probe (``server_loop_cpu``): the gateway's stalls,
+measured where they happen, and how much of each was its own work rather than other programs'.
 
 Who receives the broadcasts: 100 more clients, logged in, in a process of their own, which
 read every broadcast as fast as they can. The calm clients are anonymous (a ping needs no
@@ -193,7 +196,15 @@ def receivers_process(url: str, seconds: float, ready, out) -> None:
     uvloop.run(receive_broadcasts(url, seconds, ready, out))
 
 
-async def calm_clients(url: str, server_pid: int, duration: float, calm_receive: bool) -> dict:
+def read_server_lags(path: str | None) -> list[tuple[float, float, float]]:
+    """The gateway's own loop lag (bench/loop_lag_app.py): (perf_counter, seconds late, CPU seconds used) per probe."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [tuple(map(float, line.split())) for line in f if line.endswith("\n")]
+
+
+async def calm_clients(url: str, server_pid: int, duration: float, calm_receive: bool, server_lag: str | None) -> dict:
     samples: list[tuple[float, float]] = []
     receivers = None
     if not calm_receive:
@@ -246,6 +257,7 @@ async def calm_clients(url: str, server_pid: int, duration: float, calm_receive:
     if receivers is not None:
         received = await asyncio.get_running_loop().run_in_executor(None, report.recv)
         receivers.join()
+    server_lags = read_server_lags(server_lag)
     flood_at, half = started + baseline, started + baseline + duration / 2
     result = {
         "ok": True,
@@ -262,6 +274,9 @@ async def calm_clients(url: str, server_pid: int, duration: float, calm_receive:
     ):
         rtts = sorted(rtt for sent, rtt in samples if start <= sent < end)
         lag = sorted(late for at, late in lags if start <= at < end)
+        in_phase = [(late, cpu) for at, late, cpu in server_lags if max(start, started) <= at < end]
+        gateway_lag = sorted(late for late, _ in in_phase)
+        gateway_busy = sorted(cpu for _, cpu in in_phase)
         result.update(
             {
                 f"{phase}pings": len(rtts),
@@ -271,6 +286,10 @@ async def calm_clients(url: str, server_pid: int, duration: float, calm_receive:
                 f"{phase}max_us": rtts[-1] * 1e6 if rtts else None,
                 f"{phase}loop_lag_p99_us": percentile(lag, 99),
                 f"{phase}loop_lag_max_us": lag[-1] * 1e6 if lag else None,
+                f"{phase}server_loop_lag_p99_us": percentile(gateway_lag, 99),
+                f"{phase}server_loop_lag_max_us": gateway_lag[-1] * 1e6 if gateway_lag else None,
+                f"{phase}server_loop_cpu_p99_us": percentile(gateway_busy, 99),
+                f"{phase}server_loop_cpu_max_us": gateway_busy[-1] * 1e6 if gateway_busy else None,
             }
         )
     result.update(
@@ -294,8 +313,15 @@ def main(argv=None) -> int:
     p.add_argument(
         "--calm-receive", action="store_true", help="the calm clients log in and receive the broadcasts themselves"
     )
+    p.add_argument(
+        "--server-lag", help="the file the gateway's loop-lag probe writes (bench/loop_lag_app.py), to report per phase"
+    )
     args = p.parse_args(argv)
-    print(json.dumps(uvloop.run(calm_clients(args.url, args.server_pid, args.duration, args.calm_receive))))
+    print(
+        json.dumps(
+            uvloop.run(calm_clients(args.url, args.server_pid, args.duration, args.calm_receive, args.server_lag))
+        )
+    )
     return 0
 
 

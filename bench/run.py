@@ -177,8 +177,9 @@ def ensure_node(notes: list[str]) -> bool:
 class Server:
     """One server under test, as a pinned subprocess in its own process group."""
 
-    def __init__(self, name: str, cmd: list[str], floor: bool, logdir: str):
+    def __init__(self, name: str, cmd: list[str], floor: bool, logdir: str, env: dict | None = None):
         self.name, self.cmd, self.floor = name, cmd, floor
+        self.env = dict(os.environ, **env) if env else None
         self.port = free_port()
         self.cmd = [c.replace("{port}", str(self.port)) for c in cmd]
         self.logpath = os.path.join(logdir, f"{name}.log")
@@ -194,6 +195,7 @@ class Server:
             preexec_fn=pin(SERVER_CORE),
             start_new_session=True,
             cwd=ROOT,
+            env=self.env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -227,8 +229,18 @@ class Server:
 
 
 def fairness(gateway_cmd: list[str], logdir: str, duration: float) -> dict:
-    """bench/fairness.py against the gateway with its default limits (the flags after --limits off win)."""
-    server = Server("wsa-fast-fairness", gateway_cmd + ["--limits", "on"], False, logdir)
+    """bench/fairness.py against the gateway with its default limits (the flags after --limits off win).
+
+    The gateway serves bench/loop_lag_app.py, which probes its own loop: its stalls, apart from the clients'.
+    """
+    lag_file = os.path.abspath(os.path.join(logdir, "fairness-server-loop-lag.txt"))
+    server = Server(
+        "wsa-fast-fairness",
+        gateway_cmd + ["--limits", "on", "--app", "bench.loop_lag_app:app"],
+        False,
+        logdir,
+        env={"WSA_BENCH_LOOP_LAG": lag_file},
+    )
     log(f"== fairness: {' '.join(server.cmd)}")
     try:
         server.start()
@@ -241,6 +253,8 @@ def fairness(gateway_cmd: list[str], logdir: str, duration: float) -> dict:
             str(server.proc.pid),
             "--duration",
             str(duration),
+            "--server-lag",
+            lag_file,
         ]
         with open(os.path.join(logdir, "fairness-clients.log"), "w") as errors:
             r = subprocess.run(
@@ -266,8 +280,9 @@ def fairness(gateway_cmd: list[str], logdir: str, duration: float) -> dict:
 
 def fairness_table(rows: list[dict]) -> str:
     head = (
-        "| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs | clients' loop lag p99 / max µs |\n"
-        "|---|---|---|---|---|---|---|"
+        "| phase | calm pings | p50 µs | p99 µs | p99.9 µs | max µs | clients' loop lag p99 / max µs "
+        "| gateway's loop lag p99 / max µs | gateway's CPU between wakes p99 / max µs |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -280,7 +295,9 @@ def fairness_table(rows: list[dict]) -> str:
                 f"| {label} | {r.get(phase + 'pings')} | {fmt(r.get(phase + 'p50_us'))} "
                 f"| {fmt(r.get(phase + 'p99_us'))} | {fmt(r.get(phase + 'p999_us'))} "
                 f"| {fmt(r.get(phase + 'max_us'))} "
-                f"| {fmt(r.get(phase + 'loop_lag_p99_us'))} / {fmt(r.get(phase + 'loop_lag_max_us'))} |"
+                f"| {fmt(r.get(phase + 'loop_lag_p99_us'))} / {fmt(r.get(phase + 'loop_lag_max_us'))} "
+                f"| {fmt(r.get(phase + 'server_loop_lag_p99_us'))} / {fmt(r.get(phase + 'server_loop_lag_max_us'))} "
+                f"| {fmt(r.get(phase + 'server_loop_cpu_p99_us'))} / {fmt(r.get(phase + 'server_loop_cpu_max_us'))} |"
             )
         flood = r.get("flooder") or {}
         lines.append(
