@@ -156,9 +156,12 @@ cdef class Session(Login):
 
         ``sender`` (None for the server or another worker) is not read from until backed-up receivers drain.
         """
-        cdef FrameBuffer verbose = FrameBuffer(), compact = FrameBuffer()
+        cdef FrameBuffer verbose = FrameBuffer(), compact = verbose
         verbose.write_frame(m, VERBOSE)
-        compact.write_frame(m, COMPACT)
+        # Encoded in the compact form only if a client here uses it (a deployment mostly uses one form).
+        if self.counts[<int>CONNECTIONS_COMPACT]:
+            compact = FrameBuffer()
+            compact.write_frame(m, COMPACT)
         cdef Connection target
         cdef Py_ssize_t sent = 0
         # Too much to write in one iteration: its receivers share the frames (no copy each) and are
