@@ -64,6 +64,9 @@ def test_bench_smoke_runs_every_scenario():
     assert re.search(fairness, proc.stdout, re.M), (
         f"fairness: clients disconnected, no broadcast delivered, or no fairness result\n{report}"
     )
+    # The gateway's own loop was probed (bench/loop_lag_app.py): its lag and CPU columns hold numbers.
+    probed = r"^\| flood of 100 KB broadcasts \|.* \| [\d,.]+ / [\d,.]+ \| [\d,.]+ / [\d,.]+ \|$"
+    assert re.search(probed, proc.stdout, re.M), f"fairness: no loop-lag figures from the gateway\n{report}"
 
 
 def test_cluster_bench_smoke_runs_every_configuration():
