@@ -1,5 +1,7 @@
 # The compiled codec: simdjson On-Demand decode (wsa_parse.hpp) and frame encode.
 from libcpp cimport bool as cbool
+from cpython.ref cimport PyObject
+from libc.stdint cimport uint64_t
 
 
 cdef extern from "simdjson.h" namespace "simdjson":
@@ -108,6 +110,20 @@ cdef inline Str str_of(bytes b):
 
 cdef bint valid_utf8(const char* p, size_t n) noexcept    # simdjson's validator, for modules without simdjson
 cdef object loads(Str s)                    # raw JSON span -> Python value
+
+
+# What it takes to tell, after a handler ran, that the params it returned are untouched (json_values.pyx).
+cdef enum:
+    ECHO_DICTS = 8                          # objects followed; params with more are always re-encoded
+
+cdef struct Echo:
+    bint exact                              # dumps_plain would write the text read, byte for byte
+    int n_dicts                             # objects read, in document order (a parent before its children)
+    PyObject* dicts[ECHO_DICTS]             # borrowed: held by the value read as long as it is unchanged
+    uint64_t versions[ECHO_DICTS]           # each one's dict version once complete
+
+cdef object loads_echo(Str s, Echo* echo)   # loads, noting in echo what params_untouched needs
+cdef bint params_untouched(const Echo* echo, value) noexcept  # value is what loads_echo read, unchanged
 cdef bytes dumps(value)                     # Python value -> compact JSON, as codec_py writes it
 cdef bint dumps_plain(FrameBuffer out, value) except -1  # the same appended to out; False: leave it to dumps
 cdef object to_message(const WsaMsg* m)     # WsaMsg -> wsa_fast.message.Message

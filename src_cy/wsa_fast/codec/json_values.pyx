@@ -4,9 +4,15 @@
 # In: text the parser has already checked (strict grammar, depth, UTF-8), straight from its view:
 # strings without escapes, integers of up to 18 digits, short floats. Anything else raises NotPlain,
 # and loads hands the text to orjson or json instead, as before. Out: dumps_plain, below.
+#
+# A handler that returns its params untouched (an echo) is answered with the params' own text when
+# that text is what dumps_plain would write for them: the reader notes in an Echo whether it is
+# (no whitespace, no repeated key, no float, no -0, no array) and each object's dict version, and
+# params_untouched tells after the call whether any of those objects changed since.
 
-from cpython.dict cimport PyDict_SetItem
+from cpython.dict cimport PyDict_SetItem, PyDict_Size
 from cpython.ref cimport PyObject
+from libc.stdint cimport uint64_t
 from cpython.dict cimport PyDict_CheckExact
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_FromDouble
 from cpython.list cimport PyList_Append, PyList_CheckExact
@@ -24,6 +30,29 @@ cdef extern from "Python.h":
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
 
 
+cdef extern from *:
+    """
+    /* PEP 509's dict version: a new value whenever the dict's content changes (3.6-3.13; 3.12
+       deprecated the field, 3.14 removed it). Without it no echo is recognised. */
+    #if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+    #define WSA_DICT_VERSIONS 1
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #endif
+    static inline uint64_t wsa_dict_version(PyObject* d) { return ((PyDictObject*)d)->ma_version_tag; }
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #endif
+    #else
+    #define WSA_DICT_VERSIONS 0
+    static inline uint64_t wsa_dict_version(PyObject* d) { (void)d; return 0; }
+    #endif
+    """
+    bint DICT_VERSIONS "WSA_DICT_VERSIONS"
+    uint64_t dict_version "wsa_dict_version"(PyObject* d) noexcept
+
+
 class NotPlain(Exception):
     """Text the plain reader leaves to orjson or json."""
 
@@ -36,13 +65,17 @@ cdef enum:
 cdef struct Cursor:
     const char* p
     const char* end
+    Echo* echo
 
 
-cdef object plain_loads(Str s):
+cdef object plain_loads(Str s, Echo* echo):
     """The value of JSON text ``s``; NotPlain when it holds what this reader leaves to others."""
     cdef Cursor c
     c.p = s.p
     c.end = s.p + s.n
+    c.echo = echo
+    echo.exact = True
+    echo.n_dicts = 0
     value = read_value(&c, 0)
     skip_space(&c)
     if c.p != c.end:
@@ -50,9 +83,24 @@ cdef object plain_loads(Str s):
     return value
 
 
+cdef bint params_untouched(const Echo* echo, value) noexcept:
+    """``value`` is what plain_loads read into ``echo``, unchanged since: written back, it is the text read."""
+    cdef int i
+    if not DICT_VERSIONS or not echo.exact or echo.n_dicts == 0 or <PyObject*>value != echo.dicts[0]:
+        return False
+    # In document order: each object's parent is checked first, so an object looked at is still held.
+    for i in range(echo.n_dicts):
+        if dict_version(echo.dicts[i]) != echo.versions[i]:
+            return False
+    return True
+
+
 cdef inline void skip_space(Cursor* c) noexcept:
+    cdef const char* start = c.p
     while c.p < c.end and (c.p[0] == b" " or c.p[0] == b"\n" or c.p[0] == b"\r" or c.p[0] == b"\t"):
         c.p += 1
+    if c.p != start:
+        c.echo.exact = False  # dumps_plain writes none
 
 
 cdef object read_value(Cursor* c, int depth):
@@ -76,14 +124,22 @@ cdef object read_value(Cursor* c, int depth):
 
 
 cdef object read_object(Cursor* c, int depth):
+    cdef int slot = -1
+    cdef Py_ssize_t pairs = 0
     if depth > MAX_DEPTH:
         raise NotPlain
     c.p += 1
     value = {}
+    if c.echo.n_dicts < ECHO_DICTS:
+        slot = c.echo.n_dicts
+        c.echo.n_dicts += 1
+        c.echo.dicts[slot] = <PyObject*>value
+    else:
+        c.echo.exact = False
     skip_space(c)
     if c.p < c.end and c.p[0] == b"}":
         c.p += 1
-        return value
+        return read_object_end(c, value, slot, 0)
     while True:
         skip_space(c)
         if c.p >= c.end or c.p[0] != b'"':
@@ -94,20 +150,31 @@ cdef object read_object(Cursor* c, int depth):
             raise NotPlain
         c.p += 1
         PyDict_SetItem(value, key, read_value(c, depth))  # a repeated key: the last value, as json.loads
+        pairs += 1
         skip_space(c)
         if c.p >= c.end:
             raise NotPlain
         if c.p[0] == b"}":
             c.p += 1
-            return value
+            return read_object_end(c, value, slot, pairs)
         if c.p[0] != b",":
             raise NotPlain
         c.p += 1
 
 
+cdef inline object read_object_end(Cursor* c, dict value, int slot, Py_ssize_t pairs):
+    """``value`` complete: its version noted, and a repeated key (written back once) noted as not exact."""
+    if PyDict_Size(value) != pairs:
+        c.echo.exact = False
+    if slot >= 0:
+        c.echo.versions[slot] = dict_version(<PyObject*>value)
+    return value
+
+
 cdef object read_array(Cursor* c, int depth):
     if depth > MAX_DEPTH:
         raise NotPlain
+    c.echo.exact = False  # a list has no version: a change to it could not be told
     c.p += 1
     value = []
     skip_space(c)
@@ -167,8 +234,11 @@ cdef object read_number(Cursor* c):
         memcpy(text, start, p - start)
         text[p - start] = 0
         c.p = p
+        c.echo.exact = False  # written back as its repr, which may differ from the text
         return PyFloat_FromDouble(PyOS_string_to_double(text, NULL, NULL))
     c.p = p
+    if negative and magnitude == 0:
+        c.echo.exact = False  # -0 is written back as 0
     return PyLong_FromLongLong(-magnitude if negative else magnitude)
 
 

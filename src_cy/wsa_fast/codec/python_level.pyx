@@ -39,14 +39,20 @@ cdef bint valid_utf8(const char* p, size_t n) noexcept:
 
 cdef object loads(Str s):
     """The Python value of JSON text the parser has checked, as codec_py's json.loads gives it."""
+    cdef Echo unused
+    return loads_echo(s, &unused)
+
+
+cdef object loads_echo(Str s, Echo* echo):
+    """loads, noting in ``echo`` whether the value written back would be ``s`` itself (json_values.pyx)."""
+    # The plain reader leaves integers of 19+ digits to the others, so what it reads, json.loads reads alike.
+    try:
+        return plain_loads(s, echo)
+    except NotPlain:
+        echo.exact = False
     # orjson turns an integer past 64 bits into a float, silently; json.loads keeps it exact,
     # as codec_py does. Only text with a long run of digits pays for the slow path.
     cdef bint long_digits = has_long_digit_run(s)
-    if not long_digits:
-        try:
-            return plain_loads(s)
-        except NotPlain:
-            pass
     cdef bytes raw = PyBytes_FromStringAndSize(s.p, s.n)
     if long_digits:
         try:

@@ -11,6 +11,7 @@ cdef class HandlerTable:
     # Method -> Handler, looked up with the parsed method's view: no str per message.
     cdef dict handlers                  # method -> Handler: owns the entries and the keys' bytes
     cdef unordered_map[string_view, PyObject*] by_method
+    cdef Handler last                   # the last one found
 
     cdef Handler get(self, Str method)
 
@@ -22,8 +23,10 @@ cdef class Dispatch(Deadlines):
     cdef HandlerTable event_handlers
     cdef set tasks                      # handler and login tasks still running
     cdef FrameBuffer results            # a handler's result encoded (scratch, emptied after each)
+    cdef Context context                # the last call's Context, filled again if nothing else holds it
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1
+    cdef Context context_for(self, Connection conn, Str msg_id, Handler handler)
     cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1
     cdef int reply_error(self, Connection conn, Str msg_id, Str to, BaseException error, str culprit) except -1
     cdef int observe(self, Handler handler, double started) except -1

@@ -11,17 +11,18 @@ from cpython.dict cimport PyDict_CheckExact
 from cpython.float cimport PyFloat_CheckExact
 from cpython.list cimport PyList_CheckExact
 from cpython.long cimport PyLong_CheckExact
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact
+from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.object cimport PyObject_Call
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cython.operator cimport dereference as deref
+from libc.string cimport memcmp
 
 from wsa_fast._codec cimport (
-    FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, FrameBuffer, Str, WsaMsg, dumps, dumps_plain, fail_code_of,
-    loads, outcome_kind, str_of,
+    FAIL, OUTCOME_DATA, OUTCOME_FAIL, REQUEST, SUCCESS, Echo, FrameBuffer, Str, WsaMsg, dumps, dumps_plain,
+    fail_code_of, loads_echo, outcome_kind, params_untouched, str_of,
 )
 
-from wsa_fast._context cimport Context, new_context
+from wsa_fast._context cimport Context, context_id, fill_context
 
 cdef extern from "Python.h":
     # *result is a new reference.
@@ -33,6 +34,7 @@ cdef extern from "Python.h":
         PyAsyncMethods* tp_as_async
     void PyType_Modified(TypeSlots* type)
     bint PyCoro_CheckExact(object o)
+    Py_ssize_t references "Py_REFCNT"(PyObject* o)  # without the reference a cast to object would add
     bint PyGen_CheckExact(object o)
 
 from wsa_fast.errors import WSAError
@@ -70,10 +72,16 @@ cdef class HandlerTable:
             self.by_method[string_view(<const char*>handler.method_b, len(handler.method_b))] = <PyObject*>handler
 
     cdef Handler get(self, Str method):
+        cdef Handler last = self.last
+        # Clients call the same method over and over: compared with the last one found before hashing.
+        if last is not None and method.n == <size_t>len(last.method_b) and \
+                memcmp(method.p, <const char*>last.method_b, method.n) == 0:
+            return last
         it = self.by_method.find(string_view(method.p, method.n))
         if it == self.by_method.end():
             return None
-        return <Handler>deref(it).second
+        self.last = <Handler>deref(it).second
+        return self.last
 
 
 cdef class Dispatch(Deadlines):
@@ -89,10 +97,13 @@ cdef class Dispatch(Deadlines):
         self.results = FrameBuffer()
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1:
-        ctx = new_context(self.app, conn.client_id, text(m.id), handler.method, conn)
+        cdef Echo echo
+        echo.exact = False
+        cdef Context ctx = self.context_for(conn, m.id, handler)
         cdef double started = monotonic()
         try:
-            outcome = handler.fn(ctx, loads(m.params) if m.has_params else None)
+            params = loads_echo(m.params, &echo) if m.has_params else None
+            outcome = handler.fn(ctx, params)
         except Exception as exc:
             outcome = exc
         else:
@@ -101,7 +112,18 @@ cdef class Dispatch(Deadlines):
                                                               started), handler))
                 return 0
         self.observe(handler, started)
+        if m.type == REQUEST and params_untouched(&echo, outcome):
+            # Returned as they came, and their text is what encoding them would write: sent back as is.
+            return 0 if conn.closed else self.reply(conn, m.id, str_of(conn.client_id_b), SUCCESS, None, None,
+                                                    &m.params)
         return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler.method)
+
+    cdef Context context_for(self, Connection conn, Str msg_id, Handler handler):
+        """The Context of a call: the last one again when nothing else holds it (no allocation), else a new one."""
+        if self.context is None or references(<PyObject*>self.context) > 1:
+            self.context = Context.__new__(Context)
+        fill_context(self.context, self.app, conn.client_id, msg_id.p, msg_id.n, handler.method, conn)
+        return self.context
 
     cdef int observe(self, Handler handler, double started) except -1:
         """Count one call of ``handler`` that began at ``started`` in its latency histogram."""
@@ -125,7 +147,7 @@ cdef class Dispatch(Deadlines):
         cdef Str msg_id
         try:
             self.observe(call.handler, call.started)
-            msg_id.p = PyUnicode_AsUTF8AndSize(call.ctx.id, <Py_ssize_t*>&msg_id.n)  # kept by the str, kept by ctx
+            msg_id.p = context_id(call.ctx, <Py_ssize_t*>&msg_id.n)  # kept by ctx
             # No flush here: the reply marked conn dirty, so it is written with every other task's
             # output of this loop iteration (one write per connection, not one per message).
             return self.settle(call.conn, msg_id, str_of(call.conn.client_id_b), call.is_request, outcome,

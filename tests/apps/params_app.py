@@ -1,0 +1,60 @@
+"""Sync handlers that return their params, untouched or changed, and keep their Context:
+``--app tests.apps.params_app:app`` (cwd = repo root). For tests/test_e2e_sync_handlers.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsa_fast import App, Context
+
+app = App()
+kept: list[Context] = []
+
+
+@app.request("params@v1/echo")
+def echo(ctx: Context, params: Any) -> Any:
+    return params
+
+
+@app.request("params@v1/change")
+def change(ctx: Context, params: Any) -> Any:
+    """Change the params as ``params["how"]`` says, then return them (the same object)."""
+    how = params["how"]
+    if how == "set":
+        params["n"] = 2
+    elif how == "same value":
+        params["how"] = "same value"  # an equal str, another object: still a change of the dict
+    elif how == "delete":
+        del params["n"]
+    elif how == "add and remove":
+        params["extra"] = 1
+        del params["extra"]
+    elif how == "nested":
+        params["inner"]["k"] = "changed"
+    elif how == "nested deep":
+        params["inner"]["deeper"]["k"] = [1, 2]
+    elif how == "list":
+        params["list"].append(3)
+    elif how == "replace nested":
+        params["inner"] = {"k": "new"}
+    elif how == "pop and put back":
+        params["n"] = params.pop("n")  # same content, moved last: the order changes
+    return params
+
+
+@app.request("params@v1/look")
+def look(ctx: Context, params: Any) -> Any:
+    """What the handler sees: a real dict or list, its type and its items."""
+    return {"type": type(params).__name__, "items": params, "keys": list(params) if isinstance(params, dict) else None}
+
+
+@app.request("params@v1/keep")
+def keep(ctx: Context, params: Any) -> Any:
+    """Keep this call's Context; answer what every kept one says now (each must still describe its own call)."""
+    kept.append(ctx)
+    return [[k.id, k.method, k.client_id] for k in kept]
+
+
+@app.request("params@v1/id")
+def context_id(ctx: Context, params: Any) -> Any:
+    return {"id": ctx.id, "again": ctx.id is ctx.id, "repr": repr(ctx), "method": ctx.method}

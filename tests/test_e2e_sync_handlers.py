@@ -1,0 +1,163 @@
+"""End to end: what a sync handler's params and Context are, whatever the gateway does to save work.
+
+A handler returning its params untouched is answered without encoding them again when their text is
+what encoding them would write; these tests hold every answer, byte for byte, to what encoding the
+returned value writes (codec_py, the reference), for params sent in every spelling (whitespace,
+repeated keys, escapes, -0, floats, long integers, deep nesting, arrays), returned untouched or changed
+in any way (a key set, deleted, moved, a nested object changed or replaced, a list grown). The handler
+always sees real dicts and lists. A Context the handler keeps still describes its own call after others
+ran. The app: tests/apps/params_app.py; a raw client, so the answer's bytes are seen as sent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from raw_ws import RawWS, frame
+from wsa_ws import new_id, running_server, uid
+
+from wsa_fast.codec_py import _json
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server("--app", "tests.apps.params_app:app") as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with RawWS(server.host, server.port) as ws:
+        cid = uid("sync")
+        ws.send(frame(request(cid, new_id(), "auth@v1/login")))
+        assert json.loads(ws.recv_text())["payload"] == {"result": "success", "receipt": cid}
+        yield ws, cid
+
+
+def request(cid: str, id: str, method: str, params_text: str | None = None) -> bytes:
+    """A request with ``params_text`` put into it exactly as written."""
+    params = "" if params_text is None else f',"params":{params_text}'
+    text = f'{{"from":"{cid}","to":"server","type":"request","id":"{id}","payload":{{"method":"{method}"{params}}}}}'
+    return text.encode()
+
+
+def call(client, method: str, params_text: str | None = None, id: str | None = None) -> str:
+    """The raw text of the answer to one request."""
+    ws, cid = client
+    id = id or new_id()
+    ws.send(frame(request(cid, id, method, params_text)))
+    reply = ws.recv_text()
+    assert json.loads(reply)["id"] == id
+    return reply
+
+
+def data_text(reply: str) -> str:
+    """The answer's data exactly as sent: the last field of a verbose success response."""
+    head = '"payload":{"result":"success","data":'
+    assert head in reply and reply.endswith("}}"), reply
+    return reply[reply.index(head) + len(head) : -2]
+
+
+# Spellings whose value, written back, is the same text, and spellings where it is not.
+PARAMS = [
+    '{"n":1}',
+    "{}",
+    '{"s":"ünïcödé ✓ 😀","k":"v","t":true,"f":false,"z":null,"neg":-42,"i":123456789012345678}',
+    '{"a":{"b":{"c":{"d":"deep"}}},"e":{}}',
+    '{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":1}}}}}}}}}}',
+    '{"a":{},"b":{},"c":{},"d":{},"e":{},"f":{},"g":{},"h":{},"i":{},"j":{"k":1}}',
+    '{ "n" : 1 }',
+    '\t{"n":1}\n',
+    '{"n":1,"n":2}',
+    '{"n":1,"m":2,"n":3}',
+    '{"n":-0}',
+    '{"f":1.5,"g":0.1,"h":1e2,"i":1.0E-7,"j":-0.0,"k":2.50}',
+    '{"big":123456789012345678901234567890,"neg":-1234567890123456789}',
+    '{"esc":"a\\"b\\\\c\\n\\u00e9\\/","é":"\\ud83d\\ude00"}',
+    '{"list":[1,"two",{"three":3}],"empty":[]}',
+    "[1,2,3]",
+    "[]",
+    '[{"n":1}]',
+]
+
+
+@pytest.mark.parametrize("params_text", PARAMS)
+def test_params_returned_untouched_come_back_as_encoding_them_writes(client, params_text):
+    expected = _json(json.loads(params_text))
+    assert data_text(call(client, "params@v1/echo", params_text)) == expected
+    # Again on the same connection: nothing from the first call carries over.
+    assert data_text(call(client, "params@v1/echo", params_text)) == expected
+
+
+def changed(params: dict, how: str) -> dict:
+    """What params@v1/change does, done here to the value the test expects."""
+    if how == "set":
+        params["n"] = 2
+    elif how == "same value":
+        params["how"] = "same value"
+    elif how == "delete":
+        del params["n"]
+    elif how == "nested":
+        params["inner"]["k"] = "changed"
+    elif how == "nested deep":
+        params["inner"]["deeper"]["k"] = [1, 2]
+    elif how == "list":
+        params["list"].append(3)
+    elif how == "replace nested":
+        params["inner"] = {"k": "new"}
+    elif how == "pop and put back":
+        params["n"] = params.pop("n")
+    return params
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["set", "same value", "delete", "add and remove", "nested", "nested deep", "replace nested", "pop and put back",
+     "none"],
+)  # fmt: skip
+def test_params_changed_by_the_handler_come_back_changed(client, how):
+    text = f'{{"how":"{how}","n":1,"inner":{{"k":"v","deeper":{{"k":0}}}},"last":true}}'
+    expected = _json(changed(json.loads(text), how))
+    assert data_text(call(client, "params@v1/change", text)) == expected
+
+
+def test_a_list_grown_by_the_handler_comes_back_grown(client):
+    text = '{"how":"list","list":[1,2]}'
+    assert json.loads(data_text(call(client, "params@v1/change", text))) == {"how": "list", "list": [1, 2, 3]}
+
+
+@pytest.mark.parametrize(
+    ("params_text", "seen"),
+    [
+        ('{"n":1,"d":{"e":[1,2.5]}}', {"type": "dict", "items": {"n": 1, "d": {"e": [1, 2.5]}}, "keys": ["n", "d"]}),
+        ("[1,{}]", {"type": "list", "items": [1, {}], "keys": None}),
+    ],
+)
+def test_the_handler_sees_real_dicts_and_lists(client, params_text, seen):
+    assert json.loads(data_text(call(client, "params@v1/look", params_text))) == seen
+
+
+def test_a_context_the_handler_keeps_still_describes_its_own_call(client):
+    _, cid = client
+    ids = [new_id() for _ in range(3)]
+    kept = []
+    for id in ids:
+        kept.append([id, "params@v1/keep", cid])
+        assert json.loads(data_text(call(client, "params@v1/keep", "{}", id=id)))[-len(kept) :] == kept
+        # Calls in between whose Context nobody keeps.
+        for _ in range(3):
+            call(client, "params@v1/echo", '{"n":1}')
+            call(client, "params@v1/id", "{}")
+
+
+@pytest.mark.parametrize("id", ["ab12c", "2025-05-14T11:27:31.536370717+08:00", "2025-05-14T11:27:31Z"])
+def test_ctx_id_is_the_message_id(client, id):
+    seen = json.loads(data_text(call(client, "params@v1/id", None, id=id)))
+    _, cid = client
+    assert seen == {
+        "id": id,
+        "again": True,
+        "repr": f"Context(client_id={cid!r}, id={id!r}, method='params@v1/id')",
+        "method": "params@v1/id",
+    }
