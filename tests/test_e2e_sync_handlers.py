@@ -22,7 +22,8 @@ from wsa_fast.codec_py import _json
 
 @pytest.fixture(scope="module")
 def server():
-    with running_server("--app", "tests.apps.params_app:app") as srv:
+    # params@v1/crash logs its traceback on purpose.
+    with running_server("--app", "tests.apps.params_app:app", allow_tracebacks=True) as srv:
         yield srv
 
 
@@ -161,3 +162,15 @@ def test_ctx_id_is_the_message_id(client, id):
         "repr": f"Context(client_id={cid!r}, id={id!r}, method='params@v1/id')",
         "method": "params@v1/id",
     }
+
+
+def test_a_crashing_handler_fails_internal_error_and_its_traceback_is_logged(server, client):
+    since = len(server.log)
+    reply = json.loads(call(client, "params@v1/crash", '{"n":7}'))
+    assert reply["payload"] == {"result": "fail", "code": "INTERNAL_ERROR"}
+    assert server.wait_for_log("ValueError: crashed on 7")
+    log = server.log[since:]
+    assert "the handler for params@v1/crash failed" in log and "Traceback (most recent call last)" in log
+    assert 'params_app.py", line' in log and "in crash" in log  # the handler's own frame
+    # The connection goes on.
+    assert data_text(call(client, "params@v1/echo", '{"n":1}')) == '{"n":1}'

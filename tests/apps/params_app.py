@@ -58,3 +58,8 @@ def keep(ctx: Context, params: Any) -> Any:
 @app.request("params@v1/id")
 def context_id(ctx: Context, params: Any) -> Any:
     return {"id": ctx.id, "again": ctx.id is ctx.id, "repr": repr(ctx), "method": ctx.method}
+
+
+@app.request("params@v1/crash")
+def crash(ctx: Context, params: Any) -> Any:
+    raise ValueError(f"crashed on {params['n']}")

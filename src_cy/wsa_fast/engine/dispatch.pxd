@@ -3,6 +3,7 @@ cdef class Handler:
     cdef readonly bint is_async         # a coroutine function: settled in a task
     cdef readonly str method            # the registered name, handed to its Context
     cdef bytes method_b                 # the same, the key of its HandlerTable entry
+    cdef str culprit                    # who failed, as a log line names it
     cdef Py_ssize_t histogram           # its first latency histogram slot
     cdef dict task_options              # asyncio.Task's keywords for its calls: the loop, the method as name
 
@@ -27,7 +28,7 @@ cdef class Dispatch(Deadlines):
 
     cdef int call_handler(self, Connection conn, WsaMsg* m, Handler handler) except -1
     cdef Context context_for(self, Connection conn, Str msg_id, Handler handler)
-    cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1
+    cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, Handler handler) except -1
     cdef int reply_error(self, Connection conn, Str msg_id, Str to, BaseException error, str culprit) except -1
     cdef int observe(self, Handler handler, double started) except -1
     cdef object start_task(self, AsyncCall call, Handler handler)

@@ -11,7 +11,7 @@ from cpython.dict cimport PyDict_CheckExact
 from cpython.float cimport PyFloat_CheckExact
 from cpython.list cimport PyList_CheckExact
 from cpython.long cimport PyLong_CheckExact
-from cpython.unicode cimport PyUnicode_CheckExact
+from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_CheckExact
 from cpython.object cimport PyObject_Call
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cython.operator cimport dereference as deref
@@ -34,6 +34,13 @@ cdef extern from "Python.h":
         PyAsyncMethods* tp_as_async
     void PyType_Modified(TypeSlots* type)
     bint PyCoro_CheckExact(object o)
+    PyObject* PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
+    size_t PY_VECTORCALL_ARGUMENTS_OFFSET
+    void PyErr_Fetch(PyObject** kind, PyObject** value, PyObject** traceback)
+    void PyErr_NormalizeException(PyObject** kind, PyObject** value, PyObject** traceback)
+    void PyErr_Restore(PyObject* kind, PyObject* value, PyObject* traceback)
+    int PyErr_GivenExceptionMatches(PyObject* given, PyObject* kind)
+    int PyException_SetTraceback(PyObject* error, PyObject* traceback)
     Py_ssize_t references "Py_REFCNT"(PyObject* o)  # without the reference a cast to object would add
     bint PyGen_CheckExact(object o)
 
@@ -57,6 +64,7 @@ cdef class Handler:
         self.is_async = is_async
         self.method = method
         self.method_b = method.encode()
+        self.culprit = f"the handler for {method}"
         self.histogram = histogram
         self.task_options = {"loop": loop, "name": method}
 
@@ -101,12 +109,18 @@ cdef class Dispatch(Deadlines):
         echo.exact = False
         cdef Context ctx = self.context_for(conn, m.id, handler)
         cdef double started = monotonic()
+        cdef PyObject* args[3]
+        cdef PyObject* result
         try:
             params = loads_echo(m.params, &echo) if m.has_params else None
-            outcome = handler.fn(ctx, params)
         except Exception as exc:
             outcome = exc
         else:
+            args[1] = <PyObject*>ctx
+            args[2] = <PyObject*>params
+            # Called without a try of ours: an exception it raises is taken as it is (no frame of ours added).
+            result = PyObject_Vectorcall(handler.fn, &args[1], 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+            outcome = stolen(result) if result != NULL else raised_exception()
             if handler.is_async or (not plain_result(outcome) and inspect.isawaitable(outcome)):
                 self.tasks.add(self.start_task(new_async_call(self, conn, ctx, handler, outcome, m.type == REQUEST,
                                                               started), handler))
@@ -116,7 +130,7 @@ cdef class Dispatch(Deadlines):
             # Returned as they came, and their text is what encoding them would write: sent back as is.
             return 0 if conn.closed else self.reply(conn, m.id, str_of(conn.client_id_b), SUCCESS, None, None,
                                                     &m.params)
-        return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler.method)
+        return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler)
 
     cdef Context context_for(self, Connection conn, Str msg_id, Handler handler):
         """The Context of a call: the last one again when nothing else holds it (no allocation), else a new one."""
@@ -151,11 +165,11 @@ cdef class Dispatch(Deadlines):
             # No flush here: the reply marked conn dirty, so it is written with every other task's
             # output of this loop iteration (one write per connection, not one per message).
             return self.settle(call.conn, msg_id, str_of(call.conn.client_id_b), call.is_request, outcome,
-                               call.handler.method)
+                               call.handler)
         finally:
             self.tasks.discard(current_task())
 
-    cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, str method) except -1:
+    cdef int settle(self, Connection conn, Str msg_id, Str to, bint is_request, outcome, Handler handler) except -1:
         """Answer a handler's outcome by the rule of _codec.outcome_kind (the client follows it too)."""
         cdef bytes data
         cdef Str data_s
@@ -163,7 +177,7 @@ cdef class Dispatch(Deadlines):
         if conn.closed:
             return 0
         if kind == OUTCOME_FAIL:
-            return self.reply_error(conn, msg_id, to, outcome, f"the handler for {method}")
+            return self.reply_error(conn, msg_id, to, outcome, handler.culprit)
         if not is_request:
             return 0
         if kind != OUTCOME_DATA:
@@ -182,7 +196,7 @@ cdef class Dispatch(Deadlines):
         except Exception:
             # Not JSON, or nested too deep to encode (RecursionError); its repr may fail the same way.
             log.exception("the handler for %s returned a value that cannot be encoded (%s)",
-                          method, type(outcome).__name__)
+                          handler.method, type(outcome).__name__)
             return self.reply(conn, msg_id, to, FAIL, INTERNAL_ERROR, None, NULL)
         data_s = str_of(data)
         return self.reply(conn, msg_id, to, SUCCESS, None, None, &data_s)
@@ -191,7 +205,7 @@ cdef class Dispatch(Deadlines):
         """Fail with fail_code_of(error); anything but a WSAError is logged (its details are not sent)."""
         if not isinstance(error, WSAError):
             log.error("%s failed", culprit, exc_info=error)
-        return self.reply(conn, msg_id, to, FAIL, fail_code_of(error).encode(), None, NULL)
+        return self.reply(conn, msg_id, to, FAIL, PyUnicode_AsUTF8String(fail_code_of(error)), None, NULL)
 
     cdef int spawn(self, object coro) except -1:
         task = self.loop.create_task(coro)
@@ -286,6 +300,28 @@ cdef AsyncCall new_async_call(Dispatch dispatch, Connection conn, Context ctx, H
     call.is_request = is_request
     call.started = started
     return call
+
+
+cdef object raised_exception():
+    """The exception a call left set, taken with its traceback; anything but an Exception is raised again."""
+    cdef PyObject* kind = NULL
+    cdef PyObject* value = NULL
+    cdef PyObject* traceback = NULL
+    PyErr_Fetch(&kind, &value, &traceback)
+    PyErr_NormalizeException(&kind, &value, &traceback)
+    if not PyErr_GivenExceptionMatches(kind, <PyObject*>Exception):
+        PyErr_Restore(kind, value, traceback)  # KeyboardInterrupt, SystemExit...: not the handler's outcome
+        raise_restored()
+    if traceback != NULL:
+        PyException_SetTraceback(value, traceback)
+        Py_DECREF(<object>traceback)
+    Py_DECREF(<object>kind)
+    return stolen(value)
+
+
+cdef int raise_restored() except -1:
+    """Hand on the exception set in C (an error return with it in place)."""
+    return -1
 
 
 cdef inline object stolen(PyObject* reference):
