@@ -15,7 +15,7 @@ import json
 
 import pytest
 from raw_ws import RawWS, frame
-from wsa_ws import new_id, running_server, uid
+from wsa_ws import http_get, new_id, running_server, uid
 
 from wsa_fast.codec_py import _json
 
@@ -174,3 +174,24 @@ def test_a_crashing_handler_fails_internal_error_and_its_traceback_is_logged(ser
     assert 'params_app.py", line' in log and "in crash" in log  # the handler's own frame
     # The connection goes on.
     assert data_text(call(client, "params@v1/echo", '{"n":1}')) == '{"n":1}'
+
+
+def test_the_latency_histogram_counts_how_long_the_handler_ran(server, client):
+    """Handler durations are timed by the TSC where the kernel keeps time by it: seconds still."""
+
+    def series() -> dict[str, float]:
+        status, body = http_get(server, "/metrics")
+        assert status == 200
+        lines = [line.rpartition(" ") for line in body.decode().splitlines() if 'method="params@v1/sleep"' in line]
+        return {name: float(value) for name, _, value in lines}
+
+    before = series()
+    for _ in range(2):
+        assert json.loads(call(client, "params@v1/sleep", '{"seconds":0.03}'))["payload"] == {"result": "success"}
+    after = series()
+    name = "wsa_handler_duration_seconds"
+    key = 'method="params@v1/sleep"'
+    assert after[f"{name}_count{{{key}}}"] - before.get(f"{name}_count{{{key}}}", 0) == 2
+    # Neither call took less than it slept, and the sum is in seconds (not ticks, not milliseconds).
+    assert after[f'{name}_bucket{{{key},le="0.025"}}'] == before.get(f'{name}_bucket{{{key},le="0.025"}}', 0)
+    assert 0.06 <= after[f"{name}_sum{{{key}}}"] - before.get(f"{name}_sum{{{key}}}", 0) < 60

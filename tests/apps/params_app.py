@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from wsa_fast import App, Context
@@ -63,3 +64,8 @@ def context_id(ctx: Context, params: Any) -> Any:
 @app.request("params@v1/crash")
 def crash(ctx: Context, params: Any) -> Any:
     raise ValueError(f"crashed on {params['n']}")
+
+
+@app.request("params@v1/sleep")
+def sleep(ctx: Context, params: Any) -> None:
+    time.sleep(params["seconds"])
