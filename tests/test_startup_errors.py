@@ -7,14 +7,19 @@ dev-auth warning, and no traceback.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
+import uvloop
 from gateway_process import ROOT, WSA_FAST
+
+from wsa_fast.nats_client import NatsClient, NatsError, parse_servers
 
 EXIT_USAGE = 2
 START_TIMEOUT = 60
@@ -107,3 +112,33 @@ def test_ctrl_c_while_waiting_for_nats(closed_port, workers):
             proc.wait()
         proc.stdout.close()
     assert_one_error_line(output, "interrupted while starting")
+
+
+# Enough loop steps to cover a whole first attempt at an unreachable server: connect, refusal, retry wait.
+CANCEL_STEPS = 12
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="no asyncio.Runner: Ctrl-C is a KeyboardInterrupt, not a cancel")
+def test_a_cancel_at_any_step_of_connecting_to_nats_ends_the_wait(closed_port):
+    """Ctrl-C cancels the main task (asyncio.Runner): at whatever loop step it lands, connect() ends cancelled.
+
+    On Python <= 3.11, asyncio.wait_for turned a cancellation arriving as the connection attempt failed into
+    that failure, which connect() retried until its deadline: the Ctrl-C was lost.
+    """
+
+    async def cancel_after(steps: int) -> str:
+        client = NatsClient(parse_servers(f"127.0.0.1:{closed_port}"), "test")
+        attempt = asyncio.get_running_loop().create_task(client.connect(5.0))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        attempt.cancel()
+        try:
+            await attempt
+        except asyncio.CancelledError:
+            return "cancelled"
+        except NatsError as error:
+            return f"gave up: {error}"
+        return "connected"
+
+    outcomes = {steps: uvloop.run(cancel_after(steps)) for steps in range(CANCEL_STEPS)}
+    assert outcomes == dict.fromkeys(range(CANCEL_STEPS), "cancelled")

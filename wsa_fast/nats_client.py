@@ -178,6 +178,12 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
         raise ValueError(f"cannot load the CA file {ca_file}: {error}") from None
 
 
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to cancel (Python 3.11+ counts it; 3.10 has no Runner to ask)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is not None and cancelling() > 0
+
+
 class _Protocol(asyncio.BufferedProtocol):
     """One TCP connection to a NATS server; parses what it sends, read into one reused buffer."""
 
@@ -442,9 +448,13 @@ class NatsClient:
 
         try:
             await asyncio.wait_for(connect_and_handshake(), timeout)
-        except BaseException:
+        except BaseException as error:
             if protocol.transport is not None:
                 protocol.transport.abort()
+            if not isinstance(error, asyncio.CancelledError) and _cancel_requested():
+                # wait_for (Python <= 3.11) answers a cancellation that came as the attempt failed with the
+                # failure: Ctrl-C (asyncio.Runner cancels the main task) would be retried away.
+                raise asyncio.CancelledError from error
             raise
         self.protocol = protocol
         self.outstanding_pings = 0
