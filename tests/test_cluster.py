@@ -665,6 +665,43 @@ def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
         check()
 
 
+def test_requests_are_refused_at_once_when_nats_stops_reading() -> None:
+    """nats-server stops reading (SIGSTOP): once 64 MiB wait unsent, batches are not written and each
+    request in them is answered UNAVAILABLE; every request gets exactly one answer."""
+    with (
+        NatsServer() as nats,
+        gateway("--nats", nats.url, "--limits", "off", "--request-timeout", "2") as one,
+        gateway("--nats", nats.url) as two,
+    ):
+
+        @aio
+        async def check() -> None:
+            async with Clients(one) as on_one, Clients(two) as on_two:
+                a = await on_one.open("compact", login=uid("sa"))
+                b = await on_two.open("compact", login=uid("sb"))
+                await visible(a, b)
+                assert nats.proc is not None
+                os.kill(nats.proc.pid, signal.SIGSTOP)
+                try:
+                    # 90 MB: more than the sockets hold and the 64 MiB the client lets wait unsent.
+                    sent = [await a.request(b.cid, "test@v1/hello", {"text": "x" * 900_000}) for _ in range(100)]
+                    answers: dict[str, list[str]] = {}
+                    while sum(map(len, answers.values())) < len(sent):
+                        reply = await a.recv(10)
+                        answers.setdefault(reply["id"], []).append(reply["payload"]["code"])
+                finally:
+                    os.kill(nats.proc.pid, signal.SIGCONT)
+                assert sorted(answers) == sorted(sent)
+                assert all(len(codes) == 1 for codes in answers.values()), answers
+                codes = [codes[0] for codes in answers.values()]
+                # Those that went wait for b's answer until the timeout (GONE if b's worker is taken for
+                # dead first: its presence does not get through either).
+                assert "UNAVAILABLE" in codes and set(codes) <= {"UNAVAILABLE", "TIMEOUT", "GONE"}, codes
+                assert "the NATS server is not keeping up" in one.log, one.log
+
+        check()
+
+
 def test_the_embedded_nats_server_is_restarted_and_routing_resumes() -> None:
     @aio
     async def check(server: GatewayProcess) -> None:

@@ -94,8 +94,8 @@ class Cluster:
             tls=tls,
             credentials=load_credentials(settings.nats_creds_file, settings.nats_nkey_seed_file),
         )
-        self.nats.subscribe(self.subject, self.router.on_batch)
-        self.nats.subscribe(self.everyone.subject, self.router.on_batch)
+        self.nats.subscribe(self.subject, self.router)
+        self.nats.subscribe(self.everyone.subject, self.router)
         self.nats.subscribe(self.presence_subject, self._on_presence)
         await self.nats.connect(timeout)
         self.heartbeat_task = self.loop.create_task(self._heartbeat())
@@ -123,7 +123,7 @@ class Cluster:
             state.last_seen = now  # their silence while we were away says nothing about them
             # Until a worker speaks again it may still be reconnecting itself: what we send it could be lost.
             state.worker.reachable = not again
-        self.router.attach(self, self.everyone, self._publish, self.nats.max_payload)
+        self.router.attach(self, self.everyone, self.nats.write_commands, self.subject, self.nats.max_payload)
         self.router.up = True
         self._send({"k": "hello"})
         if again:
@@ -131,10 +131,6 @@ class Cluster:
 
     def _down(self) -> None:
         self.router.up = False
-
-    def _publish(self, subject: bytes, payload: bytes) -> bool:
-        assert self.nats is not None
-        return self.nats.publish(subject, payload, self.subject)
 
     def _send(self, message: dict) -> None:
         assert self.nats is not None

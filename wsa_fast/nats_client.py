@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import unquote, urlsplit
 
+from ._gateway import ClusterRouter, NatsReader
+
 __all__ = ["NatsClient", "NatsError", "Credentials", "parse_servers", "load_credentials", "tls_context"]
 
 log = logging.getLogger("wsa_fast.nats")
@@ -39,13 +41,12 @@ MAX_OUTSTANDING_PINGS = 2
 CONNECT_TIMEOUT = 2.0
 # Pause between rounds over every known server while NATS is unreachable.
 RECONNECT_WAIT = 0.25
-# The receive buffer, and the room a read must have (else it doubles: a batch is read whole).
-READ_BUFFER = 256 * 1024
-MIN_READ = 64 * 1024
 # Unsent bytes beyond which publishing refuses: the server (or the network to it) is too slow.
 MAX_UNSENT = 64 * 1024 * 1024
 
-Callback = Callable[[bytes, bytes | None], None]
+# What a subscription's messages go to: (payload, reply subject), or a ClusterRouter, which reads
+# its batches in place in the read buffer.
+Callback = Callable[[bytes, bytes | None], None] | ClusterRouter
 
 
 class NatsError(Exception):
@@ -184,15 +185,14 @@ def _cancel_requested() -> bool:
     return cancelling is not None and cancelling() > 0
 
 
-class _Protocol(asyncio.BufferedProtocol):
-    """One TCP connection to a NATS server; parses what it sends, read into one reused buffer."""
+class _Protocol(NatsReader, asyncio.BufferedProtocol):
+    """One TCP connection to a NATS server: NatsReader reads it (MSG in C), the other lines are handled here."""
 
     def __init__(self, client: NatsClient, server: Server) -> None:
+        super().__init__(client.handlers)
         self.client = client
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray(READ_BUFFER)
-        self.filled = 0  # bytes at the start of buffer read and not handled yet
         self.connect_sent = False
         self.nonce: str | None = None  # from INFO: what NKEY authentication signs
         self.upgrading: asyncio.Task | None = None  # the TLS handshake, held so it is not collected
@@ -233,70 +233,33 @@ class _Protocol(asyncio.BufferedProtocol):
                 waiter.exception()  # whoever awaits it still gets it; nobody awaiting is no error
         self.client._lost(self)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        # The socket is read straight into our buffer, doubled while a message does not fit.
-        if len(self.buffer) - self.filled < MIN_READ:
-            self.buffer.extend(bytes(len(self.buffer)))
-        return memoryview(self.buffer)[self.filled :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.filled += nbytes
-        buf = self.buffer
-        end = self.filled
-        pos = 0
+    def control_line(self, line: bytes) -> bool:
         client = self.client
-        while pos < end:
-            eol = buf.find(CRLF, pos, end)
-            if eol < 0:
-                break
-            if buf.startswith(b"MSG ", pos):
-                # MSG <subject> <sid> [reply-to] <#bytes>
-                header = bytes(buf[pos + 4 : eol]).split()
-                size = int(header[-1])
-                start = eol + 2
-                if end - start < size + 2:
-                    break
-                with memoryview(buf) as view:
-                    payload = view[start : start + size].tobytes()  # the one copy of a batch
-                pos = start + size + 2
-                callback = client.callbacks.get(header[1])
-                if callback is not None:
-                    try:
-                        callback(payload, header[2] if len(header) == 4 else None)
-                    except Exception:
-                        log.exception("a NATS message handler failed")
-                continue
-            line = bytes(buf[pos:eol])
-            pos = eol + 2
-            if line == b"PING":
-                assert self.transport is not None  # it came over it
-                self.transport.write(PONG)
-            elif line == b"PONG":
-                client.outstanding_pings = 0
-                waiter = self.pongs.popleft() if self.pongs else None
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-            elif line.startswith(b"INFO "):
-                info = json.loads(line[5:])
-                client._learn(info)
-                if not self.connect_sent:
-                    self.connect_sent = True
-                    self.nonce = info.get("nonce")
-                    if self.server.tls or info.get("tls_required"):
-                        # The server waits for our TLS handshake: nothing more comes in plain text.
-                        offered = bool(info.get("tls_required") or info.get("tls_available"))
-                        self.upgrading = client.loop.create_task(self._upgrade(offered))
-                        pos = end
-                        break
-                    client._send_connect(self)
-            elif line.startswith(b"-ERR"):
-                log.error("NATS server error: %s", line[5:].decode("utf-8", "replace"))
-                if not self.handshake.done():
-                    self.handshake.set_exception(NatsError(line[5:].decode("utf-8", "replace")))
-        if pos:
-            # What is left is the start of a message: to the front (same size: no reallocation).
-            buf[: end - pos] = buf[pos:end]
-            self.filled = end - pos
+        if line == b"PING":
+            assert self.transport is not None  # it came over it
+            self.transport.write(PONG)
+        elif line == b"PONG":
+            client.outstanding_pings = 0
+            waiter = self.pongs.popleft() if self.pongs else None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif line.startswith(b"INFO "):
+            info = json.loads(line[5:])
+            client._learn(info)
+            if not self.connect_sent:
+                self.connect_sent = True
+                self.nonce = info.get("nonce")
+                if self.server.tls or info.get("tls_required"):
+                    # The server waits for our TLS handshake: nothing more comes in plain text.
+                    offered = bool(info.get("tls_required") or info.get("tls_available"))
+                    self.upgrading = client.loop.create_task(self._upgrade(offered))
+                    return False
+                client._send_connect(self)
+        elif line.startswith(b"-ERR"):
+            log.error("NATS server error: %s", line[5:].decode("utf-8", "replace"))
+            if not self.handshake.done():
+                self.handshake.set_exception(NatsError(line[5:].decode("utf-8", "replace")))
+        return True
 
 
 class NatsClient:
@@ -319,7 +282,7 @@ class NatsClient:
         self.name = name
         self.on_up = on_up
         self.on_down = on_down
-        self.callbacks: dict[bytes, Callback] = {}
+        self.handlers: list[Callback | None] = [None]  # by sid (from 1), shared with each connection's reader
         self.subjects: dict[bytes, bytes] = {}  # sid -> subject, resent on every connection
         # While connected, the connection in use (its transport set: the handshake went over it).
         self.protocol: _Protocol | None = None
@@ -327,7 +290,6 @@ class NatsClient:
         self.closed = False
         self.max_payload = 1048576
         self.outstanding_pings = 0
-        self._next_sid = 0
         self._out: list[bytes] = []  # this loop iteration's publishes
         self._write_scheduled = False
         self._ever_connected = False
@@ -356,20 +318,15 @@ class NatsClient:
         self._pinger = self.loop.create_task(self._ping_loop())
 
     def subscribe(self, subject: bytes, callback: Callback) -> None:
-        self._next_sid += 1
-        sid = str(self._next_sid).encode()
-        self.callbacks[sid] = callback
+        sid = str(len(self.handlers)).encode()
+        self.handlers.append(callback)
         self.subjects[sid] = subject
         if self.connected:
             self._transport().write(b"SUB %s %s\r\n" % (self.subjects[sid], sid))
 
     def publish(self, subject: bytes, payload: bytes, reply: bytes = b"") -> bool:
         """Queue one message for this loop iteration's write; False (nothing sent) if it cannot go."""
-        if not self.connected or len(payload) > self.max_payload:
-            return False
-        unsent = self._transport().get_write_buffer_size()
-        if unsent > MAX_UNSENT:
-            log.warning("the NATS server is not keeping up (%d bytes unsent); refusing to queue more", unsent)
+        if len(payload) > self.max_payload or not self._can_send():
             return False
         if reply:
             head = b"PUB %s %s %d\r\n" % (subject, reply, len(payload))
@@ -379,6 +336,24 @@ class NatsClient:
         if not self._write_scheduled:
             self._write_scheduled = True
             self.loop.call_soon(self._write)
+        return True
+
+    def write_commands(self, commands: bytes) -> bool:
+        """Write PUB commands built by the caller (the cluster router's batches), after what publish() queued;
+        False (nothing sent) if they cannot go."""
+        if not self._can_send():
+            return False
+        self._write()
+        self._transport().write(commands)
+        return True
+
+    def _can_send(self) -> bool:
+        if not self.connected:
+            return False
+        unsent = self._transport().get_write_buffer_size()
+        if unsent > MAX_UNSENT:
+            log.warning("the NATS server is not keeping up (%d bytes unsent); refusing to queue more", unsent)
+            return False
         return True
 
     def _write(self) -> None:

@@ -52,4 +52,5 @@ include "engine/login.pyx"           # Login(Dispatch): auth@v1/login, ids bound
 include "engine/session.pyx"         # Session(Login): the routing rules every message passes
 include "engine/router.pyx"          # LocalRouter: where what no client here can take goes (single worker)
 include "engine/cluster_router.pyx"  # ClusterRouter(LocalRouter): other workers over NATS, presence
+include "engine/nats_wire.pyx"       # NatsReader, NatsWriter: the NATS protocol in C for the ClusterRouter
 include "engine/api.pyx"             # Gateway(Session): the Python API

@@ -3,7 +3,6 @@
 # per loop iteration; it holds the only copy of presence (which worker holds which id).
 # Included into _gateway.pyx.
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy, memmove
 from wsa_fast._codec cimport (
@@ -29,7 +28,7 @@ cdef class ClusterRouter(LocalRouter):
     def __init__(self, Gateway gateway):
         LocalRouter.__init__(self, gateway)
         self.cluster = None
-        self.publish = None
+        self.writer = None
         self.nats_up = False
         self.remote = ClientTable()
         self.workers = {}
@@ -118,7 +117,7 @@ cdef class ClusterRouter(LocalRouter):
     cdef int flush(self) except -1:
         cdef RemoteWorker worker
         if not self.dirty_workers:
-            return 0
+            return self.send_batches()
         # Presence first: a record may name a client whose login the receiver must know of.
         self.cluster.flush_presence()
         workers = self.dirty_workers
@@ -127,7 +126,7 @@ cdef class ClusterRouter(LocalRouter):
             worker.dirty = False
             if worker.outbox.size:
                 self.publish_batch(worker, worker.outbox.size)
-        return 0
+        return self.send_batches()
 
     # ---- records to other workers ----
 
@@ -157,28 +156,39 @@ cdef class ClusterRouter(LocalRouter):
         return True
 
     cdef int publish_batch(self, RemoteWorker worker, Py_ssize_t upto) except -1:
-        """Publish the first ``upto`` bytes of ``worker``'s batch; records that cannot go are failed here."""
+        """Publish the first ``upto`` bytes of ``worker``'s batch (written by send_batches, at the latest once
+        this loop iteration ends)."""
         cdef FrameBuffer box = worker.outbox
-        cdef bytes payload = PyBytes_FromStringAndSize(box.data, upto)
+        self.writer.add(worker.subject, box.data, upto)
         memmove(box.data, box.data + upto, box.size - upto)
         box.size -= upto
-        if not self.publish(worker.subject, payload):
-            self.read_batch(payload, None, True)
+        return self.gw.schedule_flush()
+
+    cdef int send_batches(self) except -1:
+        """Write the batches published so far; records that cannot go are failed here."""
+        cdef Py_ssize_t pos = 0, size
+        unsent = self.writer.send() if self.writer is not None else None
+        if unsent is not None:
+            while (size := next_payload(unsent, len(unsent), &pos)) >= 0:
+                self.read_batch(<const char*>unsent + pos, size, None, True)
+                pos += size + 2
         return 0
 
     # ---- records from other workers ----
 
-    def on_batch(self, bytes data, bytes origin):
-        """A batch from another worker (``origin`` is its subject, for bounces)."""
-        cdef RemoteWorker worker = self.workers.get(origin) if origin else None
-        if worker is None and origin:
-            worker = self.cluster.worker_for_subject(origin)
-        self.read_batch(data, worker, False)
+    cdef int take_batch(self, const char* data, Py_ssize_t n, const char* reply, Py_ssize_t reply_n) except -1:
+        """A batch from another worker, a view of the NATS read buffer (``reply`` is its subject, for bounces)."""
+        cdef RemoteWorker worker = None
+        if reply != NULL and reply_n:
+            origin = reply[:reply_n]
+            worker = self.workers.get(origin)
+            if worker is None:
+                worker = self.cluster.worker_for_subject(origin)
+        return self.read_batch(data, n, worker, False)
 
-    cdef int read_batch(self, bytes data, RemoteWorker origin, bint unsent) except -1:
+    cdef int read_batch(self, const char* p, Py_ssize_t n, RemoteWorker origin, bint unsent) except -1:
         """Handle each record of a batch received from ``origin``, or of one that could not be sent."""
-        cdef const char* p = data
-        cdef Py_ssize_t pos = 0, n = len(data)
+        cdef Py_ssize_t pos = 0
         cdef uint32_t size
         cdef char tag
         cdef WsaMsg record
@@ -259,11 +269,12 @@ cdef class ClusterRouter(LocalRouter):
 
     # ---- wsa_fast.cluster drives these ----
 
-    def attach(self, cluster, RemoteWorker everyone, publish, Py_ssize_t max_payload):
-        """Connected to NATS: where to publish, and how big a NATS message may be."""
+    def attach(self, cluster, RemoteWorker everyone, write, bytes reply, Py_ssize_t max_payload):
+        """Connected to NATS: ``write(commands)`` sends to it (False if it cannot), ``reply`` is this worker's
+        subject (where bounces come back), and how big a NATS message may be."""
         self.cluster = cluster
         self.everyone = everyone
-        self.publish = publish
+        self.writer = NatsWriter(write, reply)
         self.max_payload = max_payload
         self.batch_limit = min(BATCH_LIMIT, max_payload)
 
