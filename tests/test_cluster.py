@@ -469,6 +469,30 @@ async def test_two_nodes_on_one_nats_are_one_gateway(two_nodes: tuple[GatewayPro
         expect_fail(await b.recv(), "NOT_FOUND", id=msg_id, to=b.cid)
 
 
+def test_a_target_the_gateway_closes_is_gone_at_once_for_requesters_on_other_nodes(nats: NatsServer) -> None:
+    """b's node closes b for too many invalid messages while a request from another node waits on it: the
+    requester gets GONE then, as one on b's node would, not when b's closing handshake ends (up to 5 s if b
+    does not read: after the requester's 2 s TIMEOUT)."""
+    with gateway("--nats", nats.url, "--request-timeout", "2") as one, gateway("--nats", nats.url) as two:
+
+        @aio
+        async def check() -> None:
+            async with Clients(one) as on_one, Clients(two) as on_two:
+                a = await on_one.open("compact", login=uid("ga"))
+                b = await on_two.open("verbose", login=uid("gb"))
+                msg_id = await call_when_visible(a, b)
+                assert (await b.recv())["id"] == msg_id
+                b.ws.transport.pause_reading()  # it does not see its 1008, so it does not answer it
+                for _ in range(20):  # max_bad_messages
+                    await b.send_raw("{")
+                expect_fail(await a.recv(), "GONE", id=msg_id, to=a.cid)
+                b.ws.transport.resume_reading()
+                assert (await close_code(b.ws))[0] == 1008
+                await settled(a)  # exactly one answer
+
+        check()
+
+
 def publish_raw(nats_url: str, subject: str, payload: bytes) -> None:
     """One NATS message from outside the gateway, over a plain socket, acknowledged by a PONG."""
     host, port = nats_url.removeprefix("nats://").split(":")

@@ -200,8 +200,8 @@ cdef class Connection(WSListener):
         self.closed = True
         if self.gw.reading is self:
             self.gw.reading = None
-        if self.client_id_b is not None:
-            self.gw.clients.unbind(self.client_id_b, self)
+        if self.client_id_b is not None and self.gw.clients.unbind(self.client_id_b, self):
+            self.gw.router.left(self)       # other workers' requesters get GONE now too (again at TCP close: harmless)
         self.transport.send_close(<WSCloseCode>code, reason.encode())
         self.close_timer = self.gw.loop.call_later(CLOSE_TIMEOUT, self.transport.underlying_transport.abort)
         # Nothing it sends is read any more: what waits on its answer is GONE now, not once the handshake ends.
