@@ -117,7 +117,7 @@ cdef class ClusterRouter(LocalRouter):
     cdef int flush(self) except -1:
         cdef RemoteWorker worker
         if not self.dirty_workers:
-            return self.send_batches()
+            return 0
         # Presence first: a record may name a client whose login the receiver must know of.
         self.cluster.flush_presence()
         workers = self.dirty_workers
@@ -149,20 +149,20 @@ cdef class ClusterRouter(LocalRouter):
             self.publish_batch(worker, start)
         if box.size >= self.batch_limit:
             self.publish_batch(worker, box.size)
-        elif not worker.dirty:
+        if not worker.dirty:        # its batch, or the PUB commands it is in, go at the end of this iteration
             worker.dirty = True
             self.dirty_workers.append(worker)
             self.gw.schedule_flush()
         return True
 
     cdef int publish_batch(self, RemoteWorker worker, Py_ssize_t upto) except -1:
-        """Publish the first ``upto`` bytes of ``worker``'s batch (written by send_batches, at the latest once
-        this loop iteration ends)."""
+        """Publish the first ``upto`` bytes of ``worker``'s batch (written by send_batches once this loop
+        iteration ends: ``worker`` is dirty)."""
         cdef FrameBuffer box = worker.outbox
         self.writer.add(worker.subject, box.data, upto)
         memmove(box.data, box.data + upto, box.size - upto)
         box.size -= upto
-        return self.gw.schedule_flush()
+        return 0
 
     cdef int send_batches(self) except -1:
         """Write the batches published so far; records that cannot go are failed here."""
