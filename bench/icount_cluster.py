@@ -60,7 +60,8 @@ def instructions(tree: str, measured: int, messages: int, tmp: str) -> tuple[int
     wait_listening(nats_port, procs[0])
     try:
         for node, port in enumerate(ports):
-            command = [py, "-P", "-m", "wsa_fast", "serve", "--port", str(port), "--nats", f"127.0.0.1:{nats_port}", *APP]
+            nats_url = f"127.0.0.1:{nats_port}"
+            command = [py, "-P", "-m", "wsa_fast", "serve", "--port", str(port), "--nats", nats_url, *APP]
             if node == measured:
                 command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                            f"--log-file={log}", *command]  # fmt: skip
