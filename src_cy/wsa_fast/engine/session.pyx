@@ -164,12 +164,14 @@ cdef class Session(Login):
             compact.write_frame(m, COMPACT)
         cdef Connection target
         cdef Py_ssize_t sent = 0
-        # Too much to write in one iteration: its receivers share the frames (no copy each) and are
-        # written over several iterations, the sender held meanwhile (output.pyx).
-        cdef bint large = sender is not None and verbose.size * len(self.connections) > FLUSH_BUDGET
+        # Too much to copy to every receiver: they share the frames (output.pyx). A client's broadcast is
+        # also written over several iterations, its sender held meanwhile; one from the server or another
+        # worker, which cannot be held back, is written at the end of this one.
+        cdef bint shared = verbose.size * len(self.connections) > FLUSH_BUDGET
+        cdef bint large = shared and sender is not None
         for target in self.clients.connections():
             if target is not skip and not target.closed:
-                if large:
+                if shared:
                     share_frames(target, verbose, compact)
                 else:
                     copy_frames(target, verbose, compact)
