@@ -1,6 +1,7 @@
 """Keepalive over more connections than one tick of the Sweeper visits: it cuts each round into ticks
-of a few dozen connections (a round over 19,000 at once stalled the loop), and every silent peer is
-still pinged, then closed (1001), while other connections come and go in the middle of its rounds."""
+of a few hundred connections (a round over 19,000 at once stalled the loop), and every silent peer is
+still pinged, then closed (1001), while other connections come and go in the middle of its rounds;
+the pings and closes due go out a few dozen at a time."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from websockets.asyncio.client import connect
 from wsa_ws import aio
 
 PING, CLOSE = 0x9, 0x8
-MUTE = 200  # several ticks' worth (frame_gate/sweeper.pyx's GATES_PER_TICK)
-CHURN = 100  # connections that close on their own while the rounds run
+MUTE = 600  # several ticks' worth (frame_gate/sweeper.pyx's GATES_PER_TICK)
+CHURN = 200  # connections that close on their own while the rounds run
 
 
 def frames_until_closed(socks: list[socket.socket]) -> list[list[tuple[int, bytes]]]:

@@ -17,7 +17,7 @@ open), which a message that arrives in one read never does, so the common case p
 Idle connections are the gate's too, as they dominate a gateway's memory. picows's read
 buffer (2 KiB at least) is freed after the first read of a quiet spell, once picows holds
 no unparsed byte, and allocated again by the next read. One ``Sweeper`` timer per worker,
-visiting a few dozen connections per tick so that no tick stalls the loop,
+visiting a few hundred connections per tick so that no tick stalls the loop,
 frees it in connections that went quiet after being busy, pings the ones that sent nothing
 for ``ping_interval`` and closes (1001) the ones that then stay silent for ``ping_timeout``;
 picows's own auto-ping would run a task per connection (2 KiB each). A read only sets a flag.
@@ -256,30 +256,40 @@ cdef class FrameGate(FrameReader):
 
     cdef int sweep(self, Sweeper sweeper, double now) except -1:
         """One sweep: note bytes that came; free the read buffer of a connection quiet since the last
-        sweep, ping one silent for ping_interval, close one that has not answered for ping_timeout.
-        Pings only in FRAMES mode: the handshake, an oversized message and a closing handshake have
-        timers of their own. The times first: most visits end there, without touching picows's objects."""
+        sweep; queue the ping of one silent for ping_interval, the close of one that has not answered
+        for ping_timeout. The times first: most visits end there, without touching picows's objects."""
         if self.active:
             self.active = False
             self.seen_at = now
             self.ping_sent_at = 0
             return 0
         self.release_read_buffer_if_idle()
-        if sweeper.interval <= 0:
-            return 0
-        if self.ping_sent_at:
-            if now - self.ping_sent_at >= sweeper.timeout and self.keepalive_applies():
-                self.ws.send_close(WSCloseCode.GOING_AWAY, sweeper.reason.encode())
-                # Dead peers do not answer a CLOSE: give it a moment to go out, then close TCP.
-                self.loop.call_later(DEAD_PEER_CLOSE_DELAY, self.ws.underlying_transport.abort)
-        elif now - self.seen_at >= sweeper.interval and self.keepalive_applies():
-            self.ws.send_ping()
-            self.ping_sent_at = now
+        if sweeper.interval > 0 and self.keepalive_due(sweeper, now) and self.keepalive_applies():
+            sweeper.queue(self)
         return 0
 
+    cdef inline bint keepalive_due(self, Sweeper sweeper, double now) noexcept:
+        if self.ping_sent_at:
+            return now - self.ping_sent_at >= sweeper.timeout
+        return now - self.seen_at >= sweeper.interval
+
     cdef bint keepalive_applies(self):
-        """Upgraded, not skipping an oversized message, and no CLOSE sent: keepalive is the gate's job."""
+        """Pings only in FRAMES mode: the handshake, an oversized message and a closing handshake have
+        timers of their own."""
         return self.mode == FRAMES and not self.ws.is_close_frame_sent and protocol_listener(self.protocol) is not None
+
+    cdef int keepalive(self, Sweeper sweeper, double now) except -1:
+        """The queued ping or close, unless bytes came (or the connection closed) since: 1 if sent."""
+        if self.active or not self.keepalive_due(sweeper, now) or not self.keepalive_applies():
+            return 0
+        if self.ping_sent_at:
+            self.ws.send_close(WSCloseCode.GOING_AWAY, sweeper.reason.encode())
+            # Dead peers do not answer a CLOSE: give it a moment to go out, then close TCP.
+            self.loop.call_later(DEAD_PEER_CLOSE_DELAY, self.ws.underlying_transport.abort)
+        else:
+            self.ws.send_ping()
+            self.ping_sent_at = now
+        return 1
 
     cdef int release_read_buffer_if_idle(self) except -1:
         """Free picows's read buffer if it holds no unparsed byte: the gate stands between frames."""
