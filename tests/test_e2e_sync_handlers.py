@@ -195,3 +195,35 @@ def test_the_latency_histogram_counts_how_long_the_handler_ran(server, client):
     # Neither call took less than it slept, and the sum is in seconds (not ticks, not milliseconds).
     assert after[f'{name}_bucket{{{key},le="0.025"}}'] == before.get(f'{name}_bucket{{{key},le="0.025"}}', 0)
     assert 0.06 <= after[f"{name}_sum{{{key}}}"] - before.get(f"{name}_sum{{{key}}}", 0) < 60
+
+
+# Consecutive params of one method, the same keys or not: a dict nobody kept may be filled again.
+SEQUENCES = [
+    ['{"n":1,"s":"a"}', '{"n":2,"s":"b"}', '{"n":{"deep":[1]},"s":null}', '{"n":3,"s":"c"}'],
+    ['{"n":1,"s":"a"}', '{"s":"b","n":2}', '{"n":2}', '{"n":2,"s":"c","t":1}', '{"n":1,"s":"a"}'],
+    ['{"n":1}', '{"\\u006e":2}', '{"n":3}', '{"n":4,"n":5}', '{"n":6}', "[1]", '{"n":7}', "{}", '{"n":8}'],
+    ['{"é":1,"ü":"x"}', '{"é":2,"ü":"y"}', '{ "é" : 3 , "ü" : "z" }', '{"é":4,"ü":"w"}'],
+]
+
+
+@pytest.mark.parametrize("sequence", SEQUENCES)
+def test_params_in_a_row_each_come_as_sent(client, sequence):
+    for text in sequence:
+        assert data_text(call(client, "params@v1/echo", text)) == _json(json.loads(text))
+        seen = json.loads(data_text(call(client, "params@v1/look", text)))
+        assert seen["items"] == json.loads(text) and seen["type"] == type(json.loads(text)).__name__
+
+
+def test_params_a_handler_keeps_are_never_filled_again(client):
+    sent = []
+    for n in range(4):
+        text = f'{{"n":{n},"s":"v{n}"}}'
+        sent.append(json.loads(text))
+        assert json.loads(data_text(call(client, "params@v1/keep_params", text)))[-len(sent) :] == sent
+        call(client, "params@v1/echo", '{"n":99,"s":"x"}')
+
+
+def test_params_a_handler_changed_do_not_show_in_the_next_call(client):
+    for n in range(4):
+        text = f'{{"n":{n},"s":"x{n}","d":{{"k":{n}}}}}'
+        assert json.loads(data_text(call(client, "params@v1/spoil", text))) == json.loads(text)

@@ -122,7 +122,7 @@ cdef struct Echo:
     PyObject* dicts[ECHO_DICTS]             # borrowed: held by the value read as long as it is unchanged
     uint64_t versions[ECHO_DICTS]           # each one's dict version once complete
 
-cdef object loads_echo(Str s, Echo* echo)   # loads, noting in echo what params_untouched needs
+cdef object loads_echo(Str s, Echo* echo, dict spare)  # loads, noting in echo what params_untouched needs
 cdef bint params_untouched(const Echo* echo, value) noexcept  # value is what loads_echo read, unchanged
 cdef bytes dumps(value)                     # Python value -> compact JSON, as codec_py writes it
 cdef bint dumps_plain(FrameBuffer out, value) except -1  # the same appended to out; False: leave it to dumps

@@ -69,3 +69,22 @@ def crash(ctx: Context, params: Any) -> Any:
 @app.request("params@v1/sleep")
 def sleep(ctx: Context, params: Any) -> None:
     time.sleep(params["seconds"])
+
+
+kept_params: list[Any] = []
+
+
+@app.request("params@v1/keep_params")
+def keep_params(ctx: Context, params: Any) -> Any:
+    """Keep these params; answer every kept one as it is now (each must still be what its call sent)."""
+    kept_params.append(params)
+    return kept_params
+
+
+@app.request("params@v1/spoil")
+def spoil(ctx: Context, params: Any) -> Any:
+    """Answer what came, then spoil every value of the params: the next call's params must not show it."""
+    seen = dict(params)
+    for key in params:
+        params[key] = "spoiled"
+    return seen

@@ -10,7 +10,7 @@
 # (no whitespace, no repeated key, no float, no -0, no array) and each object's dict version, and
 # params_untouched tells after the call whether any of those objects changed since.
 
-from cpython.dict cimport PyDict_SetItem, PyDict_Size
+from cpython.dict cimport PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t
 from cpython.dict cimport PyDict_CheckExact
@@ -68,19 +68,77 @@ cdef struct Cursor:
     Echo* echo
 
 
-cdef object plain_loads(Str s, Echo* echo):
-    """The value of JSON text ``s``; NotPlain when it holds what this reader leaves to others."""
+cdef object plain_loads(Str s, Echo* echo, dict spare):
+    """The value of JSON text ``s``; NotPlain when it holds what this reader leaves to others. ``spare``: a dict
+    nothing else holds, filled and returned instead of a new one when the text is an object with its keys."""
     cdef Cursor c
     c.p = s.p
     c.end = s.p + s.n
     c.echo = echo
     echo.exact = True
     echo.n_dicts = 0
-    value = read_value(&c, 0)
+    if spare is not None and refill_object(&c, spare):
+        value = spare
+    else:
+        c.p = s.p
+        echo.exact = True
+        echo.n_dicts = 0
+        value = read_value(&c, 0)
     skip_space(&c)
     if c.p != c.end:
         raise NotPlain
     return value
+
+
+cdef bint refill_object(Cursor* c, dict spare) except -1:
+    """Read the object at ``c`` into ``spare`` when its keys are spare's, in spare's order (its values
+    replaced: no dict, keys table or key str made); False otherwise, spare then of no further use."""
+    cdef Py_ssize_t at = 0, pairs = 0
+    cdef PyObject* key
+    cdef PyObject* old
+    cdef const char* start
+    cdef const char* close
+    cdef const char* have
+    cdef Py_ssize_t have_n
+    skip_space(c)
+    if c.p >= c.end or c.p[0] != b"{":
+        return False
+    c.p += 1
+    c.echo.n_dicts = 1
+    c.echo.dicts[0] = <PyObject*>spare
+    skip_space(c)
+    if c.p < c.end and c.p[0] == b"}":
+        return False  # an empty object: nothing to save
+    while True:
+        skip_space(c)
+        if c.p >= c.end or c.p[0] != b'"' or not PyDict_Next(spare, &at, &key, &old):
+            return False
+        start = c.p + 1
+        close = <const char*>memchr(start, ord('"'), c.end - start)
+        if close == NULL or memchr(start, ord("\\"), close - start) != NULL or not PyUnicode_CheckExact(<object>key):
+            return False
+        have = PyUnicode_AsUTF8AndSize(<object>key, &have_n)
+        if have_n != close - start or memcmp(have, start, have_n) != 0:
+            return False
+        c.p = close + 1
+        skip_space(c)
+        if c.p >= c.end or c.p[0] != b":":
+            return False
+        c.p += 1
+        PyDict_SetItem(spare, <object>key, read_value(c, 1))  # an existing key: its value replaced in place
+        pairs += 1
+        skip_space(c)
+        if c.p >= c.end:
+            return False
+        if c.p[0] == b"}":
+            c.p += 1
+            if pairs != PyDict_Size(spare):
+                return False
+            c.echo.versions[0] = dict_version(<PyObject*>spare)
+            return True
+        if c.p[0] != b",":
+            return False
+        c.p += 1
 
 
 cdef bint params_untouched(const Echo* echo, value) noexcept:

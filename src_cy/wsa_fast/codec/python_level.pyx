@@ -40,14 +40,15 @@ cdef bint valid_utf8(const char* p, size_t n) noexcept:
 cdef object loads(Str s):
     """The Python value of JSON text the parser has checked, as codec_py's json.loads gives it."""
     cdef Echo unused
-    return loads_echo(s, &unused)
+    return loads_echo(s, &unused, None)
 
 
-cdef object loads_echo(Str s, Echo* echo):
-    """loads, noting in ``echo`` whether the value written back would be ``s`` itself (json_values.pyx)."""
+cdef object loads_echo(Str s, Echo* echo, dict spare):
+    """loads, noting in ``echo`` whether the value written back would be ``s`` itself, and filling ``spare``
+    (a dict nothing else holds) when the text is an object with the same keys (json_values.pyx)."""
     # The plain reader leaves integers of 19+ digits to the others, so what it reads, json.loads reads alike.
     try:
-        return plain_loads(s, echo)
+        return plain_loads(s, echo, spare)
     except NotPlain:
         echo.exact = False
     # orjson turns an integer past 64 bits into a float, silently; json.loads keeps it exact,

@@ -4,6 +4,7 @@ cdef class Handler:
     cdef readonly str method            # the registered name, handed to its Context
     cdef bytes method_b                 # the same, the key of its HandlerTable entry
     cdef str culprit                    # who failed, as a log line names it
+    cdef dict spare_params              # the last call's params if nothing kept them (refilled: json_values.pyx)
     cdef Py_ssize_t histogram           # its first latency histogram slot
     cdef dict task_options              # asyncio.Task's keywords for its calls: the loop, the method as name
 

@@ -162,8 +162,14 @@ cdef class Dispatch(Deadlines):
         cdef double started = handler_clock()
         cdef PyObject* args[3]
         cdef PyObject* result
+        cdef int answered
+        params = None
         try:
-            params = loads_echo(m.params, &echo) if m.has_params else None
+            if m.has_params:
+                spare = handler.spare_params
+                handler.spare_params = None  # filled now, or of no further use
+                params = loads_echo(m.params, &echo, spare)
+                spare = None
         except Exception as exc:
             outcome = exc
         else:
@@ -182,9 +188,14 @@ cdef class Dispatch(Deadlines):
         self.observe(handler, started)
         if m.type == REQUEST and params_untouched(&echo, outcome):
             # Returned as they came, and their text is what encoding them would write: sent back as is.
-            return 0 if conn.closed else self.reply(conn, m.id, str_of(conn.client_id_b), SUCCESS, None, None,
-                                                    &m.params)
-        return self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler)
+            answered = 0 if conn.closed else self.reply(conn, m.id, str_of(conn.client_id_b), SUCCESS, None, None,
+                                                        &m.params)
+        else:
+            answered = self.settle(conn, m.id, str_of(conn.client_id_b), m.type == REQUEST, outcome, handler)
+        outcome = None
+        if PyDict_CheckExact(params) and references(<PyObject*>params) == 1:
+            handler.spare_params = params  # nobody kept them: the method's next params may fill this dict again
+        return answered
 
     cdef Context context_for(self, Connection conn, Str msg_id, Handler handler):
         """The Context of a call: the last one again when nothing else holds it (no allocation), else a new one."""
