@@ -625,6 +625,43 @@ def test_a_killed_worker_is_forgotten_and_replaced() -> None:
     assert "was killed by SIGKILL" in server.log
 
 
+def test_a_worker_restarted_while_broadcasts_flow_handles_them_from_its_first_read() -> None:
+    """A restarted worker subscribes before its NATS handshake ends: broadcast batches that arrive meanwhile
+    are handled (they once raised AttributeError in the router and killed the worker's NATS link)."""
+
+    @aio
+    async def check(server: GatewayProcess) -> None:
+        async with Clients(server) as clients:
+            a, b = await on_workers(clients, 2)
+            victim = await where(b)
+            flooding = True
+
+            async def flood() -> None:
+                n = 0
+                while flooding:
+                    await a.event("client", "test@v1/news", {"n": n})
+                    n += 1
+                    await asyncio.sleep(0)
+
+            task = asyncio.create_task(flood())
+            os.kill(victim, signal.SIGKILL)
+            joined = await asyncio.to_thread(server.wait_for_log, "joined the cluster", 15, 3)
+            flooding = False
+            await task
+            assert joined, server.log
+            assert "AttributeError" not in server.log and "Fatal error" not in server.log, server.log
+        # The restarted worker serves across the cluster: a client on it and one on the survivor talk.
+        async with Clients(server) as clients:
+            first, second = await on_workers(clients, 2)
+            assert victim not in {await where(first), await where(second)}
+            await visible(first, second)
+            await relay_round_trip(first, second)
+            await relay_round_trip(second, first)
+
+    with GatewayProcess("--workers", "2", "--app", APP, "--limits", "off", allow_tracebacks=False) as server:
+        check(server)
+
+
 def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
     """Requests flow from node one to node two while NATS goes down and comes back."""
     with (

@@ -62,7 +62,7 @@ class WorkerState:
 class Cluster:
     def __init__(self, gateway: Any, settings: Any) -> None:
         self.gw = gateway
-        self.router = ClusterRouter(gateway)  # from now on the gateway's router
+        self.router = ClusterRouter(gateway, self)  # from now on the gateway's router
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self.reject = settings.duplicate_login == "reject"
@@ -123,7 +123,7 @@ class Cluster:
             state.last_seen = now  # their silence while we were away says nothing about them
             # Until a worker speaks again it may still be reconnecting itself: what we send it could be lost.
             state.worker.reachable = not again
-        self.router.attach(self, self.everyone, self.nats.write_commands, self.subject, self.nats.max_payload)
+        self.router.attach(self.everyone, self.nats.write_commands, self.subject, self.nats.max_payload)
         self.router.up = True
         self._send({"k": "hello"})
         if again:

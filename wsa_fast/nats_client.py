@@ -200,6 +200,7 @@ class _Protocol(NatsReader, asyncio.BufferedProtocol):
         self.handshake: asyncio.Future = client.loop.create_future()
         # One entry per PING in flight, in order: a future to resolve, or None for a keepalive.
         self.pongs: deque[asyncio.Future | None] = deque()
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # create_connection's: a stream transport
@@ -227,6 +228,7 @@ class _Protocol(NatsReader, asyncio.BufferedProtocol):
         self.client._send_connect(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
         for waiter in (self.handshake, *self.pongs):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(NatsError(f"connection closed: {exc}"))
@@ -420,6 +422,8 @@ class NatsClient:
         async def connect_and_handshake() -> None:
             await self.loop.create_connection(lambda: protocol, server.host, server.port)
             await asyncio.shield(protocol.handshake)
+            if protocol.lost:  # closed after the server's PONG, before this resumed: not a connection to use
+                raise NatsError("connection closed during the handshake")
 
         try:
             await asyncio.wait_for(connect_and_handshake(), timeout)

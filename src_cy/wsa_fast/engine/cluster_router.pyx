@@ -25,9 +25,9 @@ cdef Py_ssize_t BATCH_LIMIT = 65536
 cdef class ClusterRouter(LocalRouter):
     """Routes to the workers of a cluster; made by wsa_fast.cluster.Cluster, it becomes the gateway's router."""
 
-    def __init__(self, Gateway gateway):
+    def __init__(self, Gateway gateway, cluster):
         LocalRouter.__init__(self, gateway)
-        self.cluster = None
+        self.cluster = cluster  # from the start: batches may come in before the NATS handshake ends
         self.writer = None
         self.nats_up = False
         self.remote = ClientTable()
@@ -82,16 +82,14 @@ cdef class ClusterRouter(LocalRouter):
 
     cdef int joined(self, Connection conn) except -1:
         # Announced once the app's on_join hook accepted it: other workers never see a login that is undone.
-        if self.cluster is not None:
-            self.cluster.joined(conn.client_id, conn.stamp)
+        self.cluster.joined(conn.client_id, conn.stamp)
         return 0
 
     cdef int left(self, Connection conn) except -1:
         if self.remote_server_requests:
             for key in [key for key in self.remote_server_requests if key[0] == conn.client_id]:
                 del self.remote_server_requests[key]
-        if self.cluster is not None:
-            self.cluster.left(conn.client_id, conn.stamp)
+        self.cluster.left(conn.client_id, conn.stamp)
         self.inbound.drop_target(conn)      # the requesters' workers hear of it as a logout: GONE
         return 0
 
@@ -179,6 +177,10 @@ cdef class ClusterRouter(LocalRouter):
     cdef int take_batch(self, const char* data, Py_ssize_t n, const char* reply, Py_ssize_t reply_n) except -1:
         """A batch from another worker, a view of the NATS read buffer (``reply`` is its subject, for bounces)."""
         cdef RemoteWorker worker = None
+        if self.writer is None:
+            # Subscribed, the NATS handshake not yet over: nobody knows this worker's subject, so only
+            # broadcasts come, and it has no client to give them to.
+            return 0
         if reply != NULL and reply_n:
             origin = reply[:reply_n]
             worker = self.workers.get(origin)
@@ -269,10 +271,9 @@ cdef class ClusterRouter(LocalRouter):
 
     # ---- wsa_fast.cluster drives these ----
 
-    def attach(self, cluster, RemoteWorker everyone, write, bytes reply, Py_ssize_t max_payload):
+    def attach(self, RemoteWorker everyone, write, bytes reply, Py_ssize_t max_payload):
         """Connected to NATS: ``write(commands)`` sends to it (False if it cannot), ``reply`` is this worker's
         subject (where bounces come back), and how big a NATS message may be."""
-        self.cluster = cluster
         self.everyone = everyone
         self.writer = NatsWriter(write, reply)
         self.max_payload = max_payload
