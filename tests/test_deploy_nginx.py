@@ -17,10 +17,12 @@ deployment guide would be untested.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -210,9 +212,14 @@ def deployment(request, nats, start_gateway, nginx_binary) -> Iterator[Deploymen
 # ---------------------------------------------------------------- helpers
 
 
-def established(port: int) -> int:
-    """TCP connections accepted on local ``port`` and still open (from /proc/net/tcp and tcp6)."""
+def established(host: str, port: int) -> int:
+    """TCP connections accepted on ``host``:``port`` and still open (from /proc/net/tcp and tcp6).
+
+    The address counts as much as the port: a connection of another program may have the same
+    local port number on another loopback address (127.0.0.2, say).
+    """
     count = 0
+    wanted = ipaddress.ip_address(host)
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -220,10 +227,21 @@ def established(port: int) -> int:
             continue
         for line in lines:
             fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == TCP_ESTABLISHED:
+            address, local_port = fields[1].split(":")
+            if int(local_port, 16) == port and fields[3] == TCP_ESTABLISHED and proc_net_address(address) == wanted:
                 count += 1
     return count
+
+
+def proc_net_address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp* writes it: 32-bit words in hex, each in the machine's byte order
+    (an IPv4 address mapped into IPv6 is given back as the IPv4 one)."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(int.from_bytes(raw[i : i + 4], "big").to_bytes(4, sys.byteorder) for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(words)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 async def first_message(*peers: Peer) -> tuple[Peer, dict]:
@@ -299,7 +317,7 @@ async def test_clients_on_three_nodes_behind_nginx_act_as_one_gateway(deployment
         peers = [await cl.open(form, login=uid("dep")) for form in forms]
 
         # The nodes' accepted connections are nginx's upstream connections, one per client.
-        spread = {node.port: established(node.port) for node in deployment.nodes}
+        spread = {node.port: established(node.host, node.port) for node in deployment.nodes}
         assert sum(spread.values()) == CLIENTS, spread
         assert all(spread.values()), f"least_conn should use every node, got connections per port {spread}"
 
