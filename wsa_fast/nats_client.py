@@ -422,11 +422,13 @@ class NatsClient:
         async def connect_and_handshake() -> None:
             await self.loop.create_connection(lambda: protocol, server.host, server.port)
             await asyncio.shield(protocol.handshake)
-            if protocol.lost:  # closed after the server's PONG, before this resumed: not a connection to use
-                raise NatsError("connection closed during the handshake")
 
         try:
             await asyncio.wait_for(connect_and_handshake(), timeout)
+            # Closed after the server's PONG, before this resumed (wait_for takes a few loop iterations more
+            # than the handshake): not a connection to use, and _lost did not count it as the one in use.
+            if protocol.lost:
+                raise NatsError("connection closed during the handshake")
         except BaseException as error:
             if protocol.transport is not None:
                 protocol.transport.abort()
