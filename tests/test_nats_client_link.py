@@ -1,5 +1,5 @@
 """wsa_fast's NATS client when the server misbehaves on a real socket: a connection that ends during the
-handshake (CONNECT, PING, PONG) is not one to use.
+handshake (CONNECT, PING, PONG) is not one to use, and flush() gives up on a server that stops answering.
 
 A scripted server on a loopback socket plays NATS's side of the first connection; every later connection
 is piped to a real nats-server, so the client's recovery is checked end to end.
@@ -173,4 +173,74 @@ def test_a_connection_lost_during_the_handshake_is_retried(nats: NatsServer, scr
     assert got == [b"after the retry"]
     assert server.connections >= 2  # the scripted one, then one piped to the real server
     assert ups == [False]  # up once: when the handshake over a working connection ended
+    assert not [r for r in caplog.records if r.levelno > logging.INFO], caplog.text
+
+
+# ---------------------------------------------------------------- flush() against a server that stops answering
+
+
+class Quiet:
+    """Answers the handshake, then takes PINGs without answering them until ``answer`` is set; from then
+    on answers each one, the ones it kept first."""
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.pings_kept = threading.Semaphore(0)  # released once per PING kept unanswered
+
+    def __call__(self, conn: socket.socket) -> None:
+        conn.sendall(INFO)
+        rest = read_until(conn, PING).split(PING, 1)[1]
+        conn.sendall(PONG)
+        kept = 0
+        while True:
+            while PING not in rest:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                rest += chunk
+            rest = rest.split(PING, 1)[1]
+            if self.answer.is_set():
+                conn.sendall(PONG * (kept + 1))
+                kept = 0
+            else:
+                kept += 1
+                self.pings_kept.release()
+
+
+FLUSH_TIMEOUT = 0.2
+
+
+def test_flush_gives_up_on_a_server_that_stops_answering(caplog) -> None:
+    """flush() returns False once its timeout has passed without a PONG, and the link stays up; once the
+    server answers again, its late PONG is passed over and the next flush() gets its own."""
+    quiet = Quiet()
+    server = ScriptedNats(quiet)
+
+    async def main() -> tuple[bool, float, bool]:
+        loop = asyncio.get_running_loop()
+        client = NatsClient(parse_servers(server.url), "flusher")
+        try:
+            await client.connect(CONNECT_TIMEOUT)
+            started = loop.time()
+            unanswered = await client.flush(timeout=FLUSH_TIMEOUT)
+            waited = loop.time() - started
+            assert client.connected
+            # The server has the PING, not answered: it is the server that stopped, not the client that never sent.
+            assert await asyncio.to_thread(quiet.pings_kept.acquire, timeout=10)
+            quiet.answer.set()
+            answered = await client.flush(timeout=CONNECT_TIMEOUT)
+            assert client.connected
+            return unanswered, waited, answered
+        finally:
+            await client.close()
+
+    caplog.set_level(logging.DEBUG, logger="wsa_fast.nats")
+    try:
+        unanswered, waited, answered = uvloop.run(main())
+    finally:
+        server.close()
+    assert unanswered is False
+    assert waited >= FLUSH_TIMEOUT - 0.001  # not before its time (libuv's timers count whole milliseconds)
+    assert answered is True
+    assert server.connections == 1
     assert not [r for r in caplog.records if r.levelno > logging.INFO], caplog.text

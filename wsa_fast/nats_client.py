@@ -185,6 +185,12 @@ def _cancel_requested() -> bool:
     return cancelling is not None and cancelling() > 0
 
 
+def _time_out(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+        waiter.exception()  # whoever awaits it still gets it; a caller cancelled meanwhile is no error
+
+
 class _Protocol(NatsReader, asyncio.BufferedProtocol):
     """One TCP connection to a NATS server: NatsReader reads it (MSG in C), the other lines are handled here."""
 
@@ -380,11 +386,15 @@ class NatsClient:
         assert protocol is not None and protocol.transport is not None  # connected
         protocol.pongs.append(waiter)
         protocol.transport.write(PING)
+        # A timer, not wait_for: no task per call. A PONG after the timeout finds its waiter done and is ignored.
+        timer = self.loop.call_later(timeout, _time_out, waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            await waiter
             return True
         except (asyncio.TimeoutError, NatsError):
             return False
+        finally:
+            timer.cancel()
 
     async def close(self) -> None:
         self.closed = True
