@@ -317,11 +317,11 @@ async def test_broadcast_reaches_every_other_client_in_its_form(gateway) -> None
 async def test_request_timeout_from_the_server(start_gateway) -> None:
     gw = start_gateway("--request-timeout", "0.5")
     async with await logged_in(gw.url, "to-a") as a, await logged_in(gw.url, "to-b", "compact") as b:
-        late = asyncio.Event()
+        timed_out, late = asyncio.Event(), asyncio.Event()
 
         @b.on_request("slow@v1/op")
         async def slow(msg):
-            await asyncio.sleep(1.0)
+            await timed_out.wait()  # answers only once the gateway has said TIMEOUT, however slow the machine
             late.set()
             return "too late"
 
@@ -333,8 +333,10 @@ async def test_request_timeout_from_the_server(start_gateway) -> None:
         assert info.value.response is not None, "only the client-side timeout fired: no fail TIMEOUT was readable"
         assert info.value.response.from_ == "server"
         assert elapsed > 0.4  # the gateway's request_timeout, not earlier
-        await asyncio.wait_for(late.wait(), 5)
-        await a.ping()
+        timed_out.set()
+        await asyncio.wait_for(late.wait(), 5)  # the handler has returned: its answer is written
+        await b.ping()  # the gateway has read it (b's connection keeps order)
+        await a.ping()  # and anything it sent on to a has come before this reply
         assert a.dropped_responses == 0  # the gateway drops the late answer itself
 
 
@@ -352,8 +354,9 @@ async def test_client_side_timeout(gateway) -> None:
         with pytest.raises(WSAError) as info:
             await a.request("slow@v1/op", to="ct-b", timeout=0.1)
         assert info.value.code == "TIMEOUT" and info.value.response is None
-        await asyncio.wait_for(answered.wait(), 5)
-        await a.ping()  # the late answer has arrived by now
+        await asyncio.wait_for(answered.wait(), 5)  # the handler has returned: its answer is written
+        await b.ping()  # the gateway has read it and passed it on to a (b's connection keeps order)
+        await a.ping()  # the late answer came before this reply
         assert a.dropped_responses == 1
 
 
