@@ -74,7 +74,102 @@ def bench(url: str, *args: str) -> dict:
             return json.load(f)
 
 
-def ping_figures(url: str, server_pid: int) -> dict:
+def run_delay_s(pids: set[int]) -> float:
+    """Seconds the threads of these processes have waited for a core while runnable (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for pid in pids:
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+        except OSError:
+            pass  # gone meanwhile
+    return total / 1e9
+
+
+def latency_window(
+    url: str, server_pid: int, loads: list[subprocess.Popen], probe: str | None, perf_data: str | None = None
+) -> dict:
+    """Open-loop ping at 2,000/s for 5 s: its percentiles (us), the CPU each party used meanwhile (the
+    server, the holders of the idle connections, the whole machine), and with ``probe`` what stalled
+    the server's loops then (bench/loop_lag_app.py's files)."""
+    scan, (cpus, idle), started = proctree.scan(), proctree.idle_seconds(), time.perf_counter()
+    server = proctree.tree(scan, server_pid)
+    waited = run_delay_s(server)
+    # With perf_data, every context switch of the machine meanwhile (`perf sched timehist -i perf_data`).
+    perf = (
+        subprocess.Popen(["perf", "sched", "record", "-o", perf_data, "--", "sleep", "6"], stderr=subprocess.DEVNULL)
+        if perf_data
+        else None
+    )
+    opened = bench(url, "--scenario", "ping", "--clients", "4", "--rate", "2000", "--spin", "--duration", "5")
+    if perf:
+        perf.wait()
+    ended, after, (_, idle_after) = time.perf_counter(), proctree.scan(), proctree.idle_seconds()
+    waited = run_delay_s(server) - waited
+    holders = set().union(*(proctree.tree(after, p.pid) for p in loads))
+    lat = opened["summary"]["latency_ns"]
+    out = {
+        "latency_us_at_2000_per_s": {k: round(v / 1e3, 1) for k, v in lat.items()},
+        "ok": opened["ok"],
+        "seconds": round(ended - started, 2),
+        "cpu_s": {
+            "server": round(proctree.cpu_of(after, server) - proctree.cpu_of(scan, server), 2),
+            "holders": round(proctree.cpu_of(after, holders) - proctree.cpu_of(scan, holders), 2),
+            "machine": round(cpus * (ended - started) - (idle_after - idle), 2),
+        },
+        "server_waited_for_a_core_s": round(waited, 3),
+        "pids": {"server": sorted(server), "holders": sorted(holders)},
+    }
+    if probe:
+        out["server_loops"] = probe_summary(probe, started, ended)
+    return out
+
+
+def probe_summary(probe: str, start: float, end: float) -> dict:
+    """Each worker's loop between start and end: how late its 1 ms probe woke (p99, max), the most CPU it
+    spent between two wakes, the share of the time spent in gaps over 2.5 ms that it did not use (waiting
+    for a core), and its garbage collections (generation: count, most CPU ms)."""
+    workers = {}
+    for name in sorted(os.listdir(probe)):
+        path = os.path.join(probe, name)
+        if name.endswith(".gc"):
+            continue
+        with open(path) as f:
+            rows = [tuple(map(float, line.split())) for line in f if line.endswith("\n")]
+        rows = [r for r in rows if start <= r[0] <= end]
+        if not rows:
+            continue
+        lags = sorted(r[1] for r in rows)
+        cpus = sorted(r[2] for r in rows)
+        waited = sum(r[1] - r[2] for r in rows if r[1] > 0.0025)
+        collections: dict[str, list] = {}
+        with open(path + ".gc") as f:
+            for line in f:
+                at, gen, _wall, cpu, _n = line.split()
+                if start <= float(at) <= end:
+                    seen = collections.setdefault(gen, [0, 0.0])
+                    seen[0] += 1
+                    seen[1] = max(seen[1], round(float(cpu) * 1e3, 2))
+        workers[name] = {
+            "lag_p99_ms": round(lags[int(len(lags) * 0.99)] * 1e3, 2),
+            "lag_max_ms": round(lags[-1] * 1e3, 2),
+            "cpu_between_wakes_ms": {
+                "p99": round(cpus[int(len(cpus) * 0.99)] * 1e3, 3),
+                "p99.9": round(cpus[int(len(cpus) * 0.999)] * 1e3, 3),
+                "max": round(cpus[-1] * 1e3, 3),
+            },
+            "wakes": len(rows),
+            "wakes_with_over_250us_cpu": sum(1 for r in rows if r[2] > 0.00025),
+            "share_waiting_for_a_core": round(waited / (end - start), 3),
+            "collections": collections,
+        }
+    return workers
+
+
+def ping_figures(
+    url: str, server_pid: int, loads: list[subprocess.Popen], probe: str | None, perf_data: str | None = None
+) -> dict:
     closed = bench(
         url,
         "--scenario",
@@ -88,14 +183,27 @@ def ping_figures(url: str, server_pid: int) -> dict:
         "--server-pid",
         str(server_pid),
     )
-    opened = bench(url, "--scenario", "ping", "--clients", "4", "--rate", "2000", "--spin", "--duration", "5")
-    lat = opened["summary"]["latency_ns"]
+    opened = latency_window(url, server_pid, loads, probe, perf_data)
     return {
         "ping_us_cpu_per_msg": closed["server"]["cpu_us_per_msg"],
         "ping_msg_per_s": closed["summary"]["throughput"],
-        "latency_us_at_2000_per_s": {k: round(v / 1e3, 1) for k, v in lat.items()},
-        "ping_ok": closed["ok"] and opened["ok"],
+        "latency_us_at_2000_per_s": opened.pop("latency_us_at_2000_per_s"),
+        "ping_ok": closed["ok"] and opened.pop("ok"),
+        "latency_window": opened,
     }
+
+
+def holders_paused(url: str, server_pid: int, loads: list[subprocess.Popen], probe: str | None) -> dict:
+    """The latency window with the holders stopped (SIGSTOP): their connections stay open and the server
+    still sends their keepalive pings, but no holder takes a core to answer them. The window is shorter
+    than ping_timeout (10 s), so no connection is closed for a pong that comes late."""
+    for p in loads:
+        os.killpg(p.pid, signal.SIGSTOP)
+    try:
+        return latency_window(url, server_pid, loads, probe)
+    finally:
+        for p in loads:
+            os.killpg(p.pid, signal.SIGCONT)
 
 
 def main() -> int:
@@ -106,12 +214,24 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2, help="load processes opening them, one source address each")
     ap.add_argument("--window", type=int, default=64, help="handshakes in flight per load process")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for every connection to log in")
+    ap.add_argument(
+        "--probe", action="store_true", help="serve bench/loop_lag_app.py and report each worker's loop stalls"
+    )
+    ap.add_argument("--perf-sched", metavar="FILE", help="perf sched record the window with idle connections")
+    ap.add_argument(
+        "--pause-holders",
+        action="store_true",
+        help="then the latency window again with the holders stopped, and once more with them running",
+    )
     args = ap.parse_args()
 
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
     # The server's log goes to a file: a pipe nobody reads fills up and stalls the workers' writes.
     log = tempfile.NamedTemporaryFile("w+", prefix="wsa-scale-", suffix=".log")
+    probe = tempfile.mkdtemp(prefix="wsa-scale-probe-") if args.probe else None
+    app = ["--app", "bench.loop_lag_app:app"] if probe else []
+    env = dict(os.environ, WSA_BENCH_LOOP_LAG=os.path.join(probe, "{pid}")) if probe else None
     server = subprocess.Popen(
         [
             *NICE,
@@ -129,10 +249,13 @@ def main() -> int:
             "0",
             "--max-connections-per-ip",
             "0",
+            *app,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        cwd=os.path.dirname(HERE),
+        env=env,
     )
     loads: list[subprocess.Popen] = []
     try:
@@ -142,7 +265,9 @@ def main() -> int:
             time.sleep(0.2)
         result: dict = {"workers": args.workers, "idle_target": args.idle, "load_processes": args.clients}
         result["rss_before_bytes"] = proctree.rss_bytes(server.pid)
-        result["without_idle"] = ping_figures(url, server.pid)
+        if probe:  # the probe starts at a worker's first login: one each, the same on every window
+            bench(url, "--scenario", "connect", "--clients", str(4 * args.workers), "--duration", "0.5")
+        result["without_idle"] = ping_figures(url, server.pid, [], probe)
         per = -(-args.idle // args.clients)
         t0 = time.monotonic()
         for k in range(args.clients):
@@ -185,7 +310,11 @@ def main() -> int:
         rss = proctree.rss_bytes(server.pid)
         result["rss_with_idle_bytes"] = rss
         result["rss_bytes_per_idle_conn"] = round((rss - result["rss_before_bytes"]) / max(idle, 1))
-        result["with_idle"] = ping_figures(url, server.pid)
+        result["with_idle"] = ping_figures(url, server.pid, loads, probe, args.perf_sched)
+        if args.pause_holders:
+            result["with_idle_holders_paused"] = holders_paused(url, server.pid, loads, probe)
+            time.sleep(3.0)  # the pongs held up meanwhile come back at once: not in the next window
+            result["with_idle_again"] = latency_window(url, server.pid, loads, probe)
         result["cpu_ratio_with_idle"] = round(
             result["with_idle"]["ping_us_cpu_per_msg"] / result["without_idle"]["ping_us_cpu_per_msg"], 2
         )
@@ -205,6 +334,8 @@ def main() -> int:
             server.wait()
         sys.stderr.write(open(log.name).read()[-4000:])
         log.close()
+        if probe:
+            print(f"probe files kept in {probe}", file=sys.stderr)
 
 
 if __name__ == "__main__":

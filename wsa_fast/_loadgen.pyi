@@ -30,6 +30,7 @@ class Stats:
     budget: int
     skipped: int
     disconnects: int
+    closed: int
     fails: dict[str, int]
     bad_samples: list[str]
     latency: Histogram

@@ -337,7 +337,8 @@ class Driver:
             "sent": st.sent,
             "answered": st.delivered,
             "errors": st.failed + st.bad + st.unknown + st.duplicated + st.disconnects,
-            "connected": sum(1 for c in self.conns if not c.transport.is_disconnected),
+            # A count, not a pass over the connections: a holder of 10,000 would stall 1-2 ms every tick.
+            "connected": len(self.conns) - st.closed,
             "hist": results.encode_hdr(hist),
         }
         self.timeline.append(tick)

@@ -11,8 +11,10 @@ cdef Py_ssize_t GATES_PER_TICK = 256
 cdef Py_ssize_t ROUND_TICKS = 50
 # Pings and closes due go out SENDS_PER_STEP every SEND_STEP (more if that would not send them all within a
 # period): ~8 µs each, and as much for the pong, which comes back as one burst if the pings went out as one.
-cdef Py_ssize_t SENDS_PER_STEP = 32
-cdef double SEND_STEP = 0.002
+# A message from an active client that arrives meanwhile waits for the whole step: at 19,000 connections, 32
+# a step made 8-45 loop turns a second of over 0.25 ms of CPU (the ping tail), 4 a step 1-6 (bench/RESULTS.md).
+cdef Py_ssize_t SENDS_PER_STEP = 4
+cdef double SEND_STEP = 0.001
 
 cdef extern from *:
     """

@@ -50,6 +50,7 @@ cdef class Conn(WSListener):
         self.transport = transport
 
     cpdef on_ws_disconnected(self, WSTransport transport):
+        self.stats.closed += 1
         if self.bench:
             self.stats.disconnects += 1
         if self.closed is not None and not self.closed.done():

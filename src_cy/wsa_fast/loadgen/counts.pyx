@@ -69,6 +69,7 @@ cdef class Stats:
     cdef public int64_t budget          # stop sending after this many messages; -1 = no cap
     cdef public int64_t skipped         # open loop: sends due but not made (too much in flight, or a stall)
     cdef public int64_t disconnects     # connections that closed while under load
+    cdef public int64_t closed          # connections that closed, at any time (the progress line counts the rest)
     cdef public dict fails              # fail code (or "error event CODE") -> how many
     cdef public list bad_samples        # first few bad payloads, for the report
     cdef public Histogram latency       # whole measured window
