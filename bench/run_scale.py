@@ -96,15 +96,18 @@ def latency_window(
     scan, (cpus, idle), started = proctree.scan(), proctree.idle_seconds(), time.perf_counter()
     server = proctree.tree(scan, server_pid)
     waited = run_delay_s(server)
-    # With perf_data, every context switch of the machine meanwhile (`perf sched timehist -i perf_data`).
-    perf = (
-        subprocess.Popen(["perf", "sched", "record", "-o", perf_data, "--", "sleep", "6"], stderr=subprocess.DEVNULL)
-        if perf_data
-        else None
-    )
+    # With perf_data, every context switch of the machine meanwhile (`perf sched timehist -i perf_data`), and
+    # the server's stacks 2,000 times a second of its CPU (`perf script -i perf_data.cpu`).
+    perf = []
+    if perf_data:
+        perf.append(["perf", "sched", "record", "-o", perf_data, "--", "sleep", "6"])
+        pids = ",".join(map(str, sorted(server)))
+        perf.append(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-p", pids, "-o", perf_data + ".cpu"])
+        perf[-1] += ["--", "sleep", "6"]
+    recorders = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in perf]
     opened = bench(url, "--scenario", "ping", "--clients", "4", "--rate", "2000", "--spin", "--duration", "5")
-    if perf:
-        perf.wait()
+    for recorder in recorders:
+        recorder.wait()
     ended, after, (_, idle_after) = time.perf_counter(), proctree.scan(), proctree.idle_seconds()
     waited = run_delay_s(server) - waited
     holders = set().union(*(proctree.tree(after, p.pid) for p in loads))
