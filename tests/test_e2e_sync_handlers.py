@@ -227,3 +227,18 @@ def test_params_a_handler_changed_do_not_show_in_the_next_call(client):
     for n in range(4):
         text = f'{{"n":{n},"s":"x{n}","d":{{"k":{n}}}}}'
         assert json.loads(data_text(call(client, "params@v1/spoil", text))) == json.loads(text)
+
+
+def test_params_read_into_a_dict_whose_keys_the_handler_chose_come_as_sent(client):
+    # The handler leaves a key holding a backslash and an n (no newline); the next params' key, spelled
+    # with the same bytes, is an escape: a newline.
+    call(client, "params@v1/rekey", '{"then":{"a\\\\n":0}}')
+    assert json.loads(data_text(call(client, "params@v1/rekey", '{"a\\n":1}'))) == ["a\n"]
+    # Keys of the same bytes as the text's, one of them not ASCII.
+    call(client, "params@v1/rekey", '{"then":{"é":0,"n":0}}')
+    assert json.loads(data_text(call(client, "params@v1/rekey", '{"é":1,"n":2}'))) == ["é", "n"]
+
+
+def test_params_after_a_handler_left_a_key_with_no_utf8_form_are_read(client):
+    call(client, "params@v1/rekey", '{"odd":true}')  # leaves a lone surrogate as the params' key
+    assert json.loads(data_text(call(client, "params@v1/rekey", '{"x":1}'))) == ["x"]

@@ -21,10 +21,15 @@ cdef class Context:
 cdef inline int fill_context(Context ctx, object app, str client_id, const char* id, Py_ssize_t id_len,
                              str method, object connection) except -1:
     """Fill ``ctx`` (new, or one nothing else holds) at C level, with no Python-level __init__ call."""
-    ctx.app = app
-    ctx.client_id = client_id
-    ctx.method = method
-    ctx.connection = connection
+    # A Context filled again mostly gets the same objects back: no reference counts moved for those.
+    if ctx.app is not app:
+        ctx.app = app
+    if ctx.client_id is not client_id:
+        ctx.client_id = client_id
+    if ctx.method is not method:
+        ctx.method = method
+    if ctx.connection is not connection:
+        ctx.connection = connection
     if id_len <= ID_TEXT_MAX:
         memcpy(ctx.id_text, id, id_len)  # most handlers never read ctx.id: no str for it
         ctx.id_len = id_len

@@ -88,3 +88,16 @@ def spoil(ctx: Context, params: Any) -> Any:
     for key in params:
         params[key] = "spoiled"
     return seen
+
+
+@app.request("params@v1/rekey")
+def rekey(ctx: Context, params: Any) -> Any:
+    """Answer the keys the params came with, then give them the keys of ``params["then"]`` (and a lone
+    surrogate for ``"odd"``): nobody keeps them, so the next call's params may be read into this dict."""
+    seen = list(params)
+    then = dict(params.get("then", {}))
+    if params.get("odd"):
+        then["\ud800"] = 0
+    params.clear()
+    params.update(then)
+    return seen

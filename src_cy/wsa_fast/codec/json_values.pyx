@@ -26,6 +26,10 @@ cdef extern from "wsa_parse.hpp" namespace "wsa":
     int MAX_DEPTH                       # the parser's nesting limit (what it passed is never deeper)
 
 cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    bint PyUnicode_IS_COMPACT_ASCII(object s)
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
     # Correctly rounded, as float() is; out of range gives +-inf (overflow_exception NULL), as float() does.
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
 
@@ -96,10 +100,6 @@ cdef bint refill_object(Cursor* c, dict spare) except -1:
     cdef Py_ssize_t at = 0, pairs = 0
     cdef PyObject* key
     cdef PyObject* old
-    cdef const char* start
-    cdef const char* close
-    cdef const char* have
-    cdef Py_ssize_t have_n
     skip_space(c)
     if c.p >= c.end or c.p[0] != b"{":
         return False
@@ -113,32 +113,60 @@ cdef bint refill_object(Cursor* c, dict spare) except -1:
         skip_space(c)
         if c.p >= c.end or c.p[0] != b'"' or not PyDict_Next(spare, &at, &key, &old):
             return False
-        start = c.p + 1
-        close = <const char*>memchr(start, ord('"'), c.end - start)
-        if close == NULL or memchr(start, ord("\\"), close - start) != NULL or not PyUnicode_CheckExact(<object>key):
+        if not PyUnicode_CheckExact(<object>key) or not skip_key(c, <object>key):
             return False
-        have = PyUnicode_AsUTF8AndSize(<object>key, &have_n)
-        if have_n != close - start or memcmp(have, start, have_n) != 0:
-            return False
-        c.p = close + 1
         skip_space(c)
         if c.p >= c.end or c.p[0] != b":":
             return False
         c.p += 1
-        PyDict_SetItem(spare, <object>key, read_value(c, 1))  # an existing key: its value replaced in place
+        value = read_value(c, 1)
+        # The same object as before (None, a bool, a small int): the dict already holds it, as a store
+        # would leave it. Otherwise an existing key: its value replaced in place.
+        if <PyObject*>value != old:
+            PyDict_SetItem(spare, <object>key, value)
         pairs += 1
         skip_space(c)
         if c.p >= c.end:
             return False
         if c.p[0] == b"}":
             c.p += 1
-            if pairs != PyDict_Size(spare):
+            if pairs != PyDict_GET_SIZE(spare):
                 return False
             c.echo.versions[0] = dict_version(<PyObject*>spare)
             return True
         if c.p[0] != b",":
             return False
         c.p += 1
+
+
+cdef inline bint skip_key(Cursor* c, str key) except -1:
+    """The text at ``c`` (an opening quote) is ``key`` written without escapes: ``c`` moved past its
+    closing quote; False otherwise (an escape is left to read_string: the key may still be equal)."""
+    cdef const char* have
+    cdef Py_ssize_t n, i
+    cdef const char* text = c.p + 1
+    if PyUnicode_IS_COMPACT_ASCII(key):
+        have = <const char*>PyUnicode_DATA(key)  # the characters are the UTF-8 bytes: no conversion
+        n = PyUnicode_GET_LENGTH(key)
+    else:
+        have = utf8_or_null(key, &n)
+        if have == NULL:
+            return False
+    if c.end - text <= n or text[n] != b'"':
+        return False
+    for i in range(n):
+        if text[i] != have[i] or text[i] == b"\\":
+            return False
+    c.p = text + n + 1
+    return True
+
+
+cdef const char* utf8_or_null(str key, Py_ssize_t* n):
+    """``key``'s UTF-8 bytes, or NULL when it has none (a lone surrogate a handler put in the dict)."""
+    try:
+        return PyUnicode_AsUTF8AndSize(key, n)
+    except UnicodeEncodeError:
+        return NULL
 
 
 cdef bint params_untouched(const Echo* echo, value) noexcept:
@@ -154,6 +182,8 @@ cdef bint params_untouched(const Echo* echo, value) noexcept:
 
 
 cdef inline void skip_space(Cursor* c) noexcept:
+    if c.p < c.end and <unsigned char>c.p[0] > 0x20:
+        return  # compact text, the usual case: JSON's four whitespace bytes are all <= 0x20
     cdef const char* start = c.p
     while c.p < c.end and (c.p[0] == b" " or c.p[0] == b"\n" or c.p[0] == b"\r" or c.p[0] == b"\t"):
         c.p += 1
