@@ -107,6 +107,14 @@ async def relay_round_trip(a: Peer, b: Peer) -> None:
     expect_response(reply, id=msg_id, to=a.cid, frm=b.cid, receipt="r-1", data={"ok": True})
 
 
+async def until_answered(answers: dict[str, list[str]], ids: list[str], patience: float = 30.0) -> None:
+    """Wait until each of ``ids`` has an answer in ``answers`` (filled by another task), or ``patience``
+    has passed: the assertions that follow then name the ones without."""
+    deadline = time.monotonic() + patience
+    while any(msg_id not in answers for msg_id in ids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 async def drain_messages(peer: Peer, seconds: float = 0.3) -> list[dict]:
     out = []
     while True:
@@ -709,7 +717,10 @@ def test_nats_restart_loses_no_answer_and_delivers_nothing_twice() -> None:
                 nats.start()
                 restarted = time.monotonic()
                 await send_for(6.0)
-                await asyncio.sleep(1.5)  # past request_timeout: every request has its answer
+                # Each request is answered by request_timeout after it went (TIMEOUT at the latest), later on a
+                # loaded machine: wait for every answer, then a request_timeout more for any second one.
+                await until_answered(answers, [msg_id for _, msg_id in sent])
+                await asyncio.sleep(1.0)
                 for task in tasks:
                     task.cancel()
 
