@@ -44,6 +44,7 @@ from wsa_ws import (
     encode,
     expect_fail,
     expect_response,
+    first_message,
     http_get,
     new_id,
     uid,
@@ -242,21 +243,6 @@ def proc_net_address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
-
-
-async def first_message(*peers: Peer) -> tuple[Peer, dict]:
-    """Whichever of ``peers`` receives a message first, and that message (a recv cancelled by
-    websockets loses nothing)."""
-    tasks = {asyncio.ensure_future(peer.recv()): peer for peer in peers}
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    results = [(tasks[task], task.result()) for task in done]
-    assert len(results) == 1, f"expected one message, got several: {results}"
-    return results[0]
 
 
 async def relay(a: Peer, b: Peer, n: int) -> None:

@@ -445,6 +445,22 @@ class Clients:
         return [await self.open(form, login=uid(prefix)) for form in forms]
 
 
+async def first_message(*peers: Peer) -> tuple[Peer, dict]:
+    """Whichever of ``peers`` receives a message first, and that message (a recv cancelled by
+    websockets loses nothing): which of a sender and its target hears of a message first says
+    whether it was refused or delivered, with no timeout to guess by."""
+    tasks = {asyncio.ensure_future(peer.recv()): peer for peer in peers}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    results = [(tasks[task], task.result()) for task in done]
+    assert len(results) == 1, f"expected one message, got several: {results}"
+    return results[0]
+
+
 def expect_response(
     reply: dict, *, id: str, to: str, frm: str = "server", result: str = "success", **payload: Any
 ) -> None:
@@ -494,6 +510,7 @@ __all__ = [
     "expect_error_event",
     "expect_fail",
     "expect_response",
+    "first_message",
     "form_of",
     "http_get",
     "new_id",
