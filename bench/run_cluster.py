@@ -15,7 +15,9 @@ the ratios compare runs made minutes apart at most.
 - relay: events from 8 senders to 8 receivers, all on one worker, and with the senders
   on one node and the receivers on another (two ``wsa-fast serve --nats`` on one
   nats-server): every message crosses NATS, batched per loop iteration. Its CPU is also
-  split by process (the senders' node, the receivers' node, nats-server).
+  split by process (the senders' node, the receivers' node, nats-server), and the batching
+  shown: messages per write of the senders' node to NATS (one write carries a loop
+  iteration's PUB commands), and bytes per message through NATS.
 """
 
 from __future__ import annotations
@@ -111,6 +113,22 @@ def cpu_by_process(gateway: Gateway) -> dict[str, float]:
     return out
 
 
+def nats_writes(gateway: Gateway) -> tuple[int, int]:
+    """Write calls and bytes so far of the senders' node: its writes to NATS (a websocket frame goes out by
+    send(), which /proc/PID/io leaves out, and a relay's senders get no frames back)."""
+    import psutil
+
+    for pid in proctree.tree(proctree.scan(), gateway.proc.pid) - {gateway.proc.pid}:
+        try:
+            process = psutil.Process(pid)
+            if str(gateway.ports[0]) in process.cmdline():
+                io = process.io_counters()
+                return io.write_count, io.write_chars
+        except psutil.Error:
+            continue
+    return 0, 0
+
+
 def load(gateway: Gateway, opts: dict, args: argparse.Namespace, rx_node: int = 0) -> dict:
     extra = ["--server-pid", str(gateway.proc.pid), "--duration", str(args.duration), "--warmup", str(args.warmup)]
     if rx_node:
@@ -118,8 +136,13 @@ def load(gateway: Gateway, opts: dict, args: argparse.Namespace, rx_node: int = 
     if args.smoke:
         extra += ["--max-messages", "20000"]
     before = cpu_by_process(gateway) if rx_node else {}
+    writes_before = nats_writes(gateway) if rx_node else (0, 0)
     result = drive(gateway.url(0), opts, extra, timeout=args.duration + args.warmup + 60)
     if rx_node and result.get("ok"):
+        writes, written = (after - before for after, before in zip(nats_writes(gateway), writes_before))
+        if writes:
+            result["msgs_per_nats_write"] = result["delivered_total"] / writes
+            result["nats_bytes_per_msg"] = written / result["delivered_total"]
         # Each process's share of the tree's CPU over the whole run (set-up and warm-up included),
         # applied to the measured CPU per message: where a message crossing workers spends it.
         spent = {role: cpu - before.get(role, 0.0) for role, cpu in cpu_by_process(gateway).items()}
@@ -178,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                 "loadgen_cpu_us_per_msg": statistics.median(r["lg_cpu_us_per_msg"] for r in good) if good else None,
                 "all_msg_per_s": [r.get("msg_per_s") for r in results],
                 "all_server_cpu_us_per_msg": [r.get("server_cpu_us_per_msg") for r in results],
+                "msgs_per_nats_write": statistics.median(r["msgs_per_nats_write"] for r in good)
+                if good and all("msgs_per_nats_write" in r for r in good)
+                else None,
+                "nats_bytes_per_msg": statistics.median(r["nats_bytes_per_msg"] for r in good)
+                if good and all("nats_bytes_per_msg" in r for r in good)
+                else None,
                 "split_us_per_msg": {
                     role: statistics.median(r["split_us_per_msg"][role] for r in good if "split_us_per_msg" in r)
                     for role in (good[0].get("split_us_per_msg") or {} if good else {})
@@ -204,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\n{r['config']}, by process (µs CPU/msg, median): "
                 + ", ".join(f"{role} {us:.2f}" for role, us in r["split_us_per_msg"].items())
+            )
+        if r["msgs_per_nats_write"]:
+            print(
+                f"{r['config']}, batching (median): {r['msgs_per_nats_write']:,.0f} messages per write to NATS, "
+                f"{r['nats_bytes_per_msg']:.1f} bytes per message"
             )
     local = (by.get("relay, same worker") or {}).get("server_cpu_us_per_msg")
     across = (by.get("relay, across workers (2 nodes, NATS)") or {}).get("server_cpu_us_per_msg")
