@@ -31,8 +31,8 @@ cdef inline char* put_field(char* out, const char* p, size_t n) noexcept nogil:
     return out + 4 + n
 
 
-cdef inline Py_ssize_t write_record(FrameBuffer box, const WsaMsg* m) except -1:
-    """Append ``m`` as a record body; returns its length."""
+cdef inline Py_ssize_t write_record(FrameBuffer box, const WsaMsg* m, Py_ssize_t header) except -1:
+    """Append ``header`` bytes for the caller to fill, then ``m`` as a record body; returns the body's length."""
     cdef bint response = m.type == RESPONSE
     cdef bint has_params = not response and m.has_params
     cdef bint has_receipt = response and m.result != FAIL and m.has_receipt
@@ -45,7 +45,8 @@ cdef inline Py_ssize_t write_record(FrameBuffer box, const WsaMsg* m) except -1:
     cdef size_t code_n = m.code.n if response and m.result == FAIL else 0
     cdef size_t data_n = m.data.n if has_data else 0
     cdef Py_ssize_t n = RECORD_FIXED + from_n + to_n + m.id.n + method_n + params_n + receipt_n + code_n + data_n
-    box.reserve(n)
+    box.reserve(header + n)
+    box.size += header
     cdef char* out = box.data + box.size
     out[0] = <char>m.type
     out[1] = <char>m.from_kind

@@ -132,10 +132,7 @@ cdef class ClusterRouter(LocalRouter):
         """Append a record to ``worker``'s batch; False if it can never fit in one NATS message."""
         cdef FrameBuffer box = worker.outbox
         cdef Py_ssize_t start = box.size
-        cdef uint32_t n
-        box.reserve(RECORD_HEADER)
-        box.size += RECORD_HEADER
-        n = <uint32_t>write_record(box, m)
+        cdef uint32_t n = <uint32_t>write_record(box, m, RECORD_HEADER)
         box.data[start] = tag
         memcpy(box.data + start + 1, &n, 4)     # little-endian on every platform we build for
         if box.size > self.max_payload:
