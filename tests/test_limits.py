@@ -32,7 +32,10 @@ def request(frm: str, to: str, msg_id: str, method: str = "wsa@v1/ping") -> str:
 
 
 async def recv_json(ws) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    try:
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    except asyncio.TimeoutError:
+        raise AssertionError("no message within 10 s") from None
 
 
 async def codes_until_admitted(ws, client_id: str) -> list[str]:
@@ -102,11 +105,12 @@ def test_broadcast_rate_limit_is_separate_and_lower(start_gateway, workers):
     @aio
     async def run() -> None:
         codes, received = await refused_then_delivered(gateway, 12, lambda msg_id: event("sender", "client", msg_id))
-        assert codes and set(codes) == {"RATE_LIMITED"}
-        assert received + len(codes) == 12 and received >= 1
+        assert codes and set(codes) == {"RATE_LIMITED"}, (codes, gateway.log)
+        assert received + len(codes) == 12 and received >= 1, (codes, received, gateway.log)
         # Direct events are under the (higher) message limit: none refused.
         codes, received = await refused_then_delivered(gateway, 12, lambda msg_id: event("sender", "receiver", msg_id))
-        assert codes == [] and received == 12
+        # The log goes with a failure: the two-worker case failed once under load, its cause not found yet.
+        assert codes == [] and received == 12, (codes, received, gateway.log)
 
     run()
 
