@@ -3,6 +3,8 @@
     python bench/run_scale.py --workers 1 --idle 18980              # one worker at its limit (ulimit -n 20000)
     python bench/run_scale.py --workers 6 --idle 100000 --clients 8  # one node
     python bench/run_scale.py --workers 2 --idle 10000              # connect + login rate, two workers
+    python bench/run_scale.py --probe --pause-holders               # what stalls the loop in the latency window
+    python bench/run_scale.py --perf-sched /tmp/w.data              # its context switches and stacks (perf)
 
 One ``wsa-fast serve`` (nice -n 10, --limits off, no connection limits but the descriptor budget)
 and, in this order: ping cost and latency with no idle connections; ``--idle`` connections
@@ -11,7 +13,8 @@ from its own loopback address (127.0.0.2, ...: a source address has about 28,000
 ports); the same ping measurements beside them. Prints one JSON object: the connect + login
 rate (connections per second, until the server's gauge counts them all), the node's RSS
 (every process of the server) before and with the idle connections, ping server CPU per
-message (closed loop, 8 connections) and ping latency percentiles (open loop) without and with.
+message (closed loop, 8 connections) and ping latency percentiles (open loop) without and with,
+and the CPU the server, the holders of the idle connections and the machine used in each latency window.
 Everything it starts is stopped at the end, also on failure.
 """
 

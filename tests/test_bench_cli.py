@@ -160,6 +160,24 @@ def test_connect_opens_logs_in_and_holds_every_connection(start_gateway, tmp_pat
     assert result["timeline"][-1]["connected"] == 300
 
 
+def test_the_progress_line_counts_the_held_connections_the_server_closes(start_gateway, tmp_path):
+    gateway = start_gateway()
+    args = [WSA_FAST, "bench", gateway.url + "/", "--scenario", "connect", "--clients", "20", "--duration", "100"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert proc.stderr is not None
+        lines = iter(proc.stderr)
+        # All logged in and held, then the gateway stops: it closes every one of them.
+        assert any("clients 20/20" in line for line in lines)
+        gateway.stop()
+        assert any("clients 0/20" in line for line in lines)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(RUN_TIMEOUT) != 0  # a run whose connections were closed under it failed
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_source_address_is_where_the_connections_come_from(start_gateway, tmp_path):
     # Two connections per address: the third from 127.0.0.2 is refused (429), though 127.0.0.1 has none.
     gateway = start_gateway("--max-connections-per-ip", "2")
