@@ -1,5 +1,6 @@
 # The compiled codec: simdjson On-Demand decode (wsa_parse.hpp) and frame encode.
 from libcpp cimport bool as cbool
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t
 
@@ -96,15 +97,20 @@ cdef class FrameBuffer:
     cdef Py_ssize_t write_json(self, const WsaMsg* m, int form) except -1
     cdef int write_frame(self, const WsaMsg* m, int form) except -1
     cdef int write_text_frame(self, const char* p, Py_ssize_t n) except -1
-    cdef void _place_header(self, Py_ssize_t frame_start, Py_ssize_t n) noexcept
+    cdef void _place_header(self, Py_ssize_t frame_start, int guess, Py_ssize_t n) noexcept
     cdef bytes take(self)
     cdef void release(self) noexcept
 
 
-cdef inline Str str_of(bytes b):
+cdef inline Str str_of(bytes b) noexcept:
+    """A view of ``b`` (of None: an empty one); noexcept, so no error check follows each call."""
     cdef Str s
-    s.p = <const char*>b
-    s.n = len(b)
+    if b is None:
+        s.p = b""
+        s.n = 0
+    else:
+        s.p = PyBytes_AS_STRING(b)
+        s.n = PyBytes_GET_SIZE(b)
     return s
 
 

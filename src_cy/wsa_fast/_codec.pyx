@@ -9,7 +9,8 @@ held to ``wsa_fast.codec_py`` by the property tests.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.string cimport memcpy, memmove
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy, memmove, memset
 
 DEF INITIAL_FRAME_BUFFER = 512
 # Worst-case growth of a string under JSON escaping (a control byte becomes \u00XX).
@@ -21,52 +22,64 @@ DEF MAX_HEADER = 10
 
 cdef const char* HEX = b"0123456789abcdef"
 
-# Key and value spellings per form, indexed [form].
-cdef const char* K_FROM[2]
-cdef const char* K_TO[2]
-cdef const char* K_TYPE[2]
-cdef const char* K_ID[2]
-cdef const char* K_PAYLOAD[2]
-cdef const char* K_METHOD[2]
-cdef const char* K_PARAMS[2]
-cdef const char* K_RESULT[2]
-cdef const char* K_RECEIPT[2]
-cdef const char* K_CODE[2]
-cdef const char* K_DATA[2]
-cdef const char* V_SERVER[2]
-cdef const char* V_BROADCAST[2]
-cdef const char* V_REQUEST[2]
-cdef const char* V_RESPONSE[2]
-cdef const char* V_EVENT[2]
-cdef const char* V_SUCCESS[2]
-cdef const char* V_FAIL[2]
-
-K_FROM[:] = [b'{"from":"', b'{"f":"']
-K_TO[:] = [b'","to":"', b'","t":"']
-K_TYPE[:] = [b'","type":"', b'","y":"']
-K_ID[:] = [b'","id":"', b'","i":"']
-K_PAYLOAD[:] = [b'","payload":{', b'","p":{']
-K_METHOD[:] = [b'"method":"', b'"m":"']
-K_PARAMS[:] = [b',"params":', b',"p":']
-K_RESULT[:] = [b'"result":"', b'"r":"']
-K_RECEIPT[:] = [b',"receipt":', b',"c":']
-K_CODE[:] = [b',"code":"', b',"c":"']
-K_DATA[:] = [b',"data":', b',"d":']
-V_SERVER[:] = [b"server", b"s"]
-V_BROADCAST[:] = [b"client", b"c"]
-V_REQUEST[:] = [b"request", b"q"]
-V_RESPONSE[:] = [b"response", b"r"]
-V_EVENT[:] = [b"event", b"e"]
-V_SUCCESS[:] = [b"success", b"s"]
-V_FAIL[:] = [b"fail", b"f"]
+# The envelope's fixed text, in runs as long as the message's shape allows, each copied LIT bytes at once
+# (a fixed-size copy is two vector moves; the bytes past a run's end are overwritten by what follows).
+DEF LIT = 32
 
 
-cdef inline char* put(char* out, const char* lit) noexcept nogil:
-    while lit[0]:
-        out[0] = lit[0]
-        out += 1
-        lit += 1
-    return out
+cdef struct Lit:
+    char text[LIT]
+    Py_ssize_t n
+
+
+# Indexed [form] (VERBOSE, COMPACT), after the type (REQUEST, RESPONSE, EVENT) or result (SUCCESS, FAIL) if any.
+cdef Lit L_FROM[2]
+cdef Lit L_FROM_SERVER_TO[2]
+cdef Lit L_TO[2]
+cdef Lit L_SERVER[2]
+cdef Lit L_BROADCAST[2]
+cdef Lit L_TYPE_ID[4][2]
+cdef Lit L_PAYLOAD_METHOD[2]
+cdef Lit L_PARAMS[2]
+cdef Lit L_PAYLOAD_RESULT[3][2]
+cdef Lit L_CODE[2]
+cdef Lit L_RECEIPT[2]
+cdef Lit L_DATA[2]
+
+
+cdef void set_lit(Lit* lit, bytes text) except *:
+    assert len(text) <= LIT
+    memset(lit.text, 0, LIT)
+    memcpy(lit.text, <const char*>text, len(text))
+    lit.n = len(text)
+
+
+cdef void set_lits(Lit* lits, verbose, compact) except *:
+    set_lit(&lits[<int>VERBOSE], verbose)
+    set_lit(&lits[<int>COMPACT], compact)
+
+
+set_lits(L_FROM, b'{"from":"', b'{"f":"')
+set_lits(L_FROM_SERVER_TO, b'{"from":"server","to":"', b'{"f":"s","t":"')
+set_lits(L_TO, b'","to":"', b'","t":"')
+set_lits(L_SERVER, b"server", b"s")
+set_lits(L_BROADCAST, b"client", b"c")
+set_lits(L_PAYLOAD_METHOD, b'","payload":{"method":"', b'","p":{"m":"')
+set_lits(L_PARAMS, b'","params":', b'","p":')
+set_lits(L_CODE, b',"code":"', b',"c":"')
+set_lits(L_RECEIPT, b',"receipt":', b',"c":')
+set_lits(L_DATA, b',"data":', b',"d":')
+for _type, _verbose, _compact in ((REQUEST, b"request", b"q"), (RESPONSE, b"response", b"r"), (EVENT, b"event", b"e")):
+    set_lits(L_TYPE_ID[<int>_type], b'","type":"' + _verbose + b'","id":"', b'","y":"' + _compact + b'","i":"')
+for _result, _verbose, _compact in ((SUCCESS, b"success", b"s"), (FAIL, b"fail", b"f")):
+    set_lits(L_PAYLOAD_RESULT[<int>_result], b'","payload":{"result":"' + _verbose + b'"',
+             b'","p":{"r":"' + _compact + b'"')
+
+
+cdef inline char* put(char* out, const Lit* lit) noexcept nogil:
+    """Append a run of fixed text; LIT bytes of room must follow ``out``."""
+    memcpy(out, lit.text, LIT)
+    return out + lit.n
 
 
 cdef inline char* put_raw(char* out, Str s) noexcept nogil:
@@ -74,12 +87,32 @@ cdef inline char* put_raw(char* out, Str s) noexcept nogil:
     return out + s.n
 
 
+cdef inline bint plain_8(uint64_t w) noexcept nogil:
+    """None of the eight bytes is a quote, a backslash or a control byte (each test is exact for "any")."""
+    cdef uint64_t ones = 0x0101010101010101ULL
+    cdef uint64_t quote = w ^ (ones * 0x22), backslash = w ^ (ones * 0x5c)
+    return ((((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((w - ones * 0x20) & ~w))
+            & (ones << 7)) == 0
+
+
 cdef inline char* put_escaped(char* out, Str s) noexcept nogil:
-    """JSON string body, escaped exactly as json.dumps(ensure_ascii=False) does."""
-    cdef size_t i
+    """JSON string body, escaped exactly as json.dumps(ensure_ascii=False) does.
+
+    Plain text goes eight bytes at a time; ``out`` needs ESCAPE_GROWTH bytes of room per byte of ``s``.
+    """
+    cdef size_t i = 0
     cdef unsigned char c
-    for i in range(s.n):
+    cdef uint64_t w
+    while i < s.n:
+        if s.n - i >= 8:
+            memcpy(&w, s.p + i, 8)
+            if plain_8(w):
+                memcpy(out, &w, 8)
+                out += 8
+                i += 8
+                continue
         c = <unsigned char>s.p[i]
+        i += 1
         if c >= 0x20 and c != 0x22 and c != 0x5c:
             out[0] = <char>c
             out += 1
@@ -111,10 +144,66 @@ cdef inline char* put_escaped(char* out, Str s) noexcept nogil:
 
 cdef inline char* put_address(char* out, int kind, Str s, int form) noexcept nogil:
     if kind == ADDR_SERVER:
-        return put(out, V_SERVER[form])
+        return put(out, &L_SERVER[form])
     if kind == ADDR_BROADCAST:
-        return put(out, V_BROADCAST[form])
+        return put(out, &L_BROADCAST[form])
     return put_escaped(out, s)
+
+
+cdef inline int header_size(Py_ssize_t n) noexcept nogil:
+    """Bytes of an unmasked frame header for ``n`` bytes of payload (RFC 6455 5.2: the shortest length)."""
+    return 2 if n < 126 else 4 if n < 65536 else 10
+
+
+cdef inline Py_ssize_t json_bound(const WsaMsg* m) noexcept nogil:
+    """Room put_json may use: its text at worst, and LIT bytes past the last run of fixed text."""
+    return (ENVELOPE_OVERHEAD + LIT + ESCAPE_GROWTH * (
+        m.from_.n + m.to.n + m.id.n + m.method.n + m.receipt.n + m.code.n) + m.params.n + m.data.n)
+
+
+cdef char* put_json(char* out, const WsaMsg* m, int form) noexcept nogil:
+    """Write the message as JSON in the given form at ``out`` (json_bound(m) bytes of room); returns its end."""
+    if m.from_kind == ADDR_SERVER:
+        out = put(out, &L_FROM_SERVER_TO[form])
+    else:
+        out = put(out, &L_FROM[form])
+        out = put_escaped(out, m.from_)
+        out = put(out, &L_TO[form])
+    out = put_address(out, m.to_kind, m.to, form)
+    out = put(out, &L_TYPE_ID[m.type][form])
+    out = put_escaped(out, m.id)
+    if m.type == RESPONSE:
+        out = put(out, &L_PAYLOAD_RESULT[<int>SUCCESS if m.result == SUCCESS else <int>FAIL][form])
+        if m.result == FAIL:
+            out = put(out, &L_CODE[form])
+            out = put_escaped(out, m.code)
+            out[0] = b'"'
+            out += 1
+        elif m.has_receipt:
+            out = put(out, &L_RECEIPT[form])
+            if m.receipt_null:
+                memcpy(out, b"null", 4)
+                out += 4
+            else:
+                out[0] = b'"'
+                out = put_escaped(out + 1, m.receipt)
+                out[0] = b'"'
+                out += 1
+        if m.has_data:
+            out = put(out, &L_DATA[form])
+            out = put_raw(out, m.data)
+    else:
+        out = put(out, &L_PAYLOAD_METHOD[form])
+        out = put_escaped(out, m.method)
+        if m.has_params:
+            out = put(out, &L_PARAMS[form])
+            out = put_raw(out, m.params)
+        else:
+            out[0] = b'"'
+            out += 1
+    out[0] = b'}'
+    out[1] = b'}'
+    return out + 2
 
 
 cdef class Parser:
@@ -186,96 +275,48 @@ cdef class FrameBuffer:
 
     cdef Py_ssize_t write_json(self, const WsaMsg* m, int form) except -1:
         """Append the message as JSON in the given form; returns its length."""
-        cdef Py_ssize_t bound = (ENVELOPE_OVERHEAD + ESCAPE_GROWTH * (
-            m.from_.n + m.to.n + m.id.n + m.method.n + m.receipt.n + m.code.n) + m.params.n + m.data.n)
-        self.reserve(bound)
+        self.reserve(json_bound(m))
         cdef char* start = self.data + self.size
-        cdef char* out = put(start, K_FROM[form])
-        if m.from_kind == ADDR_SERVER:
-            out = put(out, V_SERVER[form])
-        else:
-            out = put_escaped(out, m.from_)
-        out = put(out, K_TO[form])
-        out = put_address(out, m.to_kind, m.to, form)
-        out = put(out, K_TYPE[form])
-        out = put(out, V_REQUEST[form] if m.type == REQUEST
-                  else V_RESPONSE[form] if m.type == RESPONSE else V_EVENT[form])
-        out = put(out, K_ID[form])
-        out = put_escaped(out, m.id)
-        out = put(out, K_PAYLOAD[form])
-        if m.type == RESPONSE:
-            out = put(out, K_RESULT[form])
-            out = put(out, V_SUCCESS[form] if m.result == SUCCESS else V_FAIL[form])
-            out = put(out, b'"')
-            if m.result == FAIL:
-                out = put(out, K_CODE[form])
-                out = put_escaped(out, m.code)
-                out = put(out, b'"')
-            elif m.has_receipt:
-                out = put(out, K_RECEIPT[form])
-                if m.receipt_null:
-                    out = put(out, b"null")
-                else:
-                    out = put(out, b'"')
-                    out = put_escaped(out, m.receipt)
-                    out = put(out, b'"')
-            if m.has_data:
-                out = put(out, K_DATA[form])
-                out = put_raw(out, m.data)
-        else:
-            out = put(out, K_METHOD[form])
-            out = put_escaped(out, m.method)
-            out = put(out, b'"')
-            if m.has_params:
-                out = put(out, K_PARAMS[form])
-                out = put_raw(out, m.params)
-        out[0] = b'}'
-        out[1] = b'}'
-        out += 2
-        cdef Py_ssize_t n = out - start
+        cdef Py_ssize_t n = put_json(start, m, form) - start
         self.size += n
         return n
 
     cdef int write_frame(self, const WsaMsg* m, int form) except -1:
         """Append the message as one unmasked text frame."""
-        self.reserve(MAX_HEADER)
-        cdef Py_ssize_t frame_start = self.size
-        self.size += MAX_HEADER
-        cdef Py_ssize_t n = self.write_json(m, form)
-        self._place_header(frame_start, n)
+        cdef Py_ssize_t bound = json_bound(m)
+        self.reserve(MAX_HEADER + bound)
+        # The header's size is guessed from the bound: the JSON moves only if it came out shorter.
+        cdef int guess = header_size(bound)
+        cdef char* start = self.data + self.size + guess
+        self._place_header(self.size, guess, put_json(start, m, form) - start)
         return 0
 
     cdef int write_text_frame(self, const char* p, Py_ssize_t n) except -1:
         self.reserve(MAX_HEADER + n)
-        cdef Py_ssize_t frame_start = self.size
-        self.size += MAX_HEADER
-        memcpy(self.data + self.size, p, n)
-        self.size += n
-        self._place_header(frame_start, n)
+        cdef int header = header_size(n)
+        memcpy(self.data + self.size + header, p, n)
+        self._place_header(self.size, header, n)
         return 0
 
-    cdef void _place_header(self, Py_ssize_t frame_start, Py_ssize_t n) noexcept:
-        # The payload was written after a maximal header; the length must be minimally encoded.
+    cdef void _place_header(self, Py_ssize_t frame_start, int guess, Py_ssize_t n) noexcept:
+        """Write the header of the ``n``-byte payload placed ``guess`` bytes after ``frame_start``, and count the frame."""
         cdef unsigned char* h = <unsigned char*>self.data + frame_start
-        cdef Py_ssize_t header
+        cdef int header = header_size(n)
         cdef int i                      # a C int: an untyped one made each byte a checked Python conversion
+        if header != guess:
+            memmove(h + header, h + guess, n)
         h[0] = 0x81
-        if n < 126:
+        if header == 2:
             h[1] = <unsigned char>n
-            header = 2
-        elif n < 65536:
+        elif header == 4:
             h[1] = 126
             h[2] = <unsigned char>(n >> 8)
             h[3] = <unsigned char>n
-            header = 4
         else:
             h[1] = 127
             for i in range(8):
                 h[2 + i] = <unsigned char>((n >> (56 - 8 * i)) & 0xFF)
-            header = 10
-        if header != MAX_HEADER:
-            memmove(h + header, h + MAX_HEADER, n)
-        self.size -= MAX_HEADER - header
+        self.size += header + n
 
     cdef bytes take(self):
         cdef bytes out = PyBytes_FromStringAndSize(self.data, self.size)
