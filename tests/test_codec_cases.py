@@ -672,3 +672,23 @@ def test_string_bytes_in_params_at_every_offset(special: bytes) -> None:
             verdict = assert_agree(head + b"a" * offset + special + b"b" * tail + b'","t":1}}}')
             if special in (b"!", b"\\n", "é".encode()):
                 assert verdict[0] == "ok", verdict
+
+
+@pytest.mark.parametrize("special", [b'"', b"\\", b"\n", b"\x00", b"\x1f", b"\x7f", "é".encode(), b"a"])
+def test_encoded_strings_escaped_at_every_offset(special: bytes) -> None:
+    """The compiled encoder copies plain text eight bytes at a time: a byte to escape, or a plain one, at every
+    offset of such a block, in every string field and envelope shape, is written as the reference writes it."""
+    char = special.decode()
+    for offset in range(25):
+        for tail in (0, 1, 7, 8, 9, 40):
+            text = "a" * offset + char + "b" * tail
+            for message in (
+                msg("response", result="success", receipt=text, has_receipt=True, data={"k": text}, has_data=True),
+                msg("response", result="success", receipt=None, has_receipt=True),
+                msg("response", result="fail", code="NOT_FOUND", data=[text], has_data=True),
+                msg("response", result="success"),
+                msg("event", to="client", method="a@v1/b", params={"t": text}),
+                msg("request", from_="server", to="x" * (offset + 1), method="a@v1/" + "c" * (tail + 1)),
+            ):
+                for form in (VERBOSE, COMPACT):
+                    assert compiled.encode(message, form) == pure.encode(message, form), (message, form)
