@@ -13,6 +13,10 @@ class Decoder {
     // Returns false on a JSON-level failure (the message is then NOT_JSON).
     bool run(od::document& doc);
 
+    // The plain path: true if the text was read without simdjson (finish() has judged it); false if the
+    // On-Demand reader must read it, with a fresh Decoder and message (this one may have written to both).
+    bool run_plain(const char* p, size_t len);
+
   private:
     WsaMsg* m_;
     const char* end_;                // end of the document (the padding follows)
@@ -95,10 +99,116 @@ class Decoder {
     bool payload(value_result field_value);
     void finish();
     void note_readable(Field f, const Slot& s);
+
+    // What an invalid message's answer needs (and decode's error for a valid one Python cannot hold): its id,
+    // type and from, if readable. Only the first key naming each counts, as in the reference codec: its slot.
+    void note_readables() {
+        note_readable(F_FROM, from_);
+        note_readable(F_TYPE, type_);
+        note_readable(F_ID, id_);
+    }
+
+    bool plain_payload(const char*& p, const char* end);
+    bool plain_scalar(const char*& p, const char* end, Slot* slot);
+    bool plain_raw(const char*& p, const char* end, Str* out, bool* is_container);
 };
 
+// ---- the plain path ----
+// Programs write messages as compact JSON text, keys in the order the codecs write them: no whitespace, no
+// escape in the envelope, each key once. Such text is read here by plain loops into the slots the On-Demand
+// reader fills, and judged by the same finish(). Whatever the On-Demand reader would read otherwise (other
+// key orders, whitespace, an escape, a scalar of another type) or refuse as not JSON makes it give up and
+// leave the text to that reader, so the verdict is always the reader's: the property tests hold both to
+// codec_py. Every read here may run up to 16 bytes past the text: the padding after it is readable.
+
+// The literal at p, moved past.
+template <size_t N>
+inline bool take(const char*& p, const char* end, const char (&lit)[N]) {
+    if ((size_t)(end - p) < N - 1 || std::memcmp(p, lit, N - 1) != 0) return false;
+    p += N - 1;
+    return true;
+}
+
+// The key ",name": (or "name": first) of one form or the other.
+template <size_t C, size_t V>
+inline bool take_form(const char*& p, const char* end, bool compact, const char (&in_compact)[C],
+                      const char (&in_verbose)[V]) {
+    return compact ? take(p, end, in_compact) : take(p, end, in_verbose);
+}
+
+inline bool Decoder::plain_scalar(const char*& p, const char* end, Slot* slot) {
+    if (p < end && *p == 'n') {
+        if (!take(p, end, "null")) return false;
+        slot->present = slot->is_null = true;
+        return true;
+    }
+    if (!plain_string(p, end, &slot->s)) return false;
+    slot->present = slot->is_string = true;
+    return true;
+}
+
+inline bool Decoder::plain_raw(const char*& p, const char* end, Str* out, bool* is_container) {
+    const char* value_end = SpanValidator(p, end - p).value_end(2);
+    if (!value_end) return false;
+    *out = Str{p, (size_t)(value_end - p)};
+    *is_container = *p == '{' || *p == '[';
+    p = value_end;
+    return true;
+}
+
+// After the payload's "{": method [params], or result [receipt or code] [data], then "}".
+inline bool Decoder::plain_payload(const char*& p, const char* end) {
+    const bool compact = form_ == COMPACT;
+    bool container = false;
+    payload_is_object_ = true;
+    if (take_form(p, end, compact, "\"m\":", "\"method\":")) {
+        pseen_ |= 1u << P_METHOD;
+        if (!plain_scalar(p, end, &method_)) return false;
+        if (take_form(p, end, compact, ",\"p\":", ",\"params\":")) {
+            pseen_ |= 1u << P_PARAMS;
+            m_->has_params = true;
+            if (!plain_raw(p, end, &m_->params, &container)) return false;
+            params_bad_ = !container;
+        }
+    } else if (take_form(p, end, compact, "\"r\":", "\"result\":")) {
+        pseen_ |= 1u << P_RESULT;
+        if (!plain_scalar(p, end, &result_)) return false;
+        if (compact ? take(p, end, ",\"c\":") : take(p, end, ",\"code\":")) {
+            pseen_ |= 1u << (compact ? P_C : P_CODE);
+            if (!plain_scalar(p, end, &code_)) return false;
+        } else if (!compact && take(p, end, ",\"receipt\":")) {
+            pseen_ |= 1u << P_RECEIPT;
+            if (!plain_scalar(p, end, &receipt_)) return false;
+        }
+        if (take_form(p, end, compact, ",\"d\":", ",\"data\":")) {
+            pseen_ |= 1u << P_DATA;
+            m_->has_data = true;
+            if (!plain_raw(p, end, &m_->data, &container)) return false;
+        }
+    }
+    return take(p, end, "}");
+}
+
+inline bool Decoder::run_plain(const char* p, size_t len) {
+    const char* end = p + len;
+    if (!valid_text(p, len)) return false;
+    bool compact;
+    if (take(p, end, "{\"from\":")) compact = false;
+    else if (take(p, end, "{\"f\":")) compact = true;
+    else return false;
+    form_ = compact ? COMPACT : VERBOSE;
+    if (!plain_scalar(p, end, &from_) || !take_form(p, end, compact, ",\"t\":", ",\"to\":") ||
+        !plain_scalar(p, end, &to_) || !take_form(p, end, compact, ",\"y\":", ",\"type\":") ||
+        !plain_scalar(p, end, &type_) || !take_form(p, end, compact, ",\"i\":", ",\"id\":") ||
+        !plain_scalar(p, end, &id_) || !take_form(p, end, compact, ",\"p\":{", ",\"payload\":{") ||
+        !plain_payload(p, end) || !take(p, end, "}") || p != end)
+        return false;
+    seen_ = (1u << F_FROM) | (1u << F_TO) | (1u << F_TYPE) | (1u << F_ID) | (1u << F_PAYLOAD);
+    finish();
+    return true;
+}
+
 inline void Decoder::note_readable(Field f, const Slot& s) {
-    // Only the first key naming a field counts, as in the reference codec.
     if (!s.is_string) return;
     if (f == F_ID) {
         if (is_readable_id(s.s)) {
@@ -203,11 +313,7 @@ inline bool Decoder::run(od::document& doc) {
         Slot* slot = f == F_FROM ? &from_ : f == F_TO ? &to_ : f == F_TYPE ? &type_ : &id_;
         Slot scratch{};
         if (!read_scalar(field.value(), 1, first ? slot : &scratch)) return false;
-        if (first) {
-            note_readable(f, *slot);
-        } else {
-            fail("duplicate key");
-        }
+        if (!first) fail("duplicate key");
     }
     if (!doc.at_end()) return false;
     finish();
@@ -216,6 +322,7 @@ inline bool Decoder::run(od::document& doc) {
 
 inline void Decoder::finish() {
     WsaMsg* m = m_;
+    note_readables();
     m->form = form_ == COMPACT ? COMPACT : VERBOSE;
     const bool compact = m->form == COMPACT;
     if (!(from_.present && to_.present && type_.present && id_.present && (seen_ & (1u << F_PAYLOAD))))
@@ -224,7 +331,7 @@ inline void Decoder::finish() {
     if (from_.present && !from_.is_string) fail("from must be a string");
     else if (from_.present) {
         m->from = from_.s;
-        if (eq(from_.s, compact ? "s" : "server")) m->from_kind = ADDR_SERVER;
+        if (eq_form(from_.s, compact, "s", "server")) m->from_kind = ADDR_SERVER;
         else if (from_.s.n == 0) m->from_kind = ADDR_ANONYMOUS;
         else if (is_client_id(from_.s)) m->from_kind = ADDR_ID;
         else fail("from is not a client id");
@@ -232,8 +339,8 @@ inline void Decoder::finish() {
     if (to_.present && !to_.is_string) fail("to must be a string");
     else if (to_.present) {
         m->to = to_.s;
-        if (eq(to_.s, compact ? "s" : "server")) m->to_kind = ADDR_SERVER;
-        else if (eq(to_.s, compact ? "c" : "client")) m->to_kind = ADDR_BROADCAST;
+        if (eq_form(to_.s, compact, "s", "server")) m->to_kind = ADDR_SERVER;
+        else if (eq_form(to_.s, compact, "c", "client")) m->to_kind = ADDR_BROADCAST;
         else if (is_client_id(to_.s)) m->to_kind = ADDR_ID;
         // The server answers an anonymous connection at "" (profile section 4).
         else if (to_.s.n == 0 && m->from_kind == ADDR_SERVER) m->to_kind = ADDR_ANONYMOUS;
@@ -242,9 +349,9 @@ inline void Decoder::finish() {
     if (type_.present) {
         Str t = type_.s;
         if (!type_.is_string) fail("type must be request, response or event");
-        else if (eq(t, compact ? "q" : "request")) m->type = REQUEST;
-        else if (eq(t, compact ? "r" : "response")) m->type = RESPONSE;
-        else if (eq(t, compact ? "e" : "event")) m->type = EVENT;
+        else if (eq_form(t, compact, "q", "request")) m->type = REQUEST;
+        else if (eq_form(t, compact, "r", "response")) m->type = RESPONSE;
+        else if (eq_form(t, compact, "e", "event")) m->type = EVENT;
         else fail("type must be request, response or event");
     }
     if (id_.present) {
@@ -275,7 +382,7 @@ inline void Decoder::finish() {
             fail("response payloads hold result, receipt or code, and data");
         else if (!result_.present || !result_.is_string)
             fail("result must be success or fail");
-        else if (eq(result_.s, compact ? "s" : "success")) {
+        else if (eq_form(result_.s, compact, "s", "success")) {
             m->result = SUCCESS;
             if (has_code_key) fail("a success carries no code");
             else if (has_receipt_key || has_c) {
@@ -286,7 +393,7 @@ inline void Decoder::finish() {
                 m->receipt_null = r.is_null;
                 m->receipt = r.s;
             }
-        } else if (eq(result_.s, compact ? "f" : "fail")) {
+        } else if (eq_form(result_.s, compact, "f", "fail")) {
             m->result = FAIL;
             if (has_receipt_key) fail("a failure carries no receipt");
             else if (!code_.present || !code_.is_string || !is_code(code_.s))
@@ -303,13 +410,25 @@ inline void Decoder::finish() {
 }
 
 // Parse `len` bytes at `buf`, which must have SIMDJSON_PADDING writable bytes after them.
-inline void kernel_parse(od::parser& parser, const char* buf, size_t len, size_t capacity, WsaMsg* m) {
+inline void reset(WsaMsg* m) {
     std::memset(m, 0, sizeof(WsaMsg));
     m->status = NOT_JSON;
     m->reason = "not JSON";
+}
+
+inline void kernel_parse(od::parser& parser, const char* buf, size_t len, size_t capacity, WsaMsg* m) {
+    reset(m);
     // A byte-order mark is not JSON text (RFC 8259 forbids emitting one).
     if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB && (unsigned char)buf[2] == 0xBF)
         return;
+    if (Decoder(m, buf + len).run_plain(buf, len)) {
+        if (m->status == NOT_JSON) {
+            m->status = OK;
+            m->reason = nullptr;
+        }
+        return;
+    }
+    reset(m);
     od::document doc;
     if (parser.iterate(buf, len, capacity).get(doc)) return;
     Decoder d(m, buf + len);

@@ -17,6 +17,10 @@
 
 #include "simdjson.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 // Every simdjson result is checked through its error code; setup.py defines this to 0 so that a
 // forgotten check is a compile error (no implicit conversion exists), never a throw at run time.
 #if SIMDJSON_EXCEPTIONS
@@ -66,9 +70,16 @@ inline bool is_id_char(unsigned char c) {
            c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
 }
 
-inline bool eq(Str s, const char* lit) {
-    size_t n = std::strlen(lit);
-    return s.n == n && std::memcmp(s.p, lit, n) == 0;
+// Text equal to a literal, its length known when compiled (so the compare is inlined, no strlen).
+template <size_t N>
+inline bool eq(Str s, const char (&lit)[N]) {
+    return s.n == N - 1 && std::memcmp(s.p, lit, N - 1) == 0;
+}
+
+// The same for a value spelled one way in each form.
+template <size_t C, size_t V>
+inline bool eq_form(Str s, bool compact, const char (&in_compact)[C], const char (&in_verbose)[V]) {
+    return compact ? eq(s, in_compact) : eq(s, in_verbose);
 }
 
 inline bool is_client_id(Str s) {
@@ -156,6 +167,65 @@ inline bool is_readable_id(Str s) {
     return true;
 }
 
+// How many of the eight bytes at p come before the first quote, backslash or control byte
+// (8: none). Each test flags its lowest matching byte exactly (a borrow only runs upwards),
+// so the lowest flag of the three is the first byte the string rules care about.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "plain_bytes_of_8 counts from the low byte");
+inline int plain_bytes_of_8(const char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    const uint64_t found =
+        (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((w - ones * 0x20) & ~w)) & (ones << 7);
+    return found ? __builtin_ctzll(found) >> 3 : 8;
+}
+
+// Whether n bytes at p are UTF-8: plain ASCII checked eight bytes at a time, anything else by simdjson.
+inline bool valid_text(const char* p, size_t n) {
+    uint64_t high = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        high |= w;
+    }
+    for (; i < n; i++) high |= (unsigned char)p[i];
+    return !(high & 0x8080808080808080ULL) || simdjson::validate_utf8(p, n);
+}
+
+// How many of the 16 bytes at p come before the first quote, backslash or control byte (16: none).
+inline int plain_bytes_of_16(const char* p) {
+#ifdef __SSE2__
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1F)), x);
+    const __m128i special = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))), control);
+    const unsigned found = (unsigned)_mm_movemask_epi8(special);
+    return found ? __builtin_ctz(found) : 16;
+#else
+    const int low = plain_bytes_of_8(p);
+    return low < 8 ? low : 8 + plain_bytes_of_8(p + 8);
+#endif
+}
+
+// A JSON string with no escape and no control byte at p (its opening quote): its text in *s, p moved past
+// its closing quote. False for any other string, or none. Reads up to 15 bytes past `end`.
+inline bool plain_string(const char*& p, const char* end, Str* s) {
+    if (p >= end || *p != '"') return false;
+    const char* start = ++p;
+    for (;;) {
+        if (p >= end) return false;
+        const int plain = plain_bytes_of_16(p);
+        p += plain;
+        if (plain < 16) break;
+    }
+    if (p >= end || *p != '"') return false;
+    *s = Str{start, (size_t)(p - start)};
+    p++;
+    return true;
+}
+
 // ---- strict JSON grammar over a raw span ----
 // On-Demand skips the inside of values it is not asked about; params and data are
 // passed through raw, so their grammar and depth are checked here, once, in one pass.
@@ -170,6 +240,9 @@ class SpanValidator {
         ws();
         return p_ == end_;
     }
+
+    // The end of the value that starts right at the span's start (no whitespace first), or nullptr.
+    const char* value_end(int depth) { return value(depth) ? p_ : nullptr; }
 
   private:
     const char* p_;
@@ -237,20 +310,6 @@ class SpanValidator {
 
     static bool hex(char c) {
         return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    }
-
-    // How many of the eight bytes at p come before the first quote, backslash or control byte
-    // (8: none). Each test flags its lowest matching byte exactly (a borrow only runs upwards),
-    // so the lowest flag of the three is the first byte the string rules care about.
-    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "plain_bytes_of_8 counts from the low byte");
-    static int plain_bytes_of_8(const char* p) {
-        uint64_t w;
-        std::memcpy(&w, p, 8);
-        const uint64_t ones = 0x0101010101010101ULL;
-        const uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-        const uint64_t found =
-            (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((w - ones * 0x20) & ~w)) & (ones << 7);
-        return found ? __builtin_ctzll(found) >> 3 : 8;
     }
 
     // Four hex digits at p (the caller has checked nothing): their value in *out.
