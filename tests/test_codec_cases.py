@@ -8,6 +8,7 @@ that id, or a ``wsa@v1/error`` event when there is none).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NamedTuple
 
 import pytest
@@ -692,3 +693,46 @@ def test_encoded_strings_escaped_at_every_offset(special: bytes) -> None:
             ):
                 for form in (VERBOSE, COMPACT):
                     assert compiled.encode(message, form) == pure.encode(message, form), (message, form)
+
+
+# Messages as the codecs write them (keys in order, no whitespace): the compiled codec reads these by its plain
+# path, and gives anything else to simdjson's reader. Each is broken below at every byte, so that each of the
+# plain path's checks (text, keys, strings, values, the end) is met by input that only it would let through.
+CANONICAL = [
+    b'{"from":"alice","to":"server","type":"request","id":"abcde","payload":{"method":"a@v1/b","params":{"k":[1,"x"]}}}',
+    b'{"f":"alice","t":"bob","y":"e","i":"abcde","p":{"m":"a@v1/b","p":[true,null]}}',
+    b'{"from":"server","to":"alice","type":"response","id":"abcde","payload":{"result":"success","receipt":"ok",'
+    b'"data":{"a":1}}}',
+    b'{"from":"alice","to":"bob","type":"response","id":"abcde","payload":{"result":"fail","code":"NOT_FOUND",'
+    b'"data":"x"}}',
+    b'{"f":"alice","t":"bob","y":"r","i":"abcde","p":{"r":"s","c":null,"d":5}}',
+    b'{"f":"","t":"s","y":"q","i":"2025-05-14T11:27:31.536370717+08:00","p":{"m":"wsa@v1/ping"}}',
+    b'{"from":"server","to":"","type":"response","id":"abcde","payload":{"result":"success"}}',
+    b'{"from":"a","to":"b","type":"event","id":"abcde","payload":{}}',
+]
+INSERTED = [b" ", b"\n", b"x", b"\\", b'"', b"\x00", b"\x1f", b"\xff", b"\xc3", b"}", b",", b"1", b"null"]
+IN_STRINGS = [b'\\"', b"\\\\", b"\\u0041", b"\\u00e9", b"\\ud800", b"\\n", b"\x01", b"\x7f", "é".encode(), b"\xe9"]
+
+
+@pytest.mark.parametrize("raw", CANONICAL)
+def test_canonical_messages_broken_at_every_byte(raw: bytes) -> None:
+    assert assert_agree(raw)[0] == ("error" if raw.endswith(b"{}}") else "ok")  # an event needs a method
+    for i in range(len(raw) + 1):
+        assert_agree(raw[:i])
+        assert_agree(raw[:i] + raw[i + 1 :])
+        for extra in INSERTED:
+            assert_agree(raw[:i] + extra + raw[i:])
+
+
+@pytest.mark.parametrize("raw", CANONICAL)
+def test_canonical_messages_with_each_string_respelled(raw: bytes) -> None:
+    """Every string value and key of the message, its text replaced by one holding an escape, a control byte or
+    non-ASCII text at each offset of a 16-byte block, or the value by another type."""
+    for match in re.finditer(rb'"[^"\\]*"', raw):
+        start, end = match.span()
+        for value in (b"null", b"1", b"true", b"[]", b"{}", b'""'):
+            assert_agree(raw[:start] + value + raw[end:])
+        for special in IN_STRINGS:
+            for offset in (0, 1, 7, 15, 16, 17):
+                text = b'"' + b"a" * offset + special + b"b" * 3 + b'"'
+                assert_agree(raw[:start] + text + raw[end:])

@@ -299,7 +299,7 @@ cdef class FrameBuffer:
         return 0
 
     cdef void _place_header(self, Py_ssize_t frame_start, int guess, Py_ssize_t n) noexcept:
-        """Write the header of the ``n``-byte payload placed ``guess`` bytes after ``frame_start``, and count the frame."""
+        """Write the header of the ``n``-byte payload put ``guess`` bytes after ``frame_start``; count the frame."""
         cdef unsigned char* h = <unsigned char*>self.data + frame_start
         cdef int header = header_size(n)
         cdef int i                      # a C int: an untyped one made each byte a checked Python conversion
