@@ -74,6 +74,8 @@ def kernel_group(chain: list[str]) -> str:
         for key, name in SYSCALLS:
             if key in symbol:
                 return f"kernel: {name}"
+    if any("softirq" in symbol or "net_rx_action" in symbol for symbol in chain):
+        return "kernel: softirq (TCP delivery to a reader)"
     if any("page_fault" in symbol for symbol in chain):
         return "kernel: page faults"
     return "kernel: interrupts, preemption"
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         command = [os.path.join(venv, "wsa-fast"), "bench", urls[0], "--scenario", "relay", "--clients", "16",
                    "--window", "64", "--duration", str(args.seconds + 2), "--warmup", "1", "--json",
                    result]  # fmt: skip
-        load = subprocess.Popen(command + (["--rx-url", urls[1]] if len(urls) > 1 else []), stdout=subprocess.DEVNULL)
+        rx = ["--rx-url", urls[1]] if len(urls) > 1 else []
+        load = subprocess.Popen(command + rx, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.5)
         before = {role: cpu_seconds(proc.pid) for role, proc in roles.items()}
         started = time.monotonic()
