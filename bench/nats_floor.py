@@ -4,13 +4,13 @@ forwarder can do, driven by a minimal client with the relay bench's batches.
     python bench/nats_floor.py                     # about 1 min: a table
     python bench/nats_floor.py --batches 440 --rounds 4 --record-bytes 88,64
 
-A publisher connection writes one ``PUB`` of BATCH records (RECORD bytes each, the size of one relayed message's
-record and its header in bench/run_cluster.py's relay) per write, paced by spinning so that RATE records a second
-flow; a subscriber connection reads them. Both are this Python process; what is measured is the CPU of the
-process between them: nats-server (as wsa-fast embeds it: GOMAXPROCS=1) and bench/loopback_forwarder.c (accept,
-epoll, read, write: no protocol), compiled here with ``cc``. CPU comes from /proc/PID/task/*/schedstat
-(nanoseconds, every thread). ``--vary`` draws each batch's size uniformly from BATCH/4 to 7*BATCH/4, as the
-gateway's batches vary.
+A publisher connection writes one ``PUB`` of BATCH records (RECORD bytes each, the size of one relayed
+message's record and its header in bench/run_cluster.py's relay) per write, paced by spinning so that RATE
+records a second flow; a subscriber connection reads them. Both are this Python process; what is measured is
+the CPU of the process between them: nats-server (as wsa-fast embeds it: GOMAXPROCS=1) and
+bench/native/loopback_forwarder.c (accept, epoll, read, write: no protocol), compiled here with ``cc``. CPU
+comes from /proc/PID/task/*/schedstat (nanoseconds, every thread). ``--vary`` draws each batch's size
+uniformly from BATCH/4 to 7*BATCH/4, as the gateway's batches vary.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     forwarder = os.path.join(tmp, "loopback_forwarder")
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
-        subprocess.run([cc, "-O2", "-o", forwarder, os.path.join(HERE, "loopback_forwarder.c")], check=True)
+        subprocess.run([cc, "-O2", "-o", forwarder, os.path.join(HERE, "native", "loopback_forwarder.c")], check=True)
     else:
         print("no C compiler: the forwarder's rows are left out", file=sys.stderr)
     config = os.path.join(tmp, "nats.conf")
