@@ -124,7 +124,7 @@ class Decoder {
 // The literal at p, moved past.
 template <size_t N>
 inline bool take(const char*& p, const char* end, const char (&lit)[N]) {
-    if ((size_t)(end - p) < N - 1 || std::memcmp(p, lit, N - 1) != 0) return false;
+    if ((size_t)(end - p) < N - 1 || !same_bytes(p, lit)) return false;
     p += N - 1;
     return true;
 }

@@ -70,10 +70,32 @@ inline bool is_id_char(unsigned char c) {
            c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
 }
 
+// The N - 1 bytes at p equal the literal's (up to 16), compared as two overlapping words, no call.
+template <typename Word, size_t n>
+inline bool same_words(const char* p, const char* lit) {
+    Word a, b, c, d;
+    std::memcpy(&a, p, sizeof(Word));
+    std::memcpy(&b, lit, sizeof(Word));
+    std::memcpy(&c, p + n - sizeof(Word), sizeof(Word));
+    std::memcpy(&d, lit + n - sizeof(Word), sizeof(Word));
+    return a == b && c == d;
+}
+
+template <size_t N>
+inline bool same_bytes(const char* p, const char (&lit)[N]) {
+    constexpr size_t n = N - 1;
+    static_assert(n <= 16, "literals of up to 16 bytes");
+    if constexpr (n >= 8) return same_words<uint64_t, n>(p, lit);
+    else if constexpr (n >= 4) return same_words<uint32_t, n>(p, lit);
+    else if constexpr (n >= 2) return same_words<uint16_t, n>(p, lit);
+    else if constexpr (n == 1) return p[0] == lit[0];
+    else return true;
+}
+
 // Text equal to a literal, its length known when compiled (so the compare is inlined, no strlen).
 template <size_t N>
 inline bool eq(Str s, const char (&lit)[N]) {
-    return s.n == N - 1 && std::memcmp(s.p, lit, N - 1) == 0;
+    return s.n == N - 1 && same_bytes(s.p, lit);
 }
 
 // The same for a value spelled one way in each form.
